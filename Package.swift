@@ -1,0 +1,45 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "imgtool",
+    products: [
+        .executable(name: "imgtool", targets: ["imgtool"]),
+        .library(name: "QCow2", targets: ["QCow2"]),
+        .library(name: "ImageOps", targets: ["ImageOps"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // Without the Foundation trait: Foundation costs start-up time and the runner needs only bytes.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+    ],
+    targets: [
+        .target(
+            name: "QCow2",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ImageOps",
+            dependencies: [
+                "QCow2",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "imgtool",
+            dependencies: [
+                "QCow2", "ImageOps",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "QCow2Tests", dependencies: ["QCow2", "ImageOps"], swiftSettings: strict),
+        .testTarget(name: "ImageOpsTests", dependencies: ["ImageOps", "QCow2", "imgtool"], swiftSettings: strict),
+    ]
+)

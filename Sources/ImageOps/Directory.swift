@@ -1,0 +1,50 @@
+import QCow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Walks folders with readdir: no Foundation, bounded depth and entry count so a huge tree cannot stall a report.
+package enum Directory {
+    /// One entry met on the walk.
+    package struct Entry: Sendable {
+        package var path: String
+        package var name: String
+        package var isDirectory: Bool
+    }
+
+    /// Calls `visit` for every entry under `root` up to `maxDepth` folders down, at most `limit` entries in all.
+    /// Symbolic links to folders are not followed (a link loop must not trap the walk).
+    package static func walk(_ root: String, maxDepth: Int, limit: Int = 200_000, _ visit: (Entry) -> Void) {
+        var budget = limit
+        var stack: [(String, Int)] = [(root, 0)]
+        while let (dir, depth) = stack.popLast() {
+            guard let handle = opendir(dir) else { continue }
+            defer { closedir(handle) }
+            while budget > 0, let ent = readdir(handle) {
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                budget -= 1
+                let path = dir == "." ? name : (dir.hasSuffix("/") ? dir + name : dir + "/" + name)
+                var isDir = ent.pointee.d_type == UInt8(DT_DIR)
+                if ent.pointee.d_type == UInt8(DT_UNKNOWN) {
+                    var st = stat()
+                    isDir = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+                }
+                visit(Entry(path: path, name: name, isDirectory: isDir))
+                if isDir && depth < maxDepth { stack.append((path, depth + 1)) }
+            }
+        }
+    }
+
+    /// The current working directory.
+    package static func current() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

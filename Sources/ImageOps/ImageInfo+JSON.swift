@@ -1,0 +1,47 @@
+import QCow2
+
+extension ImageInfo {
+    /// The qemu-img `info --output=json` object for this image, with qemu-img's field names and meanings.
+    public var json: JSON {
+        var formatSpecific: JSON?
+        if let h = qcow2 {
+            var data: [(String, JSON?)] = [
+                ("compat", .string(h.compat)),
+                ("compression-type", .string(h.compressionName)),
+            ]
+            if h.version >= 3 { data.append(("lazy-refcounts", .bool(h.lazyRefcounts))) }
+            data.append(("refcount-bits", .uint(h.refcountBits)))
+            if let df = h.dataFile { data.append(("data-file", .string(df))) }
+            if h.hasExternalDataFile { data.append(("data-file-raw", .bool(h.dataFileRaw))) }
+            if let enc = h.encryptionName { data.append(("encrypt", .object([("format", .string(enc))]))) }
+            if let b = h.bitmaps { data.append(("bitmap-count", .uint(UInt64(b.count)))) }
+            if h.version >= 3 {
+                data.append(("corrupt", .bool(h.isCorrupt)))
+                data.append(("extended-l2", .bool(h.hasExtendedL2)))
+            }
+            formatSpecific = .object([("type", .string("qcow2")), ("data", .object(data))])
+        } else if format == .vmdk, !probe.vmdkExtents.isEmpty {
+            formatSpecific = .object([
+                ("type", .string("vmdk")),
+                ("data", .object([
+                    ("create-type", probe.vmdkCreateType.map(JSON.string)),
+                    ("extents", .array(probe.vmdkExtents.map { .object([("filename", .string($0))]) })),
+                ])),
+            ])
+        }
+        return .object([
+            ("filename", .string(filename)),
+            ("format", .string(format.rawValue)),
+            ("virtual-size", virtualSize.map(JSON.uint)),
+            ("actual-size", .uint(actualSize)),
+            ("cluster-size", qcow2.map { .uint($0.clusterSize) }),
+            ("encrypted", qcow2?.encryptionName != nil ? .bool(true) : nil),
+            ("dirty-flag", .bool(qcow2?.isDirty ?? false)),
+            ("backing-filename", backingFilename.map(JSON.string)),
+            ("full-backing-filename", fullBackingFilename.map(JSON.string)),
+            ("backing-filename-format", backingFormat.map(JSON.string)),
+            ("snapshot-count", qcow2.map { .uint(UInt64($0.snapshotCount)) }),
+            ("format-specific", formatSpecific),
+        ])
+    }
+}

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Colour only on a terminal and never with NO_COLOR set.
+public struct Style: Sendable {
+    /// Whether escapes are written at all.
+    public var enabled: Bool
+
+    /// Colour for standard output, decided once.
+    public static func forStandardOutput() -> Style {
+        Style(enabled: isatty(1) == 1 && getenv("NO_COLOR") == nil)
+    }
+
+    /// No colour.
+    public static let plain = Style(enabled: false)
+
+    func wrap(_ s: String, _ code: String) -> String { enabled ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    /// For what is broken.
+    public func bad(_ s: String) -> String { wrap(s, "1;31") }
+    /// For what is fine.
+    public func good(_ s: String) -> String { wrap(s, "32") }
+    /// For warnings.
+    public func warn(_ s: String) -> String { wrap(s, "33") }
+    /// For commands to run.
+    public func command(_ s: String) -> String { wrap(s, "1") }
+    /// For secondary facts.
+    public func dim(_ s: String) -> String { wrap(s, "2") }
+}
+
+/// Writes a line to standard error.
+public func printError(_ line: String) {
+    // write(2) on fd 2: unbuffered, and no shared FILE* (which Swift 6 rightly calls unsafe).
+    let text = line + "\n"
+    let bytes = Array(text.utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return -1 }
+            return write(2, base + done, raw.count - done)
+        }
+        if n <= 0 { break }
+        done += n
+    }
+}

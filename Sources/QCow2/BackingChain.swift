@@ -1,0 +1,113 @@
+import SystemPackage
+
+/// A backing chain, top first, followed natively as far as it goes, with every problem found on the way.
+public struct BackingChain: Sendable, Equatable {
+    /// The layers that could be read, top first.
+    public var layers: [ImageInfo]
+    /// The problems, in the order met. A chain with none is healthy.
+    public var problems: [Problem]
+
+    /// True when every link could be followed and agrees with what it names.
+    public var isHealthy: Bool { problems.isEmpty }
+
+    /// QEMU's own limit is far lower in practice; 1000 keeps a hostile chain from running long.
+    public static let defaultMaxDepth = 1000
+
+    /// One bad backing link.
+    public struct Problem: Sendable, Equatable {
+        /// Index of the layer whose backing link is bad.
+        public var layer: Int
+        /// What is wrong.
+        public var kind: Kind
+        /// The backing name as recorded.
+        public var backing: String
+        /// Where it resolves to.
+        public var resolved: String
+        /// The problem in words.
+        public var message: String
+    }
+
+    /// The kinds of broken link, as the CLI contract names them.
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        case missing, unreadable, loop
+        case notAnImage = "not-an-image"
+        case formatMismatch = "format-mismatch"
+        case noFormat = "no-format"
+        case `protocol`
+        case tooDeep = "too-deep"
+        case invalidHeader = "invalid-header"
+
+        /// True when QEMU could still open the chain (the link works but is fragile).
+        public var isWarning: Bool { self == .noFormat }
+    }
+
+    /// Follows the chain from `path`. Throws only when `path` itself cannot be read; every later break becomes a
+    /// problem so the layers above it are still reported.
+    public static func follow(_ path: String, maxDepth: Int = defaultMaxDepth) throws(ImageInfo.Error) -> BackingChain {
+        let top = try ImageInfo.read(path)
+        return follow(from: top, maxDepth: maxDepth)
+    }
+
+    /// Follows the chain below an image already read.
+    public static func follow(from top: ImageInfo, maxDepth: Int = defaultMaxDepth) -> BackingChain {
+        var chain = BackingChain(layers: [top], problems: [])
+        var seen: Set<FileKey> = [FileKey(top.identity)]
+        var current = top
+        while let name = current.backingFilename {
+            let index = chain.layers.count - 1
+            let resolved = BackingPath.resolve(name, relativeTo: current.filename)
+            func problem(_ kind: Kind, _ message: String) {
+                chain.problems.append(Problem(layer: index, kind: kind, backing: name, resolved: resolved, message: message))
+            }
+            if BackingPath.isProtocol(name) {
+                problem(.protocol, "backing \"\(name)\" is a protocol string; QEMU hands it to a driver, imgtool does not follow it")
+                break
+            }
+            if chain.layers.count >= maxDepth {
+                problem(.tooDeep, "the chain is deeper than \(maxDepth) layers; stopped following at \(resolved)")
+                break
+            }
+            let next: ImageInfo
+            do {
+                next = try ImageInfo.read(resolved)
+            } catch {
+                switch error {
+                case .file(.missing):
+                    problem(.missing, "backing file \(resolved) does not exist")
+                case .file(.unreadable(_, let e)):
+                    problem(.unreadable, "backing file \(resolved) cannot be read (\(Errno(rawValue: e)))")
+                case .file(.notAFile(_, let kind)):
+                    problem(.notAnImage, "backing file \(resolved) is a \(kind), not an image")
+                case .file(.io):
+                    problem(.unreadable, error.description)
+                case .header(let h):
+                    problem(.invalidHeader, "backing file has an invalid header: \(h.description)")
+                }
+                break
+            }
+            if seen.contains(FileKey(next.identity)) {
+                problem(.loop, "backing file \(resolved) is already in this chain: the chain loops")
+                break
+            }
+            if let recorded = current.backingFormat {
+                if ImageFormat(qemuName: recorded) != next.format {
+                    problem(.formatMismatch, "recorded backing format is \(recorded) but \(resolved) is \(next.format.rawValue)")
+                    break
+                }
+            } else {
+                problem(.noFormat, "no backing format recorded; QEMU has to guess the format of \(resolved) (it looks like \(next.format.rawValue))")
+            }
+            seen.insert(FileKey(next.identity))
+            chain.layers.append(next)
+            current = next
+        }
+        return chain
+    }
+}
+
+/// A file's identity for loop detection: two names of one file compare equal.
+package struct FileKey: Hashable, Sendable {
+    package var device: UInt64
+    package var inode: UInt64
+    package init(_ id: FileIdentity) { device = id.device; inode = id.inode }
+}

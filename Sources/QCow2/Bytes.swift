@@ -1,0 +1,61 @@
+/// A bounds-checked view of bytes read from a file: every getter says which field it wanted when the bytes run out.
+package struct ByteWindow: Sendable {
+    /// The bytes.
+    package let bytes: [UInt8]
+
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// True when `count` bytes at `offset` lie inside the window.
+    package func has(_ offset: Int, _ count: Int) -> Bool {
+        offset >= 0 && count >= 0 && offset <= bytes.count && count <= bytes.count - offset
+    }
+
+    package func u8(_ offset: Int) -> UInt8? { has(offset, 1) ? bytes[offset] : nil }
+
+    package func u16LE(_ offset: Int) -> UInt16? {
+        guard has(offset, 2) else { return nil }
+        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+
+    package func u32BE(_ offset: Int) -> UInt32? {
+        guard has(offset, 4) else { return nil }
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
+        return v
+    }
+
+    package func u32LE(_ offset: Int) -> UInt32? {
+        guard has(offset, 4) else { return nil }
+        var v: UInt32 = 0
+        for i in (0..<4).reversed() { v = v << 8 | UInt32(bytes[offset + i]) }
+        return v
+    }
+
+    package func u64BE(_ offset: Int) -> UInt64? {
+        guard has(offset, 8) else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
+        return v
+    }
+
+    package func u64LE(_ offset: Int) -> UInt64? {
+        guard has(offset, 8) else { return nil }
+        var v: UInt64 = 0
+        for i in (0..<8).reversed() { v = v << 8 | UInt64(bytes[offset + i]) }
+        return v
+    }
+
+    package func slice(_ offset: Int, _ count: Int) -> ArraySlice<UInt8>? {
+        has(offset, count) ? bytes[offset..<(offset + count)] : nil
+    }
+
+    package func starts(with magic: [UInt8], at offset: Int = 0) -> Bool {
+        guard has(offset, magic.count) else { return false }
+        return bytes[offset..<(offset + magic.count)].elementsEqual(magic)
+    }
+}
+
+/// Text from bytes a file holds: invalid UTF-8 is repaired rather than trusted.
+package func decodeText<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    String(decoding: Array(bytes), as: UTF8.self)
+}

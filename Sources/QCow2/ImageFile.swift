@@ -1,0 +1,176 @@
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An image file opened read-only and read with `pread`: only the bytes asked for, never the whole file.
+public final class ImageFile {
+    /// The path as the caller gave it (used in every message).
+    public let path: String
+    /// The open descriptor; closed when this object goes away.
+    let fd: FileDescriptor
+    /// What `fstat` said when the file was opened.
+    public let stat: FileIdentity
+
+    /// Errors from opening or reading a file.
+    public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable {
+        /// No file at the path.
+        case missing(path: String)
+        /// The file exists but we may not read it.
+        case unreadable(path: String, errno: Int32)
+        /// The path names a directory, socket or other thing that is not a disk image.
+        case notAFile(path: String, kind: String)
+        /// A read failed below us.
+        case io(path: String, offset: UInt64, errno: Int32)
+
+        public var description: String {
+            switch self {
+            case .missing(let path): return "\(path): no such file"
+            case .unreadable(let path, let e): return "\(path): cannot be read (\(Errno(rawValue: e)))"
+            case .notAFile(let path, let kind): return "\(path): is a \(kind), not an image file"
+            case .io(let path, let offset, let e): return "\(path): read error at offset \(offset) (\(Errno(rawValue: e)))"
+            }
+        }
+    }
+
+    private init(path: String, fd: FileDescriptor, stat: FileIdentity) {
+        self.path = path
+        self.fd = fd
+        self.stat = stat
+    }
+
+    deinit { try? fd.close() }
+
+    /// Opens `path` read-only. Directories and other non-files are refused here so no caller reads one by mistake.
+    public static func open(_ path: String) throws(Error) -> ImageFile {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+        } catch {
+            let e = errnoValue(error)
+            if e == ENOENT || e == ENOTDIR { throw .missing(path: path) }
+            throw .unreadable(path: path, errno: e)
+        }
+        guard let identity = FileIdentity.of(fd) else {
+            try? fd.close()
+            throw .unreadable(path: path, errno: errno)
+        }
+        switch identity.kind {
+        case .regular, .blockDevice: break
+        default:
+            try? fd.close()
+            throw .notAFile(path: path, kind: identity.kind.rawValue)
+        }
+        return ImageFile(path: path, fd: fd, stat: identity)
+    }
+
+    /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
+    public func read(at offset: UInt64, count: Int) throws(Error) -> [UInt8] {
+        guard count > 0 else { return [] }
+        guard offset <= UInt64(Int64.max) else { return [] }
+        var buffer = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got: Int
+            do {
+                got = try buffer.withUnsafeMutableBytes { raw in
+                    try fd.read(
+                        fromAbsoluteOffset: Int64(offset) + Int64(filled),
+                        into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]),
+                        retryOnInterrupt: true)
+                }
+            } catch {
+                throw .io(path: path, offset: offset, errno: errnoValue(error))
+            }
+            if got == 0 { break }
+            filled += got
+        }
+        if filled < count { buffer.removeSubrange(filled...) }
+        return buffer
+    }
+
+    /// Reads exactly `count` bytes at `offset` into `buffer`, zero-filling past the end of the file.
+    public func readZeroFilled(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Error) {
+        var filled = 0
+        while filled < buffer.count {
+            guard offset <= UInt64(Int64.max) - UInt64(filled) else { break }
+            let got: Int
+            do {
+                got = try fd.read(
+                    fromAbsoluteOffset: Int64(offset) + Int64(filled),
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
+                    retryOnInterrupt: true)
+            } catch {
+                throw .io(path: path, offset: offset, errno: errnoValue(error))
+            }
+            if got == 0 { break }
+            filled += got
+        }
+        if filled < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
+
+    /// The descriptor's raw value, for `fcntl` lock queries that swift-system does not wrap.
+    package var rawDescriptor: Int32 { fd.rawValue }
+}
+
+/// What `fstat` tells about a file: enough to tell two names of one file apart and to size it.
+public struct FileIdentity: Sendable, Equatable, Hashable {
+    /// The kind of file, as `st_mode` says.
+    public enum Kind: String, Sendable {
+        case regular = "regular file", directory, blockDevice = "block device", other = "special file"
+    }
+    /// Device number.
+    public var device: UInt64
+    /// Inode number.
+    public var inode: UInt64
+    /// Size in bytes (for a block device, 0: ask the device).
+    public var size: UInt64
+    /// Bytes allocated on disk (`st_blocks` × 512), what qemu-img calls actual-size.
+    public var allocated: UInt64
+    /// Kind of file.
+    public var kind: Kind
+    /// Last modification, seconds and nanoseconds, so a saved header can tell whether the image changed since.
+    public var mtimeSeconds: Int64
+    /// Nanosecond part of the modification time.
+    public var mtimeNanoseconds: Int64
+
+    static func of(_ fd: FileDescriptor) -> FileIdentity? {
+        var st = stat()
+        guard fstat(fd.rawValue, &st) == 0 else { return nil }
+        return FileIdentity(st)
+    }
+
+    /// `stat` of a path, following links; nil when it cannot be had.
+    public static func of(path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(st)
+    }
+
+    init(_ st: stat) {
+        device = UInt64(truncatingIfNeeded: st.st_dev)
+        inode = UInt64(truncatingIfNeeded: st.st_ino)
+        size = st.st_size > 0 ? UInt64(st.st_size) : 0
+        allocated = st.st_blocks > 0 ? UInt64(st.st_blocks).multipliedReportingOverflow(by: 512).partialValue : 0
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFBLK: kind = .blockDevice
+        default: kind = .other
+        }
+        mtimeSeconds = Int64(st.st_mtim.tv_sec)
+        mtimeNanoseconds = Int64(st.st_mtim.tv_nsec)
+    }
+}
+
+/// The errno behind an error thrown by swift-system (EIO when it is something else).
+func errnoValue(_ error: any Swift.Error) -> Int32 {
+    (error as? Errno)?.rawValue ?? EIO
+}

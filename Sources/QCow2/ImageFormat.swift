@@ -1,0 +1,24 @@
+/// A disk image format, named as qemu-img names it.
+public enum ImageFormat: String, Sendable, Equatable, CaseIterable {
+    case qcow2, qcow, qed, vmdk, vdi, vhdx, vpc, luks, raw
+
+    /// Recognises qemu-img's format names (the ones `-F` and the backing format extension use).
+    public init?(qemuName: String) {
+        self.init(rawValue: qemuName)
+    }
+
+    /// Formats that can name a backing file of their own.
+    public var canHaveBacking: Bool { self == .qcow2 || self == .qcow || self == .qed || self == .vmdk }
+}
+
+/// What the first bytes of a file say it is.
+public struct ProbeResult: Sendable, Equatable {
+    /// The detected format; raw when no magic matched.
+    public var format: ImageFormat
+    /// The virtual size when the header gives it cheaply (raw: the file size).
+    public var virtualSize: UInt64?
+    /// For a VMDK text descriptor: the extent lines' file names (they reach outside the file).
+    public var vmdkExtents: [String]
+    /// For a VMDK text descriptor: the createType.
+    public var vmdkCreateType: String?
+}

@@ -1,0 +1,73 @@
+/// One image as read natively: what qemu-img info reports, from one open, one fstat and one pread.
+public struct ImageInfo: Sendable, Equatable {
+    /// The path as given (or as resolved from the layer above), as qemu-img prints it.
+    public var filename: String
+    /// The detected format.
+    public var format: ImageFormat
+    /// Virtual disk size, when the format's header gives it.
+    public var virtualSize: UInt64?
+    /// Bytes allocated on disk.
+    public var actualSize: UInt64
+    /// Device, inode, size and modification time.
+    public var identity: FileIdentity
+    /// The qcow2 header, for qcow2 images.
+    public var qcow2: QCow2Header?
+    /// What the probe found (VMDK descriptors keep their extents here).
+    public var probe: ProbeResult
+
+    /// The backing file name as recorded in the image.
+    public var backingFilename: String? {
+        guard let name = qcow2?.backingFile, !name.isEmpty else { return nil }
+        return name
+    }
+    /// The backing format as recorded, nil when none is.
+    public var backingFormat: String? { qcow2?.backingFormat }
+    /// Where QEMU will look for the backing file.
+    public var fullBackingFilename: String? {
+        backingFilename.map { BackingPath.resolve($0, relativeTo: filename) }
+    }
+
+    /// Why an image could not be read.
+    public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable {
+        /// Opening or reading the file failed.
+        case file(ImageFile.Error)
+        /// The file has qcow2's magic but a header QEMU would refuse.
+        case header(QCow2Header.Error)
+
+        public var description: String {
+            switch self {
+            case .file(let e): return e.description
+            case .header(let e): return e.description
+            }
+        }
+    }
+
+    /// Reads one image: its format by magic and, for qcow2, the validated header.
+    public static func read(_ path: String) throws(Error) -> ImageInfo {
+        let file: ImageFile
+        do { file = try ImageFile.open(path) } catch { throw .file(error) }
+        return try read(file)
+    }
+
+    /// Reads one image from an open file.
+    public static func read(_ file: ImageFile) throws(Error) -> ImageInfo {
+        let prefix: [UInt8]
+        do { prefix = try file.read(at: 0, count: QCow2Header.firstRead) } catch { throw .file(error) }
+        let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
+        var info = ImageInfo(
+            filename: file.path, format: probe.format, virtualSize: probe.virtualSize,
+            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe)
+        if probe.format == .qcow2 {
+            do throws(QCow2Header.Error) {
+                let header = try QCow2Header.parse(prefix, path: file.path) { (offset, count) throws(QCow2Header.Error) in
+                    do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
+                }
+                info.qcow2 = header
+                info.virtualSize = header.size
+            } catch {
+                throw .header(error)
+            }
+        }
+        return info
+    }
+}

@@ -1,0 +1,71 @@
+extension QCow2Header {
+    /// Header extension types.
+    public enum ExtensionType {
+        /// End of the extension area.
+        public static let end: UInt32 = 0
+        /// Backing file format name.
+        public static let backingFormat: UInt32 = 0xE279_2ACA
+        /// Feature name table.
+        public static let featureNameTable: UInt32 = 0x6803_F857
+        /// Persistent bitmaps.
+        public static let bitmaps: UInt32 = 0x2385_2875
+        /// Full disk encryption header pointer.
+        public static let cryptoHeader: UInt32 = 0x0537_BE77
+        /// External data file name.
+        public static let dataFile: UInt32 = 0x4441_5441
+    }
+
+    /// Walks the extensions from the end of the header to `end`. Each extension takes at least 8 bytes, so the loop
+    /// ends after at most cluster_size / 8 steps whatever the file says.
+    /// Returns false when the bytes at hand ran out before the end marker or `end`, so the caller can read more.
+    mutating func readExtensions(_ w: ByteWindow, end: UInt64, path: String) throws(Error) -> Bool {
+        var offset = UInt64(headerLength)
+        let limit = min(end, UInt64(w.bytes.count))
+        while offset + 8 <= limit {
+            let o = Int(offset)
+            let type = w.u32BE(o) ?? 0
+            let length = UInt64(w.u32BE(o + 4) ?? 0)
+            if type == ExtensionType.end { return true }
+            let dataStart = offset + 8
+            if length > limit - dataStart && limit < end { return false }
+            guard length <= limit - dataStart else {
+                throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end))")
+            }
+            let d = Int(dataStart)
+            let n = Int(length)
+            switch type {
+            case ExtensionType.backingFormat:
+                // QEMU keeps the name in a 16-byte buffer and refuses longer ones.
+                guard length < 16 else {
+                    throw .invalidField(path: path, field: "backing format extension length", value: length, reason: "at most 15 bytes")
+                }
+                backingFormat = decodeText(w.slice(d, n) ?? [])
+            case ExtensionType.featureNameTable:
+                var e = d
+                while e + 48 <= d + n {
+                    let raw = w.slice(e + 2, 46) ?? []
+                    let name = decodeText(raw.prefix { $0 != 0 })
+                    featureNames.append(FeatureName(kind: w.u8(e) ?? 0, bit: w.u8(e + 1) ?? 0, name: name))
+                    e += 48
+                }
+            case ExtensionType.bitmaps:
+                guard length >= 24 else {
+                    throw .invalidField(path: path, field: "bitmaps extension length", value: length, reason: "must be 24 bytes")
+                }
+                bitmaps = Bitmaps(count: w.u32BE(d) ?? 0, directorySize: w.u64BE(d + 8) ?? 0, directoryOffset: w.u64BE(d + 16) ?? 0)
+            case ExtensionType.cryptoHeader:
+                guard length == 16 else {
+                    throw .invalidField(path: path, field: "crypto header extension length", value: length, reason: "must be 16 bytes")
+                }
+                cryptoHeader = CryptoHeader(offset: w.u64BE(d) ?? 0, length: w.u64BE(d + 8) ?? 0)
+            case ExtensionType.dataFile:
+                dataFile = decodeText(w.slice(d, n) ?? [])
+            default:
+                unknownExtensions.append(type)
+            }
+            let padded = (length + 7) & ~UInt64(7)
+            offset = dataStart + padded
+        }
+        return limit >= end || offset + 8 <= limit
+    }
+}
