@@ -39,7 +39,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "QCow2Tests", dependencies: ["QCow2", "ImageOps"], swiftSettings: strict),
-        .testTarget(name: "ImageOpsTests", dependencies: ["ImageOps", "QCow2", "imgtool"], swiftSettings: strict),
+        // Helpers the test targets share: running qemu-img and the built imgtool, temporary folders.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "QCow2Tests", dependencies: ["QCow2", "ImageOps", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "ImageOpsTests", dependencies: ["ImageOps", "QCow2", "TestSupport", "imgtool"],
+            swiftSettings: strict),
     ]
 )

@@ -18,7 +18,9 @@ extension QCow2Header {
     /// Walks the extensions from the end of the header to `end`. Each extension takes at least 8 bytes, so the loop
     /// ends after at most cluster_size / 8 steps whatever the file says.
     /// Returns false when the bytes at hand ran out before the end marker or `end`, so the caller can read more.
-    mutating func readExtensions(_ w: ByteWindow, end: UInt64, path: String) throws(Error) -> Bool {
+    /// With `final`, the bytes at hand are all there is (the file ends there) and an extension running past them is
+    /// refused.
+    mutating func readExtensions(_ w: ByteWindow, end: UInt64, final: Bool, path: String) throws(Error) -> Bool {
         var offset = UInt64(headerLength)
         let limit = min(end, UInt64(w.bytes.count))
         while offset + 8 <= limit {
@@ -27,7 +29,7 @@ extension QCow2Header {
             let length = UInt64(w.u32BE(o + 4) ?? 0)
             if type == ExtensionType.end { return true }
             let dataStart = offset + 8
-            if length > limit - dataStart && limit < end { return false }
+            if length > limit - dataStart && limit < end && !final { return false }
             guard length <= limit - dataStart else {
                 throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end))")
             }

@@ -124,10 +124,10 @@ extension QCow2Header {
         }
 
         let pristine = h
-        if try !h.readExtensions(w, end: extEnd, path: path) {
+        if try !h.readExtensions(w, end: extEnd, final: !fileMayHaveMore, path: path) {
             try ensure(extEnd)
             h = pristine
-            _ = try h.readExtensions(w, end: extEnd, path: path)
+            _ = try h.readExtensions(w, end: extEnd, final: true, path: path)
         }
 
         if h.unknownIncompatibleBits != 0 {

@@ -1,0 +1,131 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `imgtool info/chain --output json` must agree with `qemu-img info [--backing-chain] --output=json` on every
+/// image of a corpus made at test time by the real qemu-img. Both run from the corpus's parent folder on the same
+/// relative paths, so even full-backing-filename must match to the letter.
+@Suite(.serialized)
+struct DifferentialTests {
+    static let compared = [
+        "format", "virtual-size", "cluster-size", "dirty-flag", "encrypted", "backing-filename",
+        "full-backing-filename", "backing-filename-format",
+    ]
+    static let comparedSpecific = ["compat", "compression-type", "extended-l2", "refcount-bits", "lazy-refcounts", "corrupt", "data-file"]
+
+    static func compare(_ ours: [String: Any], _ theirs: [String: Any], _ what: String) {
+        for key in compared {
+            let a = ours[key].map { "\($0)" }
+            // qemu-img leaves "encrypted" out when false; we do the same.
+            let b = theirs[key].map { "\($0)" }
+            #expect(a == b, "\(what): \(key): imgtool \(a ?? "nil") vs qemu-img \(b ?? "nil")")
+        }
+        let ourData = ((ours["format-specific"] as? [String: Any])?["data"] as? [String: Any]) ?? [:]
+        let theirData = ((theirs["format-specific"] as? [String: Any])?["data"] as? [String: Any]) ?? [:]
+        for key in comparedSpecific {
+            let a = ourData[key].map { "\($0)" }
+            let b = theirData[key].map { "\($0)" }
+            #expect(a == b, "\(what): format-specific.\(key): imgtool \(a ?? "nil") vs qemu-img \(b ?? "nil")")
+        }
+        #expect((ourData["encrypt"] as? [String: Any])?["format"] as? String == (theirData["encrypt"] as? [String: Any])?["format"] as? String)
+    }
+
+    /// One image of the corpus: the qemu-img commands that make it (run in the corpus folder).
+    struct Case: CustomStringConvertible, Sendable {
+        var name: String
+        var commands: [[String]]
+        var description: String { name }
+    }
+
+    static let secret = ["--object", "secret,id=s0,data=pw"]
+
+    static let singles: [Case] = {
+        var cases: [Case] = []
+        for bits in [9, 12, 16, 21] {
+            let size = 1 << bits
+            cases.append(Case(name: "c\(size).qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "cluster_size=\(size)", "c\(size).qcow2", "8M"]]))
+        }
+        cases += [
+            Case(name: "v2.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "compat=0.10,cluster_size=512", "v2.qcow2", "3M"]]),
+            Case(name: "lazy.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "lazy.qcow2", "16M"]]),
+            Case(name: "extl2.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=128k", "extl2.qcow2", "1G"]]),
+            Case(name: "zstd.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "zstd.qcow2", "10M"]]),
+            Case(name: "refcount1.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "refcount_bits=1", "refcount1.qcow2", "10M"]]),
+            Case(name: "refcount64.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "refcount_bits=64", "refcount64.qcow2", "10M"]]),
+            Case(name: "luks.qcow2", commands: [["create", "-q"] + secret + ["-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", "luks.qcow2", "8M"]]),
+            Case(name: "datafile.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "data_file=datafile.data", "datafile.qcow2", "8M"]]),
+            Case(name: "datafile-raw.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "data_file=dfr.data,data_file_raw=on", "datafile-raw.qcow2", "8M"]]),
+            Case(name: "snap.qcow2", commands: [
+                ["create", "-q", "-f", "qcow2", "snap.qcow2", "8M"], ["snapshot", "-c", "first", "snap.qcow2"], ["snapshot", "-c", "second", "snap.qcow2"],
+            ]),
+            Case(name: "bitmap.qcow2", commands: [["create", "-q", "-f", "qcow2", "bitmap.qcow2", "8M"], ["bitmap", "--add", "bitmap.qcow2", "b0"]]),
+            Case(name: "odd-size.qcow2", commands: [["create", "-q", "-f", "qcow2", "odd-size.qcow2", "12345"]]),
+            Case(name: "big.qcow2", commands: [["create", "-q", "-f", "qcow2", "big.qcow2", "4T"]]),
+            Case(name: "rawbase.raw", commands: [["create", "-q", "-f", "raw", "rawbase.raw", "4M"]]),
+            Case(name: "over-raw-rel.qcow2", commands: [
+                ["create", "-q", "-f", "raw", "b1.raw", "4M"], ["create", "-q", "-f", "qcow2", "-b", "b1.raw", "-F", "raw", "over-raw-rel.qcow2"],
+            ]),
+            Case(name: "sub/over-qcow2-rel.qcow2", commands: [
+                ["create", "-q", "-f", "qcow2", "b2.qcow2", "4M"], ["create", "-q", "-f", "qcow2", "-b", "../b2.qcow2", "-F", "qcow2", "sub/over-qcow2-rel.qcow2"],
+            ]),
+            Case(name: "v2-over.qcow2", commands: [
+                ["create", "-q", "-f", "raw", "b3.raw", "4M"], ["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "b3.raw", "-F", "raw", "v2-over.qcow2"],
+            ]),
+        ]
+        return cases
+    }()
+
+    @Test(arguments: singles)
+    func infoAgrees(_ c: Case) throws {
+        let root = try TempDir("diff")
+        let corpus = try root.mkdir("corpus")
+        try root.mkdir("corpus/sub")
+        for cmd in c.commands { try QemuImg.run(cmd, cwd: corpus) }
+        let rel = "corpus/" + c.name
+        let theirs = try #require(try QemuImg.info(rel, cwd: root.path) as? [String: Any])
+        let r = try ImgtoolBinary.run(["info", "--output", "json", rel], cwd: root.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let ours = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        Self.compare(ours, theirs, c.name)
+        #expect(ours["filename"] as? String == rel)
+        #expect(ours["actual-size"] as? Int == theirs["actual-size"] as? Int)
+    }
+
+    /// Chains of depth 1 to 50, qcow2 and raw bases, relative and absolute links, every layer compared.
+    @Test(arguments: [(1, "raw", false), (2, "qcow2", true), (7, "raw", true), (50, "qcow2", false), (50, "raw", true)])
+    func chainAgrees(depth: Int, baseFormat: String, absolute: Bool) throws {
+        let root = try TempDir("diffchain")
+        let corpus = try root.mkdir("corpus")
+        try root.mkdir("corpus/layers")
+        try QemuImg.run(["create", "-q", "-f", baseFormat, "base.\(baseFormat)", "16M"], cwd: corpus)
+        var below = "base.\(baseFormat)", belowFormat = baseFormat
+        for i in 1...depth {
+            // Alternate folders so relative names climb up and down.
+            let name = i % 2 == 0 ? "layer\(i).qcow2" : "layers/layer\(i).qcow2"
+            let belowFromHere: String
+            if absolute {
+                belowFromHere = corpus + "/" + below
+            } else if name.hasPrefix("layers/") {
+                belowFromHere = below.hasPrefix("layers/") ? String(below.dropFirst(7)) : "../" + below
+            } else {
+                belowFromHere = below
+            }
+            try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", belowFromHere, "-F", belowFormat, name], cwd: corpus)
+            below = name
+            belowFormat = "qcow2"
+        }
+        let rel = "corpus/" + below
+        let theirs = try #require(try QemuImg.info(rel, chain: true, cwd: root.path) as? [[String: Any]])
+        let r = try ImgtoolBinary.run(["chain", "--output", "json", rel], cwd: root.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(report["healthy"] as? Bool == true)
+        let layers = try #require(report["layers"] as? [[String: Any]])
+        #expect(layers.count == depth + 1)
+        #expect(theirs.count == depth + 1)
+        for (i, (a, b)) in zip(layers, theirs).enumerated() {
+            Self.compare(a, b, "layer \(i)")
+            #expect(a["filename"] as? String == b["filename"] as? String, "layer \(i) filename")
+        }
+    }
+}
