@@ -32,15 +32,25 @@ public struct Style: Sendable {
 
 /// Writes a line to standard error.
 public func printError(_ line: String) {
-    // write(2) on fd 2: unbuffered, and no shared FILE* (which Swift 6 rightly calls unsafe).
-    let text = line + "\n"
-    let bytes = Array(text.utf8)
+    writeAll(2, Array((line + "\n").utf8))
+}
+
+/// Writes text and a newline to standard output in one write: cheaper than `print`, which locks and casts per call.
+public func printOut(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.append(UInt8(ascii: "\n"))
+    writeAll(1, bytes)
+}
+
+/// write(2) until done: unbuffered, and no shared FILE* (which Swift 6 rightly calls unsafe).
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     var done = 0
     while done < bytes.count {
         let n = bytes.withUnsafeBytes { raw -> Int in
             guard let base = raw.baseAddress else { return -1 }
-            return write(2, base + done, raw.count - done)
+            return write(fd, base + done, raw.count - done)
         }
+        if n < 0 && errno == EINTR { continue }
         if n <= 0 { break }
         done += n
     }

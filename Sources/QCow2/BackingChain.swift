@@ -10,7 +10,7 @@ public struct BackingChain: Sendable, Equatable {
     /// True when every link could be followed and agrees with what it names.
     public var isHealthy: Bool { problems.isEmpty }
 
-    /// QEMU's own limit is far lower in practice; 1000 keeps a hostile chain from running long.
+    /// How many backing links are followed at most; 1000 keeps a hostile chain from running long.
     public static let defaultMaxDepth = 1000
 
     /// One bad backing link.
@@ -63,8 +63,8 @@ public struct BackingChain: Sendable, Equatable {
                 problem(.protocol, "backing \"\(name)\" is a protocol string; QEMU hands it to a driver, imgtool does not follow it")
                 break
             }
-            if chain.layers.count >= maxDepth {
-                problem(.tooDeep, "the chain is deeper than \(maxDepth) layers; stopped following at \(resolved)")
+            if chain.layers.count > maxDepth {
+                problem(.tooDeep, "the chain is deeper than \(maxDepth) backing links; stopped following at \(resolved)")
                 break
             }
             let next: ImageInfo

@@ -9,7 +9,7 @@ struct Chain: ParsableCommand {
     @Argument(help: "The top image.")
     var image: String
 
-    @Option(name: .long, help: "Stop following after this many layers.")
+    @Option(name: .long, help: "Stop following after this many backing links.")
     var maxDepth: Int = BackingChain.defaultMaxDepth
 
     @OptionGroup var options: ReadOptions
@@ -19,12 +19,7 @@ struct Chain: ParsableCommand {
     }
 
     func run() throws {
-        let chain = try BackingChain.follow(image, maxDepth: maxDepth)
-        let report = ChainReport(image: image, chain: chain)
-        switch options.output {
-        case .json: print(report.json.rendered())
-        case .human: print(report.human(style: .forStandardOutput()))
-        }
-        if !chain.isHealthy { throw ExitCode(2) }
+        let code = try ReadCommands.chain(image, maxDepth: maxDepth, output: options.output.library)
+        if code != 0 { throw ExitCode(code) }
     }
 }

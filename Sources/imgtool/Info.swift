@@ -11,10 +11,7 @@ struct Info: ParsableCommand {
     @OptionGroup var options: ReadOptions
 
     func run() throws {
-        let info = try ImageInfo.read(image)
-        switch options.output {
-        case .json: print(info.json.rendered())
-        case .human: print(ImageReport.human(info))
-        }
+        let code = try ReadCommands.info(image, output: options.output.library)
+        if code != 0 { throw ExitCode(code) }
     }
 }

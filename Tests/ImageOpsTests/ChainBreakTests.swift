@@ -128,7 +128,7 @@ struct ChainBreakTests {
         try qemu("create", "-q", "-f", "raw", "l0.raw", "1M")
         try qemu("create", "-q", "-f", "qcow2", "-b", "l0.raw", "-F", "raw", "l1.qcow2")
         for i in 2...5 { try qemu("create", "-q", "-f", "qcow2", "-b", "l\(i - 1).qcow2", "-F", "qcow2", "l\(i).qcow2") }
-        try expectKind("l5.qcow2", "too-deep", layer: 2, ["--max-depth", "3"])
+        try expectKind("l5.qcow2", "too-deep", layer: 3, ["--max-depth", "3"])
     }
 
     @Test func invalidHeaderBelow() throws {

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+@testable import ImageOps
+import TestSupport
+
+/// The start-up fast path and ArgumentParser must be indistinguishable: same bytes out, same exit code.
+struct CLITests {
+    @Test func fastPathMatchesFullParser() throws {
+        let dir = try TempDir("cli")
+        try QemuImg.run(["create", "-q", "-f", "raw", "b.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "b.raw", "-F", "raw", "o.cow"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", "broken.cow", "1M"], cwd: dir.path)
+        var slow = ProcessInfo.processInfo.environment
+        slow["IMGTOOL_NO_FAST_PATH"] = "1"
+        let forms: [[String]] = [
+            ["info", "o.cow"], ["info", "--output", "json", "o.cow"], ["info", "o.cow", "--output=json"],
+            ["chain", "o.cow"], ["chain", "--output=json", "broken.cow"], ["chain", "broken.cow", "--max-depth", "1"],
+            ["chain", "--max-depth=1", "--output", "json", "o.cow"], ["info", "missing.qcow2"],
+        ]
+        for args in forms {
+            let fast = try ImgtoolBinary.run(args, cwd: dir.path)
+            let full = try ImgtoolBinary.run(args, cwd: dir.path, environment: slow)
+            #expect(fast.status == full.status, "\(args)")
+            #expect(fast.stdout == full.stdout, "\(args)")
+            #expect(fast.stderr == full.stderr, "\(args)")
+        }
+    }
+
+    @Test func fastPathDeclinesWhatItDoesNotKnow() {
+        #expect(ReadCommands.fastPath(["info", "--help"]) == nil)
+        #expect(ReadCommands.fastPath(["chain", "a", "b"]) == nil)
+        #expect(ReadCommands.fastPath(["chain", "--output", "yaml", "a"]) == nil)
+        #expect(ReadCommands.fastPath(["chain", "--max-depth", "0", "a"]) == nil)
+        #expect(ReadCommands.fastPath(["info", "--max-depth", "3", "a"]) == nil)
+        #expect(ReadCommands.fastPath(["info"]) == nil)
+        #expect(ReadCommands.fastPath(["scan", "x"]) == nil)
+        #expect(ReadCommands.fastPath(["chain", "a", "--output=json"]) != nil)
+    }
+
+    @Test func usageErrorIs64() throws {
+        #expect(try ImgtoolBinary.run(["chain"]).status == 64)
+        #expect(try ImgtoolBinary.run(["chain", "x", "--max-depth", "0"]).status == 64)
+        #expect(try ImgtoolBinary.run(["frobnicate"]).status == 64)
+    }
+
+    @Test func sizes() {
+        #expect(Sizes.human(0) == "0 B")
+        #expect(Sizes.human(1024) == "1 KiB")
+        #expect(Sizes.human(67_108_864) == "64 MiB")
+        #expect(Sizes.human(1_610_612_736) == "1.5 GiB")
+        #expect(Sizes.parse("64M") == 67_108_864)
+        #expect(Sizes.parse("1G") == 1 << 30)
+        #expect(Sizes.parse("512") == 512)
+        #expect(Sizes.parse("2KiB") == 2048)
+        #expect(Sizes.parse("x") == nil)
+        #expect(Sizes.parse("99999999999E") == nil)
+    }
+
+    @Test func jsonEscapes() {
+        let j = JSON.object([("a\"b", .string("line\nnext\u{1}\\"))])
+        #expect(j.rendered(indent: 0) == #"{"a\"b":"line\nnext\u0001\\"}"#)
+    }
+}
