@@ -93,8 +93,9 @@ package enum Candidates {
     /// Files called like `lost` in the naming image's folder, its parent and the current folder, two levels down.
     package static func sameName(as lost: String, near owner: String) -> [String] {
         let name = BackingPath.fileName(lost)
-        let ownerDir = BackingPath.directory(owner)
-        var roots = [ownerDir, ownerDir == "/" ? "/" : BackingPath.directory(ownerDir), "."]
+        // Work from absolute folders: "img1.cow" in the current folder still has a parent to look in.
+        let ownerDir = BackingPath.directory(Paths.absolute(owner))
+        var roots = [ownerDir, BackingPath.directory(ownerDir), "."]
         roots = roots.reduce(into: []) { acc, r in if !acc.contains(r) { acc.append(r) } }
         var found: [String] = []
         var seen = Set<FileKey>()

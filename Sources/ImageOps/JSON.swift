@@ -89,7 +89,7 @@ public enum JSON: Sendable, Equatable {
 
 extension JSON {
     /// An object from key/value pairs, dropping the nil values (qemu-img leaves absent facts out).
-    static func object(_ pairs: [(String, JSON?)]) -> JSON {
+    public static func object(_ pairs: [(String, JSON?)]) -> JSON {
         .object(pairs.compactMap { k, v in v.map { (k, $0) } })
     }
 }

@@ -12,12 +12,13 @@ struct Imgtool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
-        subcommands: [Info.self, Chain.self])
+        subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Resize.self, Undo.self])
 
     /// Our own errors become `imgtool: error: …` and exit 1; everything else keeps ArgumentParser's handling
     /// (usage errors exit 64, ExitCode passes through).
     static func main() async {
         let argv = Array(CommandLine.arguments.dropFirst())
+        let parsed = negativeSizesLast(argv)
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ReadCommands.fastPath(argv) {
             do {
                 let code = try fast()
@@ -28,7 +29,7 @@ struct Imgtool: AsyncParsableCommand {
             }
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(parsed)
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
@@ -40,6 +41,16 @@ struct Imgtool: AsyncParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// `resize IMAGE -1G`: a size like `-1G` is no option, but ArgumentParser would read it as one. Move it to the
+    /// end behind `--` so it parses as the positional it is (qemu-img makes users type the `--` themselves).
+    static func negativeSizesLast(_ argv: [String]) -> [String] {
+        guard argv.first == "resize", !argv.contains("--") else { return argv }
+        func isNegativeSize(_ a: String) -> Bool { a.count > 1 && a.hasPrefix("-") && a.dropFirst().first?.isNumber == true }
+        let negatives = argv.filter(isNegativeSize)
+        guard negatives.count == 1 else { return argv }
+        return argv.filter { !isNegativeSize($0) } + ["--"] + negatives
     }
 
     /// Ends the process with `code` (ArgumentParser's own `exit` would shadow the C one here).

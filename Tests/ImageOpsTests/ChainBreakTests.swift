@@ -62,7 +62,7 @@ struct ChainBreakTests {
         let (_, problems, _) = try chain("img1.cow")
         #expect(problems.first?["resolved"] as? String == "../store/img1.raw")
         let suggestions = problems.first?["suggestions"] as? [String] ?? []
-        #expect(suggestions.contains { $0.contains("fix-backing ../store/mid.cow --to ../store/new/img1.raw") }, "\(suggestions)")
+        #expect(suggestions.contains { $0.contains("fix-backing ../store/mid.cow --to ") && $0.hasSuffix("/store/new/img1.raw") }, "\(suggestions)")
         // The human tree names the missing path too.
         let human = try ImgtoolBinary.run(["chain", "../store/img1.cow"], cwd: elsewhere)
         #expect(human.status == 2)

@@ -133,3 +133,13 @@ public func fileDigest(_ path: String) throws -> String {
 public func fixturesDirectory(file: String = #filePath) -> String {
     URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/images").path
 }
+
+/// Runs a shell command line with system(3) and returns its exit status. For starting daemons (`--fork`) whose
+/// grandchildren must not be tied to pipes or to Foundation's child monitoring.
+public func shell(_ line: String) -> Int32 {
+    let status = system(line)
+    return status >= 0 ? (status >> 8) & 0xFF : status
+}
+
+/// Single-quotes `s` for a shell line.
+public func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }

@@ -1,0 +1,34 @@
+import QCow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Path arithmetic for writing backing names: absolute forms and a name relative to an overlay's folder.
+public enum Paths {
+    /// `path` made absolute against the current folder and with its folders' symlinks resolved, without
+    /// requiring the last component to exist.
+    public static func absolute(_ path: String) -> String {
+        let dir = BackingPath.directory(path)
+        let name = BackingPath.fileName(path)
+        if let real = realpath(dir, nil) {
+            defer { free(real) }
+            let d = String(cString: real)
+            return d == "/" ? "/" + name : d + "/" + name
+        }
+        if path.hasPrefix("/") { return path }
+        return Directory.current() + "/" + path
+    }
+
+    /// The name of `target` as seen from folder `fromDir` (both absolute), climbing with `..` where needed.
+    public static func relative(_ target: String, from fromDir: String) -> String {
+        let t = target.split(separator: "/").map(String.init)
+        let f = fromDir.split(separator: "/").map(String.init)
+        var common = 0
+        while common < min(t.count - 1, f.count), t[common] == f[common] { common += 1 }
+        let ups = Array(repeating: "..", count: f.count - common)
+        return (ups + t[common...]).joined(separator: "/")
+    }
+}

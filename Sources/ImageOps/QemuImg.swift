@@ -1,0 +1,155 @@
+import Subprocess
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The qemu-img binary we run: found from `--qemu-img`, `IMGTOOL_QEMU_IMG`, or PATH.
+public struct QemuImg: Sendable {
+    /// The path we run.
+    public var path: String
+
+    /// Why running qemu-img did not work.
+    public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
+        /// No qemu-img where we looked.
+        case notFound(String)
+        /// It ran and failed: its exit status and its whole stderr.
+        case failed(commandLine: String, status: Int32, stderr: String)
+        /// It could not be started, or ended by a signal or our timeout.
+        case couldNotRun(commandLine: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case .notFound(let where_):
+                return "qemu-img not found (\(where_)); install qemu-utils or pass --qemu-img PATH"
+            case .failed(let cmd, let status, let stderr):
+                let text = stderr.hasSuffix("\n") ? String(stderr.dropLast()) : stderr
+                return "qemu-img failed (exit \(status)): \(cmd)\n\(text)"
+            case .couldNotRun(let cmd, let reason):
+                return "qemu-img did not complete (\(reason)): \(cmd)"
+            }
+        }
+    }
+
+    /// Finds qemu-img: an explicit path first, then `IMGTOOL_QEMU_IMG`, then PATH.
+    public static func locate(_ explicit: String?) throws(Error) -> QemuImg {
+        if let explicit, !explicit.isEmpty {
+            guard access(explicit, X_OK) == 0 else { throw .notFound("--qemu-img \(explicit) is not executable") }
+            return QemuImg(path: explicit)
+        }
+        if let env = getenv("IMGTOOL_QEMU_IMG").map({ String(cString: $0) }), !env.isEmpty {
+            guard access(env, X_OK) == 0 else { throw .notFound("IMGTOOL_QEMU_IMG=\(env) is not executable") }
+            return QemuImg(path: env)
+        }
+        let pathVar = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        for dir in pathVar.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/qemu-img"
+            if access(candidate, X_OK) == 0 { return QemuImg(path: candidate) }
+        }
+        throw .notFound("not on PATH")
+    }
+
+    /// The exact command line for `command`.
+    public func commandLine(_ command: QemuImgCommand) -> String { command.commandLine(qemuImg: path) }
+
+    /// Runs `command` and returns its standard output. With `passThroughOutput` the child writes straight to our
+    /// terminal (qemu-img's progress bar). A failure carries qemu-img's status and stderr whole.
+    /// `timeoutSeconds` ends a child that hangs; Ctrl-C or SIGTERM to us ends it too (see `ChildGuard`).
+    @discardableResult
+    public func run(_ command: QemuImgCommand, passThroughOutput: Bool = false, timeoutSeconds: Int? = nil) async throws(Error) -> String {
+        let line = commandLine(command)
+        let options: PlatformOptions = {
+            var o = PlatformOptions()
+            o.teardownSequence = [.send(signal: .terminate, allowedDurationToNextStep: .milliseconds(500))]
+            return o
+        }()
+        let executable = path
+        let arguments = command.arguments
+        ChildGuard.install()
+        do {
+            let result = try await withThrowingTaskGroup(of: RunOutcome.self) { group in
+                group.addTask {
+                    if passThroughOutput {
+                        let r = try await Subprocess.run(
+                            .path(FilePath(executable)), arguments: Arguments(arguments),
+                            platformOptions: options, input: .none,
+                            output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
+                        ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+                        return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
+                    }
+                    let r = try await Subprocess.run(
+                        .path(FilePath(executable)), arguments: Arguments(arguments),
+                        platformOptions: options, input: .none,
+                        output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
+                    ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+                    return RunOutcome(
+                        status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
+                        stderr: String(decoding: r.standardError, as: UTF8.self))
+                }
+                if let timeoutSeconds {
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(timeoutSeconds))
+                        return RunOutcome(status: nil, stdout: "", stderr: "")
+                    }
+                }
+                guard let first = try await group.next() else { return RunOutcome(status: nil, stdout: "", stderr: "") }
+                // Cancelling the child's task makes swift-subprocess run the teardown (SIGTERM, then SIGKILL).
+                group.cancelAll()
+                return first
+            }
+            ChildGuard.track(0)
+            guard let status = result.status else {
+                throw Error.couldNotRun(commandLine: line, reason: "timed out after \(timeoutSeconds ?? 0) s; it was stopped")
+            }
+            switch status {
+            case .exited(0): return result.stdout
+            case .exited(let code): throw Error.failed(commandLine: line, status: code, stderr: result.stderr)
+            case .signaled(let sig): throw Error.couldNotRun(commandLine: line, reason: "killed by signal \(sig)")
+            }
+        } catch let e as Error {
+            ChildGuard.track(0)
+            throw e
+        } catch {
+            ChildGuard.track(0)
+            throw .couldNotRun(commandLine: line, reason: "\(error)")
+        }
+    }
+
+    /// `qemu-img --version`'s first line.
+    public func version() async throws(Error) -> String {
+        let out = try await run(.version)
+        return String(out.split(separator: "\n").first ?? "")
+    }
+}
+
+private struct RunOutcome: Sendable {
+    var status: TerminationStatus?
+    var stdout: String
+    var stderr: String
+}
+
+/// Ends the running qemu-img when we are interrupted: a terminal's Ctrl-C reaches the child anyway (same process
+/// group), but a SIGINT or SIGTERM sent to imgtool alone must not leave qemu-img writing behind us.
+enum ChildGuard {
+    static let child = Atomic<Int32>(0)
+    static let installed = Atomic<Bool>(false)
+
+    static func track(_ pid: Int32) { child.store(pid, ordering: .sequentiallyConsistent) }
+
+    static func install() {
+        guard !installed.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        let handler: @convention(c) (Int32) -> Void = { sig in
+            // Only async-signal-safe calls here: kill, then _exit with the shell's 128+signal.
+            let pid = ChildGuard.child.load(ordering: .sequentiallyConsistent)
+            if pid > 0 { kill(pid, SIGTERM) }
+            _exit(128 + sig)
+        }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+        signal(SIGHUP, handler)
+    }
+}

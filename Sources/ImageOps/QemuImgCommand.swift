@@ -1,0 +1,56 @@
+/// One qemu-img invocation as a typed value: it builds its argv and nothing else, so the argv is unit-tested without
+/// running anything. Every command that writes a backing link passes the backing format (`-F`), which qemu-img 6.1+
+/// requires and which keeps QEMU from guessing.
+public enum QemuImgCommand: Sendable, Equatable {
+    /// `qemu-img create -f FORMAT [-b BACKING -F BACKINGFORMAT] IMAGE [SIZE]`.
+    case create(image: String, format: String, size: UInt64?, backing: String?, backingFormat: String?)
+    /// `qemu-img rebase [-u] [-p] -b BACKING [-F FORMAT] -f qcow2 IMAGE`; an empty backing flattens.
+    case rebase(image: String, backing: String, backingFormat: String?, unsafe: Bool, progress: Bool)
+    /// `qemu-img resize -f FORMAT [--shrink] IMAGE SIZE`.
+    case resize(image: String, format: String, size: UInt64, shrink: Bool)
+    /// `qemu-img --version`.
+    case version
+
+    /// The arguments after `qemu-img`.
+    public var arguments: [String] {
+        switch self {
+        case .create(let image, let format, let size, let backing, let backingFormat):
+            var a = ["create", "-q", "-f", format]
+            if let backing {
+                a += ["-b", backing]
+                if let backingFormat { a += ["-F", backingFormat] }
+            }
+            a.append(image)
+            if let size { a.append(String(size)) }
+            return a
+        case .rebase(let image, let backing, let backingFormat, let unsafe, let progress):
+            var a = ["rebase", "-f", "qcow2"]
+            if unsafe { a.append("-u") }
+            if progress { a.append("-p") }
+            a += ["-b", backing]
+            if let backingFormat, !backing.isEmpty { a += ["-F", backingFormat] }
+            a.append(image)
+            return a
+        case .resize(let image, let format, let size, let shrink):
+            var a = ["resize", "-q", "-f", format]
+            if shrink { a.append("--shrink") }
+            a += [image, String(size)]
+            return a
+        case .version:
+            return ["--version"]
+        }
+    }
+
+    /// The image this command writes, if any.
+    public var target: String? {
+        switch self {
+        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _), .resize(let image, _, _, _): return image
+        case .version: return nil
+        }
+    }
+
+    /// The exact command line, shell-quoted, as a dry run prints it.
+    public func commandLine(qemuImg: String) -> String {
+        Shell.join([qemuImg] + arguments)
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+import ImageOps
+
+struct Overlay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a qcow2 overlay on BASE, recording BASE's format; never overwrites.")
+
+    @Argument(help: "The base image.") var base: String
+    @Argument(help: "The overlay (default: BASE with its extension replaced by .cow, beside BASE).") var overlay: String?
+    @Flag(name: .long, help: "Write the backing name as an absolute path.") var absolute = false
+    @OptionGroup var change: ChangeOptions
+
+    func run() async throws {
+        let plan = try Operations.overlay(base: base, overlay: overlay, absolute: absolute, dryRun: change.dryRun)
+        try await change.carryOut(plan)
+    }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import ImageOps
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Rebase: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put IMAGE on a new backing file (guest data kept), or flatten it; --unsafe rewrites the header only.")
+
+    @Argument(help: "The image.") var image: String
+    @Option(name: .long, help: "The new backing file.") var onto: String?
+    @Flag(name: .long, help: "Copy the whole chain into IMAGE and drop its backing link.") var flatten = false
+    @Flag(name: .long, help: "Rewrite the header only (qemu-img rebase -u); the header is saved for undo.") var unsafe = false
+    @OptionGroup var change: ChangeOptions
+
+    func validate() throws {
+        guard (onto != nil) != flatten else { throw ValidationError("give exactly one of --onto PATH and --flatten") }
+    }
+
+    func run() async throws {
+        let plan = try Operations.rebase(image, onto: onto, flatten: flatten, unsafe: unsafe, progress: isatty(1) == 1)
+        try await change.carryOut(plan)
+    }
+}
