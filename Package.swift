@@ -17,15 +17,18 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
     ],
     targets: [
+        // The system's zlib and zstd, for compressed qcow2 clusters (Debian: zlib1g-dev, libzstd-dev).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(
             name: "QCow2",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["CZlib", "CZstd", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
             name: "ImageOps",
             dependencies: [
-                "QCow2",
+                "QCow2", "CZlib",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],

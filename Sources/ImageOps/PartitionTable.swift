@@ -1,0 +1,95 @@
+import CZlib
+import QCow2
+
+/// A partition table as the guest sees it: MBR (with the extended chain) or GPT.
+public struct PartitionTable: Sendable, Equatable {
+    /// "mbr", "gpt" or "none".
+    public var kind: String
+    /// Logical sector size the table was found with.
+    public var sectorSize: UInt64
+    /// The disk's size in bytes.
+    public var diskSize: UInt64
+    /// The partitions, in table order (primaries 1–4, then logicals from 5; GPT in entry order).
+    public var partitions: [Partition]
+    /// What was odd on the way: a damaged primary GPT header, an EBR loop, entries beyond the disk.
+    public var warnings: [String]
+
+    /// One partition.
+    public struct Partition: Sendable, Equatable {
+        /// Its number as Linux names it (sda1…, logicals from 5).
+        public var number: Int
+        /// MBR type as two hex digits, or the GPT type GUID.
+        public var type: String
+        /// A readable name for the type.
+        public var typeName: String
+        /// The MBR boot flag.
+        public var bootable: Bool
+        /// A logical partition inside an extended one.
+        public var logical: Bool
+        /// An extended container (it holds logicals; it is not mounted).
+        public var extended: Bool
+        /// First sector.
+        public var startSector: UInt64
+        /// Sectors it covers.
+        public var sectors: UInt64
+        /// GPT partition name.
+        public var name: String?
+        /// GPT unique GUID.
+        public var uuid: String?
+
+        /// Byte offset: what `mount -o loop,offset=` wants.
+        public func offset(_ sectorSize: UInt64) -> UInt64 { startSector.multipliedReportingOverflow(by: sectorSize).partialValue }
+        /// Size in bytes.
+        public func size(_ sectorSize: UInt64) -> UInt64 { sectors.multipliedReportingOverflow(by: sectorSize).partialValue }
+    }
+
+    /// Why a table could not be read at all (a damaged one is read as far as it goes, with warnings).
+    public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
+        /// Reading the disk failed.
+        case read(GuestDisk.Error)
+
+        public var description: String {
+            switch self {
+            case .read(let e): return e.description
+            }
+        }
+    }
+
+    /// Reads sectors of the guest's disk.
+    public typealias Reader = (_ offset: UInt64, _ count: Int) throws(GuestDisk.Error) -> [UInt8]
+
+    /// Reads the table of the disk behind `read`, `diskSize` bytes long.
+    public static func read(diskSize: UInt64, _ read: Reader) throws(Error) -> PartitionTable {
+        func get(_ offset: UInt64, _ count: Int) throws(Error) -> [UInt8] {
+            do { return try read(offset, count) } catch { throw .read(error) }
+        }
+        // GPT first: its header sits at LBA 1 of 512- or 4096-byte sectors.
+        for sectorSize: UInt64 in [512, 4096] where diskSize >= sectorSize * 2 {
+            if let gpt = try GPT.read(diskSize: diskSize, sectorSize: sectorSize, get) { return gpt }
+        }
+        let mbr = try get(0, 512)
+        let w = ByteWindow(mbr)
+        guard w.u8(510) == 0x55, w.u8(511) == 0xAA else {
+            return PartitionTable(kind: "none", sectorSize: 512, diskSize: diskSize, partitions: [], warnings: [])
+        }
+        return try MBR.read(mbr, diskSize: diskSize, get)
+    }
+}
+
+extension PartitionTable {
+    /// The partition whose number is `number`.
+    public func partition(_ number: Int) -> Partition? { partitions.first { $0.number == number } }
+
+    /// The last byte any partition (or the GPT backup) needs: a shrink below it cuts something.
+    public var usedEnd: UInt64 {
+        var end: UInt64 = 0
+        for p in partitions where !p.extended { end = max(end, p.offset(sectorSize) + p.size(sectorSize)) }
+        return end
+    }
+}
+
+/// CRC-32 as GPT uses it (the same as zlib's).
+func crc32Of<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+    let a = Array(bytes)
+    return a.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import ImageOps
+
+struct Partitions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the partition table the guest sees (raw directly, qcow2 through its chain) and how to mount each.")
+
+    @Argument(help: "The image.") var image: String
+    @OptionGroup var options: ReadOptions
+
+    func run() throws {
+        let report = try PartitionReport.read(image)
+        switch options.output {
+        case .json: printOut(report.json.rendered())
+        case .human: printOut(report.human(style: .forStandardOutput()))
+        }
+    }
+}
+
+struct Offset: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print partition N's byte offset, for mount -o loop,offset=$(imgtool offset disk.raw 1).")
+
+    @Argument(help: "The image.") var image: String
+    @Argument(help: "The partition number (logical partitions from 5).") var number: Int
+
+    func run() throws {
+        let report = try PartitionReport.read(image)
+        guard let p = report.table.partition(number), !p.extended else {
+            let have = report.table.partitions.filter { !$0.extended }.map { String($0.number) }.joined(separator: ", ")
+            throw ChangeError.refused(path: image, reason: "has no partition \(number)" + (have.isEmpty ? "" : " (it has \(have))"), hint: "imgtool partitions \(image)")
+        }
+        printOut(String(p.offset(report.table.sectorSize)))
+    }
+}
+
+struct MbrWrap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mbr-wrap",
+        abstract: "Write a 16 KiB MBR file whose one partition covers PARTITION, to boot it as a whole disk.")
+
+    @Argument(help: "The bare partition (or a file holding one filesystem).") var partition: String
+    @Option(name: .long, help: "The MBR file (default: PARTITION.mbr); never overwritten.") var out: String?
+    @Option(name: .long, help: "Partition type in hex (default 83, Linux).") var type: String = "83"
+    @Flag(name: .long, help: "Check only; write nothing.") var dryRun = false
+
+    func validate() throws {
+        guard UInt8(type, radix: 16) != nil else { throw ValidationError("--type must be a hex byte such as 83 or 0c") }
+    }
+
+    func run() throws {
+        let lines = try MBRWrap.write(partition: partition, out: out ?? partition + ".mbr", type: UInt8(type, radix: 16) ?? 0x83, dryRun: dryRun)
+        printOut(lines.joined(separator: "\n"))
+    }
+}
