@@ -113,7 +113,7 @@ final class QCow2Layer: GuestLayer {
             }
             return n
         }
-        if header.version >= 3 && entry & 1 != 0 && false {
+        if header.version >= 3 && entry & 1 != 0 {
             zero(chunk)
         } else if host == 0 && !(header.hasExternalDataFile && entry & Self.copied != 0) {
             try fallThrough(chunk, at: off)
