@@ -110,4 +110,5 @@ package struct FileKey: Hashable, Sendable {
     package var device: UInt64
     package var inode: UInt64
     package init(_ id: FileIdentity) { device = id.device; inode = id.inode }
+    package init(device: UInt64, inode: UInt64) { self.device = device; self.inode = inode }
 }

@@ -1,6 +1,6 @@
 extension ImageFormat {
     /// How many bytes `probe` looks at: every magic sits in the first 512, but a VMDK descriptor needs more.
-    package static let probeBytes = 4096
+    public static let probeBytes = 4096
 
     /// Detects the format by magic, the way QEMU's probes do, from the first bytes of the file.
     /// `fileSize` gives raw (and fixed-size formats) their virtual size.
@@ -30,7 +30,7 @@ extension ImageFormat {
     }
 
     /// A VMDK text descriptor: its extents name other files, and their sizes add up to the disk.
-    static func vmdkDescriptor(_ prefix: [UInt8]) -> ProbeResult {
+    package static func vmdkDescriptor(_ prefix: [UInt8]) -> ProbeResult {
         let text = decodeText(prefix.prefix { $0 != 0 })
         var extents: [String] = []
         var createType: String?

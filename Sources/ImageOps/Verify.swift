@@ -1,0 +1,145 @@
+import QCow2
+
+/// `imgtool verify`: is an image from someone we do not trust safe to hand to qemu-img? Unsafe when it reaches
+/// outside itself (backing file, external data file, VMDK extents), cannot be trusted (unknown incompatible features,
+/// the corrupt bit, a header that fails validation, tables outside the file), or is not the format it claims.
+public struct Verification: Sendable {
+    /// One check's outcome.
+    public struct Finding: Sendable {
+        /// A short name for the check.
+        public var check: String
+        /// True when this finding makes the image unsafe.
+        public var unsafe: Bool
+        /// In words.
+        public var message: String
+    }
+
+    /// The image.
+    public var image: String
+    /// The detected format (nil when unreadable).
+    public var format: String?
+    /// Every finding, safe ones included.
+    public var findings: [Finding]
+    /// True when nothing unsafe was found.
+    public var safe: Bool { !findings.contains { $0.unsafe } }
+
+    /// Verifies `path`; `claimed` is the format the sender said it is.
+    public static func run(_ path: String, claimed: String?) -> Verification {
+        var v = Verification(image: path, format: nil, findings: [])
+        func add(_ check: String, _ unsafe: Bool, _ message: String) { v.findings.append(Finding(check: check, unsafe: unsafe, message: message)) }
+        let file: ImageFile
+        do { file = try ImageFile.open(path) } catch {
+            add("readable", true, error.description)
+            return v
+        }
+        let prefix: [UInt8]
+        do { prefix = try file.read(at: 0, count: ImageFormat.probeBytes) } catch {
+            add("readable", true, error.description)
+            return v
+        }
+        let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
+        v.format = probe.format.rawValue
+        if let claimed {
+            if claimed != probe.format.rawValue {
+                add("format", true, "claimed to be \(claimed) but it is \(probe.format.rawValue)" + (claimed == "raw" ? ": QEMU told 'raw' would hand the guest a \(probe.format.rawValue) header, and told nothing it would follow its links" : ""))
+            } else {
+                add("format", false, "is \(claimed), as claimed")
+            }
+        }
+        switch probe.format {
+        case .qcow2: verifyQCow2(file, prefix, &v)
+        case .vmdk: verifyVMDK(file, prefix, probe, &v)
+        case .qed:
+            let w = ByteWindow(prefix)
+            if let off = w.u32LE(56), off != 0 { add("backing file", true, "QED image names a backing file") }
+            if let cs = w.u32LE(4), cs < 4096 || cs > 64 << 20 || cs & (cs - 1) != 0 { add("header", true, "QED cluster size \(cs) is invalid") }
+        case .vdi:
+            let w = ByteWindow(prefix)
+            if let hs = w.u32LE(72), hs < 348 || hs > 1 << 20 { add("header", true, "VDI header size \(hs) is invalid") }
+            if let dataOff = w.u32LE(344), UInt64(dataOff) > file.stat.size { add("header", true, "VDI data offset \(dataOff) lies beyond the file") }
+        case .vpc:
+            // The footer's checksum: the ones' complement of the byte sum with the checksum field zeroed.
+            let w = ByteWindow(prefix)
+            if let stored = w.u32BE(64), prefix.count >= 512 {
+                var sum: UInt32 = 0
+                for (i, b) in prefix.prefix(512).enumerated() where !(64..<68).contains(i) { sum &+= UInt32(b) }
+                if ~sum != stored { add("header", true, "VHD footer checksum does not match") }
+            }
+            if let parentLocatorType = w.u32BE(60), parentLocatorType == 4 { add("backing file", true, "a differencing VHD names a parent disk") }
+        case .vhdx:
+            let head: [UInt8] = (try? file.read(at: 64 * 1024, count: 4)) ?? []
+            if head != Array("head".utf8) { add("header", true, "VHDX header signature missing at 64 KiB") }
+        case .luks, .raw, .qcow:
+            if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
+        }
+        if !v.findings.contains(where: { $0.unsafe }) { add("external references", false, "reaches no file outside itself") }
+        return v
+    }
+
+    static func verifyQCow2(_ file: ImageFile, _ prefix: [UInt8], _ v: inout Verification) {
+        func add(_ check: String, _ unsafe: Bool, _ message: String) { v.findings.append(Finding(check: check, unsafe: unsafe, message: message)) }
+        let h: QCow2Header
+        do {
+            h = try QCow2Header.parse(prefix, path: file.path) { (o, n) throws(QCow2Header.Error) in
+                do throws(ImageFile.Error) { return try file.read(at: o, count: n) } catch { throw .io(error) }
+            }
+        } catch {
+            add(error.field.map { "header: \($0)" } ?? "header", true, error.description)
+            return
+        }
+        if let b = h.backingFile, !b.isEmpty { add("backing file", true, "names a backing file: \(b)") }
+        if h.hasExternalDataFile || h.dataFile != nil { add("data file", true, "keeps guest data in an external file: \(h.dataFile ?? "(unnamed)")") }
+        if h.isCorrupt { add("corrupt bit", true, "QEMU marked this image corrupt") }
+        if h.isDirty { add("dirty bit", false, "not closed cleanly (lazy refcounts); qemu-img check repairs it") }
+        let size = file.stat.size
+        if h.l1TableOffset + UInt64(h.l1Size) * 8 > size { add("l1 table", true, "the L1 table (offset \(h.l1TableOffset), \(h.l1Size) entries) lies outside the file (\(size) bytes)") }
+        if h.refcountTableOffset + UInt64(h.refcountTableClusters) * h.clusterSize > size {
+            add("refcount table", true, "the refcount table (offset \(h.refcountTableOffset)) lies outside the file (\(size) bytes)")
+        }
+        if h.snapshotCount > 0 && h.snapshotsOffset >= size { add("snapshot table", true, "the snapshot table lies outside the file") }
+        if let b = h.bitmaps, b.directoryOffset + b.directorySize > size { add("bitmaps", true, "the bitmap directory lies outside the file") }
+        if h.cryptMethod != 0 { add("encryption", false, "encrypted (\(h.encryptionName ?? "?")); qemu-img needs the key to read it") }
+        if !h.unknownExtensions.isEmpty { add("extensions", false, "unknown header extensions: \(h.unknownExtensions.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))") }
+    }
+
+    static func verifyVMDK(_ file: ImageFile, _ prefix: [UInt8], _ probe: ProbeResult, _ v: inout Verification) {
+        func add(_ check: String, _ unsafe: Bool, _ message: String) { v.findings.append(Finding(check: check, unsafe: unsafe, message: message)) }
+        var createType = probe.vmdkCreateType
+        var extents = probe.vmdkExtents
+        let w = ByteWindow(prefix)
+        if w.starts(with: Array("KDMV".utf8)) {
+            // A sparse extent may embed a descriptor: offset and size in sectors at 28 and 36.
+            let off = w.u64LE(28) ?? 0, sectors = w.u64LE(36) ?? 0
+            if off > 0 && sectors > 0 {
+                guard sectors <= 2048, off <= file.stat.size / 512 else { add("descriptor", true, "embedded descriptor out of bounds"); return }
+                let text = (try? file.read(at: off * 512, count: Int(sectors * 512))) ?? []
+                let d = ImageFormat.vmdkDescriptor(Array(Array("# Disk DescriptorFile\n".utf8) + text))
+                createType = d.vmdkCreateType
+                extents = d.vmdkExtents
+            }
+        }
+        let allowed: Set<String> = ["monolithicSparse", "streamOptimized"]
+        if let t = createType, !allowed.contains(t) { add("vmdk createType", true, "createType \(t) is not self-contained (only monolithicSparse and streamOptimized are)") }
+        let own = BackingPath.fileName(file.path)
+        for e in extents where e != own || !w.starts(with: Array("KDMV".utf8)) {
+            add("vmdk extent", true, "an extent names another file: \(e)")
+        }
+    }
+
+    /// JSON for scripts.
+    public var json: JSON {
+        .object([
+            ("image", .string(image)),
+            ("format", format.map(JSON.string)),
+            ("safe", .bool(safe)),
+            ("findings", .array(findings.map { .object([("check", .string($0.check)), ("unsafe", .bool($0.unsafe)), ("message", .string($0.message))]) })),
+        ])
+    }
+
+    /// One line per finding, then the verdict.
+    public func human(style: Style) -> String {
+        var lines = findings.map { ($0.unsafe ? style.bad("✗ ") : style.good("✓ ")) + $0.check + ": " + $0.message }
+        lines.append(safe ? style.good("\(image): safe") : style.bad("\(image): UNSAFE") + " — do not hand it to qemu-img as it is")
+        return lines.joined(separator: "\n")
+    }
+}
