@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A pool made with real qemu-img: scan finds every broken link with the right candidates; verify flags every
+/// unsafe kind and passes clean images.
+@Suite(.serialized)
+struct ScanVerifyTests {
+    @Test func scanPool() throws {
+        let root = try TempDir("pool")
+        let pool = try root.mkdir("pool")
+        for d in ["bases", "vms", "moved", "deep/er"] { try root.mkdir("pool/" + d) }
+        func q(_ a: String...) throws { try QemuImg.run(a, cwd: pool) }
+        try q("create", "-q", "-f", "raw", "bases/deb.raw", "64M")
+        try q("create", "-q", "-f", "qcow2", "bases/fed.qcow2", "32M")
+        try q("create", "-q", "-f", "qcow2", "-b", "../bases/deb.raw", "-F", "raw", "vms/a.cow")
+        try q("create", "-q", "-f", "qcow2", "-b", "a.cow", "-F", "qcow2", "vms/a2.cow")
+        try q("create", "-q", "-f", "qcow2", "-b", pool + "/bases/fed.qcow2", "-F", "qcow2", "vms/abs.cow")
+        // Broken by a move: candidate found by name.
+        try q("create", "-q", "-f", "raw", "bases/old.raw", "16M")
+        try q("create", "-q", "-f", "qcow2", "-b", "../bases/old.raw", "-F", "raw", "vms/c.cow")
+        try FileManager.default.moveItem(atPath: pool + "/bases/old.raw", toPath: pool + "/deep/er/old.raw")
+        // Gone for good: no candidate.
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "/nowhere/x.raw", "-F", "raw", "vms/d.cow", "8M")
+        // A loop.
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "l2.cow", "-F", "qcow2", "vms/l1.cow", "8M")
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "l1.cow", "-F", "qcow2", "vms/l2.cow", "8M")
+        // Not images / unreadable.
+        try "notes".write(toFile: pool + "/vms/notes.txt", atomically: true, encoding: .utf8)
+        try root.write("pool/vms/broken.qcow2", [0x51, 0x46, 0x49, 0xFB, 0, 0, 0, 3] + [UInt8](repeating: 0, count: 200))
+
+        let r = try ImgtoolBinary.run(["scan", "--output", "json", "pool"], cwd: root.path)
+        #expect(r.status == 2)
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let images = (j["images"] as? [[String: Any]] ?? []).compactMap { $0["filename"] as? String }
+        #expect(Set(images) == Set(["pool/bases/deb.raw", "pool/bases/fed.qcow2", "pool/vms/a.cow", "pool/vms/a2.cow", "pool/vms/abs.cow",
+                                    "pool/vms/c.cow", "pool/vms/d.cow", "pool/vms/l1.cow", "pool/vms/l2.cow", "pool/deep/er/old.raw"]), "\(images)")
+        let problems = j["problems"] as? [[String: Any]] ?? []
+        func problem(_ image: String) -> [String: Any]? { problems.first { $0["image"] as? String == "pool/vms/" + image } }
+        #expect(problem("c.cow")?["kind"] as? String == "missing")
+        #expect(problem("c.cow")?["candidates"] as? [String] == ["pool/deep/er/old.raw"])
+        #expect(problem("d.cow")?["kind"] as? String == "missing")
+        #expect((problem("d.cow")?["candidates"] as? [String])?.isEmpty == true)
+        #expect(problems.contains { $0["kind"] as? String == "loop" })
+        #expect(problem("a.cow") == nil && problem("a2.cow") == nil && problem("abs.cow") == nil)
+        #expect((j["unreadable"] as? [[String: Any]])?.contains { ($0["filename"] as? String)?.hasSuffix("broken.qcow2") == true } == true)
+        let summary = j["summary"] as? [String: Any]
+        #expect(summary?["broken"] as? Int == 2)
+        #expect(summary?["loops"] as? Int == 1)
+
+        let plan = try ImgtoolBinary.run(["scan", "pool", "--fix-plan"], cwd: root.path)
+        #expect(plan.stdout == "imgtool fix-backing pool/vms/c.cow --to pool/deep/er/old.raw\n")
+        // The plan works.
+        var env = ProcessInfo.processInfo.environment
+        env["IMGTOOL_STATE_DIR"] = root.file("state")
+        #expect(try ImgtoolBinary.run(["fix-backing", "pool/vms/c.cow", "--to", "pool/deep/er/old.raw"], cwd: root.path, environment: env).status == 0)
+        let after = try ImgtoolBinary.run(["scan", "--output", "json", "pool"], cwd: root.path)
+        let j2 = try #require(try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])
+        #expect((j2["summary"] as? [String: Any])?["broken"] as? Int == 1)
+    }
+
+    @Test func scanNamesHolders() throws {
+        let root = try TempDir("poolheld")
+        try QemuImg.run(["create", "-q", "-f", "qcow2", root.file("held.qcow2"), "8M"])
+        let nbd = try #require(which("qemu-nbd"))
+        let pidFile = root.file("nbd.pid")
+        let line = [nbd, "--fork", "--pid-file", pidFile, "-k", root.file("s.sock"), "-f", "qcow2", root.file("held.qcow2")].map(shellQuote).joined(separator: " ")
+        #expect(shell(line + " >/dev/null 2>&1") == 0)
+        let pid = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { if let p = Int32(pid) { kill(p, SIGTERM) } }
+        let r = try ImgtoolBinary.run(["scan", root.path])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("held by PID \(pid)"), "\(r.stdout)")
+    }
+
+    @Test func verifyFlagsEveryUnsafeKind() throws {
+        let dir = try TempDir("verify")
+        func q(_ a: String...) throws { try QemuImg.run(a, cwd: dir.path) }
+        try q("create", "-q", "-f", "qcow2", "clean.qcow2", "1M")
+        try q("create", "-q", "-f", "raw", "clean.raw", "1M")
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", "backing.qcow2", "1M")
+        try q("create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.file("host.data"), "datafile.qcow2", "1M")
+        try q("create", "-q", "-f", "vmdk", "sparse.vmdk", "1M")
+        try "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\nRW 2048 FLAT \"/etc/shadow\" 0\n"
+            .write(toFile: dir.file("shadow.vmdk"), atomically: true, encoding: .utf8)
+        try q("create", "-q", "-f", "qcow2", "corrupt.qcow2", "1M")
+        let h = try #require(FileHandle(forUpdatingAtPath: dir.file("corrupt.qcow2")))
+        try h.seek(toOffset: 79)
+        h.write(Data([0x02]))  // incompatible bit 1: corrupt
+        try h.close()
+        try q("create", "-q", "-f", "qcow2", "unknown.qcow2", "1M")
+        let u = try #require(FileHandle(forUpdatingAtPath: dir.file("unknown.qcow2")))
+        try u.seek(toOffset: 72)
+        u.write(Data([0x01]))  // incompatible bit 56: nobody knows it
+        try u.close()
+
+        let cases: [([String], Int32, String?)] = [
+            (["clean.qcow2"], 0, nil), (["clean.raw", "--format", "raw"], 0, nil), (["sparse.vmdk"], 0, nil),
+            (["backing.qcow2"], 2, "backing file"), (["datafile.qcow2"], 2, "data file"), (["shadow.vmdk"], 2, "/etc/shadow"),
+            (["corrupt.qcow2"], 2, "corrupt"), (["unknown.qcow2"], 2, "incompatible_features"),
+            (["clean.qcow2", "--format", "raw"], 2, "claimed to be raw"),
+        ]
+        for (args, status, words) in cases {
+            let r = try ImgtoolBinary.run(["verify"] + args, cwd: dir.path)
+            #expect(r.status == status, "\(args): \(r.stdout)")
+            if let words { #expect(r.stdout.contains(words), "\(args): \(r.stdout)") }
+        }
+        #expect(try ImgtoolBinary.run(["verify", "missing.qcow2"], cwd: dir.path).status == 1)
+    }
+}
