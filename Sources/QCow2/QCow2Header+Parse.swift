@@ -209,3 +209,14 @@ extension QCow2Header {
         }
     }
 }
+
+extension QCow2Header {
+    /// Parses `bytes` as a whole file (for the fuzz targets, which have no file on disk).
+    public static func parseForFuzzing(_ bytes: [UInt8]) throws(Error) -> QCow2Header {
+        let prefix = Array(bytes.prefix(firstRead))
+        return try parse(prefix, path: "fuzz-input") { (offset, count) throws(Error) in
+            let start = Int(min(offset, UInt64(bytes.count)))
+            return Array(bytes[start..<min(bytes.count, start + count)])
+        }
+    }
+}

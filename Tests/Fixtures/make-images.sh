@@ -10,3 +10,8 @@ qemu-img create -q -f qcow2 -o compat=0.10,cluster_size=512 v2.qcow2 1M
 qemu-img create -q -f qcow2 -o cluster_size=16k,extended_l2=on,compression_type=zstd,lazy_refcounts=on features.qcow2 1M
 qemu-img create -q -f qcow2 -o cluster_size=512 -b overlay.cow -F qcow2 top.qcow2
 qemu-img --version | head -1 > MADE-WITH
+# Partition tables made by sfdisk, tiny disks (seeds for the partition fuzz target too).
+qemu-img create -q -f raw mbr.raw 1M
+printf 'label: dos\nstart=63, size=500, type=83, bootable\nstart=600, size=1400, type=5\nstart=700, size=300, type=83\nstart=1100, size=800, type=82\n' | sfdisk -q mbr.raw
+qemu-img create -q -f raw gpt.raw 1M
+printf 'label: gpt\nstart=40, size=1000, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n' | sfdisk -q gpt.raw

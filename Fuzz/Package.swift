@@ -1,0 +1,25 @@
+// swift-tools-version: 6.2
+// libFuzzer targets for imgtool's readers. Built by scripts/fuzz with --sanitize=fuzzer,address. The library targets
+// are the main package's own sources (symlinked): SwiftPM instruments only a root package's targets, and coverage
+// feedback needs the readers instrumented, not just the harness.
+import PackageDescription
+
+let package = Package(
+    name: "imgtool-fuzz",
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib"),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd"),
+        .target(name: "QCow2", dependencies: ["CZlib", "CZstd", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "ImageOps", dependencies: [
+            "QCow2", "CZlib", .product(name: "SystemPackage", package: "swift-system"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
+        .executableTarget(name: "FuzzHeader", dependencies: ["QCow2"]),
+        .executableTarget(name: "FuzzPartitions", dependencies: ["ImageOps", "QCow2"]),
+        .executableTarget(name: "FuzzImage", dependencies: ["ImageOps", "QCow2"]),
+    ]
+)
