@@ -64,35 +64,37 @@ public struct InUse: Sendable, Equatable {
     }
 
     static func holders(of id: FileIdentity) -> [Holder] {
-        let me = getpid()
+        let wanted = FileKey(id)
         var found: [Holder] = []
-        guard let proc = opendir("/proc") else { return [] }
-        defer { closedir(proc) }
-        while let ent = readdir(proc) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), pid != me else { continue }
-            if holds(pid: pid, id) {
-                found.append(Holder(pid: pid, commandLine: commandLine(pid)))
-            }
+        walkOpenFiles { pid, keys in
+            if keys.contains(wanted) { found.append(Holder(pid: pid, commandLine: commandLine(pid))) }
         }
         return found.sorted { $0.pid < $1.pid }
     }
 
-    static func holds(pid: Int32, _ id: FileIdentity) -> Bool {
-        let dir = "/proc/\(pid)/fd"
-        guard let d = opendir(dir) else { return false }
-        defer { closedir(d) }
-        while let ent = readdir(d) {
-            let fd = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if fd == "." || fd == ".." { continue }
-            var st = stat()
-            // stat follows the magic link to the open file itself, even one since renamed or deleted.
-            if stat(dir + "/" + fd, &st) == 0, UInt64(truncatingIfNeeded: st.st_dev) == id.device,
-               UInt64(truncatingIfNeeded: st.st_ino) == id.inode {
-                return true
+    /// Calls `body` with each process (but us) and the regular files it has open. `stat` on `/proc/PID/fd/N` follows
+    /// the magic link to the open file itself, even one since renamed or deleted.
+    static func walkOpenFiles(_ body: (Int32, Set<FileKey>) -> Void) {
+        let me = getpid()
+        guard let proc = opendir("/proc") else { return }
+        defer { closedir(proc) }
+        while let ent = readdir(proc) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), pid != me else { continue }
+            let dir = "/proc/\(pid)/fd"
+            guard let d = opendir(dir) else { continue }
+            var keys: Set<FileKey> = []
+            while let fdEnt = readdir(d) {
+                let fd = withUnsafeBytes(of: fdEnt.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if fd == "." || fd == ".." { continue }
+                var st = stat()
+                if stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
+                    keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
+                }
             }
+            closedir(d)
+            if !keys.isEmpty { body(pid, keys) }
         }
-        return false
     }
 
     static func commandLine(_ pid: Int32) -> String {
@@ -107,26 +109,8 @@ extension InUse {
     /// Every file any process (but us) has open, by device and inode, read once from `/proc`: a scan of thousands of
     /// images asks this map instead of walking `/proc` per image.
     package static func openFiles() -> [FileKey: [Holder]] {
-        let me = getpid()
         var map: [FileKey: [Holder]] = [:]
-        guard let proc = opendir("/proc") else { return [:] }
-        defer { closedir(proc) }
-        while let ent = readdir(proc) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), pid != me else { continue }
-            let dir = "/proc/\(pid)/fd"
-            guard let d = opendir(dir) else { continue }
-            var keys: Set<FileKey> = []
-            while let fdEnt = readdir(d) {
-                let fd = withUnsafeBytes(of: fdEnt.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if fd == "." || fd == ".." { continue }
-                var st = stat()
-                if stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
-                    keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
-                }
-            }
-            closedir(d)
-            if keys.isEmpty { continue }
+        walkOpenFiles { pid, keys in
             let holder = Holder(pid: pid, commandLine: commandLine(pid))
             for k in keys { map[k, default: []].append(holder) }
         }

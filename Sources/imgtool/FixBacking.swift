@@ -1,5 +1,6 @@
 import ArgumentParser
 import ImageOps
+import QCow2
 
 struct FixBacking: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,10 +27,10 @@ struct FixBacking: AsyncParsableCommand {
         if targets.isEmpty {
             targets = Operations.brokenOverlays(in: ".", named: to)
             if targets.isEmpty {
-                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingName.of(to))",
+                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(to))",
                                           hint: "imgtool scan . to see every link")
             }
-            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingName.of(to)): \(targets.joined(separator: ", "))")
+            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(to)): \(targets.joined(separator: ", "))")
         }
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
         // Check every image before changing any, so a refusal leaves all of them as they were.
@@ -37,12 +38,5 @@ struct FixBacking: AsyncParsableCommand {
         for image in targets { plans.append(try Operations.fixBacking(image, to: to, style: style, force: force)) }
         for plan in plans { try await change.carryOut(plan) }
         if !change.dryRun && images.isEmpty { printOut("fixed: \(targets.joined(separator: ", "))") }
-    }
-}
-
-enum BackingName {
-    static func of(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
     }
 }
