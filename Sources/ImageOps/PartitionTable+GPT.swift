@@ -89,6 +89,11 @@ enum GPT {
         guard h.entriesLBA <= lastLBA else {
             return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [], warnings: warnings + ["GPT entries at LBA \(h.entriesLBA) lie beyond the disk"])
         }
+        // A hybrid MBR lists real partitions beside the protective entry; the GPT is what Linux uses.
+        let mbrEntries = MBR.entries(try get(0, 512)).filter { $0.type != 0 && $0.sectors != 0 }
+        if mbrEntries.contains(where: { $0.type == 0xEE }) && mbrEntries.contains(where: { $0.type != 0xEE }) {
+            warnings.append("hybrid MBR: the MBR also lists \(mbrEntries.count - 1) partition(s); the GPT is shown")
+        }
         let array = try get(h.entriesLBA * sectorSize, Int(bytes))
         if crc32Of(array) != h.entriesCRC { warnings.append("GPT partition entries fail their CRC") }
         var parts: [PartitionTable.Partition] = []

@@ -202,6 +202,21 @@ struct PartitionTests {
         #expect(t.warnings.contains { $0.contains("refused") }, "\(t.warnings)")
     }
 
+    @Test func hybridMBRIsWarnedAndGPTShown() throws {
+        let dir = try TempDir("parts")
+        let raw = try Self.makeDisk(dir, "hybrid.raw", Self.layouts[3].1)
+        let theirs = try Self.sfdiskJSON(raw)
+        // Add a second MBR entry (type 83 over GPT partition 2) beside the protective one, as gptsync does.
+        let h = try #require(FileHandle(forUpdatingAtPath: raw))
+        try h.seek(toOffset: 446 + 16 + 4)
+        h.write(Data([0x83, 0, 0, 0, 0x00, 0x58, 0, 0, 0x00, 0xA0, 0, 0]))
+        try h.close()
+        let t = try PartitionReport.read(raw).table
+        #expect(t.kind == "gpt")
+        #expect(t.warnings.contains { $0.contains("hybrid") }, "\(t.warnings)")
+        Self.compare(t, theirs, "hybrid")
+    }
+
     @Test func gptEntriesCRCMismatchIsWarned() throws {
         let dir = try TempDir("parts")
         let raw = try Self.makeDisk(dir, "gpt.raw", Self.layouts[3].1)
