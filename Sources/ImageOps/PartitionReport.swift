@@ -109,7 +109,7 @@ public enum PartitionGuard {
         let t = report.table
         if t.kind == "gpt" { return "the disk has a GPT, whose backup header lives in the last sector: any shrink breaks it" }
         for p in t.partitions where !p.extended {
-            let end = p.offset(t.sectorSize) + p.size(t.sectorSize)
+            let end = p.end(t.sectorSize)
             if end > newSize { return "partition \(p.number) ends at byte \(end), past the new size \(newSize): the shrink would cut it" }
         }
         return nil

@@ -102,7 +102,7 @@ enum GPT {
             let o = i * Int(h.entrySize)
             guard let type = w.slice(o, 16), type.contains(where: { $0 != 0 }) else { continue }
             let first = w.u64LE(o + 32) ?? 0, last = w.u64LE(o + 40) ?? 0
-            guard last >= first else { warnings.append("GPT entry \(i + 1) ends before it starts"); continue }
+            guard last >= first, last - first < UInt64.max else { warnings.append("GPT entry \(i + 1) has an impossible extent (\(first)–\(last))"); continue }
             if last > lastLBA { warnings.append("partition \(i + 1) ends at LBA \(last), beyond the disk's last LBA \(lastLBA)") }
             var name = ""
             if let raw = w.slice(o + 56, 72) {

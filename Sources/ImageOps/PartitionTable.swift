@@ -41,6 +41,13 @@ public struct PartitionTable: Sendable, Equatable {
         public func offset(_ sectorSize: UInt64) -> UInt64 { startSector.multipliedReportingOverflow(by: sectorSize).partialValue }
         /// Size in bytes.
         public func size(_ sectorSize: UInt64) -> UInt64 { sectors.multipliedReportingOverflow(by: sectorSize).partialValue }
+        /// The byte after its last, saturating: a hostile table's numbers must not trap the arithmetic.
+        public func end(_ sectorSize: UInt64) -> UInt64 {
+            let (s, o1) = startSector.multipliedReportingOverflow(by: sectorSize)
+            let (n, o2) = sectors.multipliedReportingOverflow(by: sectorSize)
+            let (e, o3) = s.addingReportingOverflow(n)
+            return o1 || o2 || o3 ? UInt64.max : e
+        }
     }
 
     /// Why a table could not be read at all (a damaged one is read as far as it goes, with warnings).
@@ -83,7 +90,7 @@ extension PartitionTable {
     /// The last byte any partition (or the GPT backup) needs: a shrink below it cuts something.
     public var usedEnd: UInt64 {
         var end: UInt64 = 0
-        for p in partitions where !p.extended { end = max(end, p.offset(sectorSize) + p.size(sectorSize)) }
+        for p in partitions where !p.extended { end = max(end, p.end(sectorSize)) }
         return end
     }
 }

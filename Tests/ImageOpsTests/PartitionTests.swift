@@ -178,6 +178,19 @@ struct PartitionTests {
         #expect(t.partitions.filter(\.logical).count == 1)
     }
 
+    /// Inputs the fuzzer found that once trapped; each must now read without a crash.
+    @Test(arguments: ["gpt-extent-overflow.bin"])
+    func fuzzRegression(name: String) throws {
+        let path = fixturesDirectory().replacingOccurrences(of: "/images", with: "/fuzz-regressions/") + name
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        for size in [bytes.count, bytes.count * 8 + 4096] {
+            var disk = bytes
+            disk += [UInt8](repeating: 0, count: size - bytes.count)
+            let t = try Self.table(disk)
+            #expect(t.partitions.allSatisfy { $0.end(t.sectorSize) >= $0.offset(t.sectorSize) })
+        }
+    }
+
     @Test func entriesBeyondDiskAreWarned() throws {
         var disk = [UInt8](repeating: 0, count: 1 << 20)
         disk.replaceSubrange(0..<512, with: Self.mbrSector([(0x83, 2048, 0xFFFF_FFFF)]))
