@@ -12,10 +12,22 @@ public enum JSON: Sendable, Equatable {
 
     /// The value as text; `indent` > 0 pretty-prints it the way qemu-img does.
     public func rendered(indent: Int = 4) -> String {
+        String(decoding: renderedBytes(indent: indent), as: UTF8.self)
+    }
+
+    /// The value as UTF-8 bytes: what the commands write, without a String copy of a large document.
+    public func renderedBytes(indent: Int = 4) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         write(to: &out, indent: indent, level: 0)
-        return String(decoding: out, as: UTF8.self)
+        return out
+    }
+
+    /// Writes the value and a newline to standard output.
+    public func printToStandardOutput() {
+        var bytes = renderedBytes()
+        bytes.append(UInt8(ascii: "\n"))
+        writeAll(1, bytes)
     }
 
     // Bytes, not String: appending to a String re-checks its storage on every call, and a chain of 500 layers is

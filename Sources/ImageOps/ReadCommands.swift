@@ -12,7 +12,7 @@ public enum ReadCommands {
     public static func info(_ image: String, output: Output) throws(ImageInfo.Error) -> Int32 {
         let info = try ImageInfo.read(image)
         switch output {
-        case .json: printOut(info.json.rendered())
+        case .json: info.json.printToStandardOutput()
         case .human: printOut(ImageReport.human(info))
         }
         return 0
@@ -23,7 +23,7 @@ public enum ReadCommands {
         let chain = try BackingChain.follow(image, maxDepth: maxDepth)
         let report = ChainReport(image: image, chain: chain)
         switch output {
-        case .json: printOut(report.json.rendered())
+        case .json: report.json.printToStandardOutput()
         case .human: printOut(report.human(style: .forStandardOutput()))
         }
         return chain.isHealthy ? 0 : 2

@@ -86,7 +86,9 @@ public struct Scan: Sendable {
         var rawMaybe: [ImageInfo] = []
         for (_, r) in results {
             switch r {
-            case .success(let info):
+            case .success(var info):
+                // The forest needs none of the feature-name table: drop it so memory stays small per image.
+                info.qcow2?.featureNames = []
                 if info.format != .raw || rawExtensions.contains(ext(info.filename)) { infos.append(info) } else { rawMaybe.append(info) }
             case .failure(let e):
                 if case .header = e { unreadable.append((files.first { e.description.hasPrefix($0 + ":") } ?? "?", e.description)) }

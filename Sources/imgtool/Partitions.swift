@@ -11,7 +11,7 @@ struct Partitions: ParsableCommand {
     func run() throws {
         let report = try PartitionReport.read(image)
         switch options.output {
-        case .json: printOut(report.json.rendered())
+        case .json: report.json.printToStandardOutput()
         case .human: printOut(report.human(style: .forStandardOutput()))
         }
     }

@@ -12,7 +12,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         let v = Verification.run(image, claimed: format)
         switch options.output {
-        case .json: printOut(v.json.rendered())
+        case .json: v.json.printToStandardOutput()
         case .human: printOut(v.human(style: .forStandardOutput()))
         }
         if v.format == nil { throw ExitCode(1) }

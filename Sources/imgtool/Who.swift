@@ -13,13 +13,13 @@ struct Who: ParsableCommand {
         let use = InUse.check(image)
         switch options.output {
         case .json:
-            printOut(JSON.object([
+            JSON.object([
                 ("image", .string(image)),
                 ("held", .bool(use.isHeld)),
                 ("write-locked", .bool(use.writeLocked)),
                 ("locked", .bool(use.locked)),
                 ("holders", .array(use.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })),
-            ]).rendered())
+            ]).printToStandardOutput()
         case .human:
             if !use.isHeld {
                 printOut("\(image): no process holds it")
