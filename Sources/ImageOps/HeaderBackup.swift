@@ -134,7 +134,7 @@ public struct HeaderBackup: Sendable, Equatable {
         guard let nb = fields["before"].flatMap(Int.init), let na = fields["after"].flatMap(Int.init),
               let size = fields["size"].flatMap(UInt64.init), nb >= 0, na >= 0 else { throw .badSave(saveFile: file, field: "lengths") }
         let body = bytes[split.upperBound...]
-        guard body.count == nb + na else { throw .badSave(saveFile: file, field: "length") }
+        guard nb <= body.count, body.count - nb == na else { throw .badSave(saveFile: file, field: "length") }
         let before = Array(body.prefix(nb)), after = Array(body.suffix(na))
         return HeaderBackup(path: fields["path"] ?? path, before: before, after: after, sizeAfter: size)
     }

@@ -97,7 +97,10 @@ public struct Verification: Sendable {
             add("refcount table", true, "the refcount table (offset \(h.refcountTableOffset)) lies outside the file (\(size) bytes)")
         }
         if h.snapshotCount > 0 && h.snapshotsOffset >= size { add("snapshot table", true, "the snapshot table lies outside the file") }
-        if let b = h.bitmaps, b.directoryOffset + b.directorySize > size { add("bitmaps", true, "the bitmap directory lies outside the file") }
+        if let b = h.bitmaps {
+            let (end, o) = b.directoryOffset.addingReportingOverflow(b.directorySize)
+            if o || end > size { add("bitmaps", true, "the bitmap directory lies outside the file") }
+        }
         if h.cryptMethod != 0 { add("encryption", false, "encrypted (\(h.encryptionName ?? "?")); qemu-img needs the key to read it") }
         if !h.unknownExtensions.isEmpty { add("extensions", false, "unknown header extensions: \(h.unknownExtensions.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))") }
     }
