@@ -72,30 +72,25 @@ public final class ImageFile {
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
     public func read(at offset: UInt64, count: Int) throws(Error) -> [UInt8] {
         guard count > 0 else { return [] }
-        guard offset <= UInt64(Int64.max) else { return [] }
         var buffer = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let got: Int
-            do {
-                got = try buffer.withUnsafeMutableBytes { raw in
-                    try fd.read(
-                        fromAbsoluteOffset: Int64(offset) + Int64(filled),
-                        into: UnsafeMutableRawBufferPointer(rebasing: raw[filled...]),
-                        retryOnInterrupt: true)
-                }
-            } catch {
-                throw .io(path: path, offset: offset, errno: errnoValue(error))
-            }
-            if got == 0 { break }
-            filled += got
+        let result: Result<Int, Error> = buffer.withUnsafeMutableBytes { raw in
+            do throws(Error) { return .success(try fill(raw, at: offset)) } catch { return .failure(error) }
         }
+        let filled = try result.get()
         if filled < count { buffer.removeSubrange(filled...) }
         return buffer
     }
 
-    /// Reads exactly `count` bytes at `offset` into `buffer`, zero-filling past the end of the file.
+    /// Reads exactly `buffer.count` bytes at `offset`, zero-filling past the end of the file.
     public func readZeroFilled(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(Error) {
+        let filled = try fill(buffer, at: offset)
+        if filled < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
+
+    /// pread until `buffer` is full or the file ends; returns how many bytes came.
+    private func fill(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Error) -> Int {
         var filled = 0
         while filled < buffer.count {
             guard offset <= UInt64(Int64.max) - UInt64(filled) else { break }
@@ -111,9 +106,7 @@ public final class ImageFile {
             if got == 0 { break }
             filled += got
         }
-        if filled < buffer.count {
-            UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]).initializeMemory(as: UInt8.self, repeating: 0)
-        }
+        return filled
     }
 
     /// The descriptor's raw value, for `fcntl` lock queries that swift-system does not wrap.
