@@ -12,11 +12,10 @@ public struct PartitionReport: Sendable {
     /// Reads the table of `image`'s guest disk (through the whole chain for qcow2).
     public static func read(_ image: String) throws -> PartitionReport {
         let disk = try GuestDisk.open(image)
-        let info = try ImageInfo.read(image)
         let table = try PartitionTable.read(diskSize: disk.size) { (offset, count) throws(GuestDisk.Error) in
             try disk.read(at: offset, count: count)
         }
-        return PartitionReport(image: image, format: info.format, table: table)
+        return PartitionReport(image: image, format: disk.format, table: table)
     }
 
     /// The line (or lines) that mount partition `p`.

@@ -5,6 +5,8 @@ public final class GuestDisk {
     public let path: String
     /// The virtual size.
     public let size: UInt64
+    /// The top image's format.
+    public let format: ImageFormat
     let top: any GuestLayer
 
     /// Why the guest's disk cannot be read.
@@ -40,9 +42,10 @@ public final class GuestDisk {
     /// At most this many bytes per read call (a caller's count is never trusted to size an allocation).
     public static let maxRead = 64 << 20
 
-    init(path: String, size: UInt64, top: any GuestLayer) {
+    init(path: String, size: UInt64, format: ImageFormat, top: any GuestLayer) {
         self.path = path
         self.size = size
+        self.format = format
         self.top = top
     }
 
@@ -58,7 +61,7 @@ public final class GuestDisk {
             below = try layer(for: info, backing: below)
         }
         guard let top = below else { throw .unsupportedFormat(path: path, format: "none") }
-        return GuestDisk(path: path, size: top.size, top: top)
+        return GuestDisk(path: path, size: top.size, format: chain.layers[0].format, top: top)
     }
 
     static func layer(for info: ImageInfo, backing: (any GuestLayer)?) throws(Error) -> any GuestLayer {
