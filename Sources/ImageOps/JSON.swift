@@ -32,7 +32,7 @@ public enum JSON: Sendable, Equatable {
 
     // Bytes, not String: appending to a String re-checks its storage on every call, and a chain of 500 layers is
     // tens of thousands of appends.
-    private func write(to out: inout [UInt8], indent: Int, level: Int) {
+    func write(to out: inout [UInt8], indent: Int, level: Int) {
         func newline(_ level: Int) {
             guard indent > 0 else { return }
             out.append(UInt8(ascii: "\n"))

@@ -17,19 +17,49 @@ extension Scan {
         return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, nodes.filter { !$0.holders.isEmpty }.count)
     }
 
+    func imageJSON(_ n: Node) -> JSON {
+        var fields: [(String, JSON)] = []
+        if case .object(let f) = n.info.json { fields = f }
+        fields.append(("backing-image", n.parent.map { .string(nodes[$0].info.filename) } ?? .null))
+        fields.append(("holders", .array(n.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
+        return JSON.object(fields)
+    }
+
+    /// Writes `json` to standard output one image at a time, so a store of thousands of images never holds the
+    /// whole document in memory. The bytes are exactly `json.rendered()`'s.
+    public func printJSON() {
+        var head = JSON.object([("root", .string(root)), ("healthy", .bool(!hasBrokenLinks))]).renderedBytes()
+        head.removeLast(2)  // "\n}": the object goes on
+        head += Array(",\n    \"images\": ".utf8)
+        if nodes.isEmpty {
+            head += Array("[]".utf8)
+            writeAll(1, head)
+        } else {
+            head += Array("[".utf8)
+            writeAll(1, head)
+            for (i, n) in nodes.enumerated() {
+                var item: [UInt8] = Array(((i == 0 ? "" : ",") + "\n        ").utf8)
+                imageJSON(n).write(to: &item, indent: 4, level: 2)
+                writeAll(1, item)
+            }
+            writeAll(1, Array("\n    ]".utf8))
+        }
+        var tail = JSON.object(tailFields).renderedBytes()
+        tail.removeFirst(1)  // "{": continues the object
+        writeAll(1, Array(",".utf8) + tail + [UInt8(ascii: "\n")])
+    }
+
     /// JSON for scripts.
-    public var json: JSON {
+    public var json: JSON { .object(jsonFields) }
+
+    var jsonFields: [(String, JSON)] {
+        [("root", .string(root)), ("healthy", .bool(!hasBrokenLinks)), ("images", .array(nodes.map(imageJSON)))] + tailFields
+    }
+
+    /// Everything after the images.
+    var tailFields: [(String, JSON)] {
         let s = summary
-        return .object([
-            ("root", .string(root)),
-            ("healthy", .bool(!hasBrokenLinks)),
-            ("images", .array(nodes.map { n in
-                var fields: [(String, JSON)] = []
-                if case .object(let f) = n.info.json { fields = f }
-                fields.append(("backing-image", n.parent.map { .string(nodes[$0].info.filename) } ?? .null))
-                fields.append(("holders", .array(n.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
-                return JSON.object(fields)
-            })),
+        return [
             ("problems", .array(problems.map { p in
                 .object([
                     ("image", .string(nodes[p.node].info.filename)),
@@ -45,7 +75,7 @@ extension Scan {
                 ("images", .int(Int64(s.images))), ("chains", .int(Int64(s.chains))), ("broken", .int(Int64(s.broken))),
                 ("loops", .int(Int64(s.loops))), ("warnings", .int(Int64(s.warnings))), ("held", .int(Int64(s.held))),
             ])),
-        ])
+        ]
     }
 
     /// A tree per base, problems under the image they belong to, then a summary line.

@@ -22,7 +22,7 @@ struct ScanCommand: AsyncParsableCommand {
             printOut(plan.isEmpty ? "# no broken link has exactly one candidate" : plan.joined(separator: "\n"))
         } else {
             switch options.output {
-            case .json: scan.json.printToStandardOutput()
+            case .json: scan.printJSON()
             case .human: printOut(scan.human(style: .forStandardOutput()))
             }
         }

@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+@testable import ImageOps
 import TestSupport
 
 /// A pool made with real qemu-img: scan finds every broken link with the right candidates; verify flags every
 /// unsafe kind and passes clean images.
 @Suite(.serialized)
 struct ScanVerifyTests {
-    @Test func scanPool() throws {
+    @Test func scanPool() async throws {
         let root = try TempDir("pool")
         let pool = try root.mkdir("pool")
         for d in ["bases", "vms", "moved", "deep/er"] { try root.mkdir("pool/" + d) }
@@ -47,6 +48,11 @@ struct ScanVerifyTests {
         let summary = j["summary"] as? [String: Any]
         #expect(summary?["broken"] as? Int == 2)
         #expect(summary?["loops"] as? Int == 1)
+
+        // The CLI streams the JSON one image at a time; it must be the very bytes of the whole document.
+        let whole = await Scan.run(pool)
+        let streamed = try ImgtoolBinary.run(["scan", "--output", "json", pool])
+        #expect(streamed.stdout == whole.json.rendered() + "\n")
 
         let plan = try ImgtoolBinary.run(["scan", "pool", "--fix-plan"], cwd: root.path)
         #expect(plan.stdout == "imgtool fix-backing pool/vms/c.cow --to pool/deep/er/old.raw\n")
