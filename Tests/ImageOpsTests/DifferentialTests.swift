@@ -52,7 +52,7 @@ struct DifferentialTests {
             Case(name: "zstd.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "zstd.qcow2", "10M"]]),
             Case(name: "refcount1.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "refcount_bits=1", "refcount1.qcow2", "10M"]]),
             Case(name: "refcount64.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "refcount_bits=64", "refcount64.qcow2", "10M"]]),
-            Case(name: "luks.qcow2", commands: [["create", "-q"] + secret + ["-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", "luks.qcow2", "8M"]]),
+            Case(name: "luks.qcow2", commands: [["create", "-q"] + secret + ["-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", "luks.qcow2", "8M"]]),
             Case(name: "datafile.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "data_file=datafile.data", "datafile.qcow2", "8M"]]),
             Case(name: "datafile-raw.qcow2", commands: [["create", "-q", "-f", "qcow2", "-o", "data_file=dfr.data,data_file_raw=on", "datafile-raw.qcow2", "8M"]]),
             Case(name: "snap.qcow2", commands: [

@@ -31,7 +31,7 @@ struct ProbeTests {
         let path = dir.file("disk.luks")
         try QemuImg.run([
             "create", "-q", "--object", "secret,id=s0,data=pw", "-f", "luks",
-            "-o", "key-secret=s0,iter-time=10", path, "4M",
+            "-o", "key-secret=s0,iter-time=50", path, "4M",
         ])
         #expect(try ImageInfo.read(path).format == .luks)
     }

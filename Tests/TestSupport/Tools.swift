@@ -61,7 +61,14 @@ public enum QemuImg {
     /// Runs qemu-img and throws with its stderr when it fails.
     @discardableResult
     public static func run(_ args: [String], cwd: String? = nil) throws -> String {
-        let r = try runProgram(try path(), args, cwd: cwd)
+        var r = try runProgram(try path(), args, cwd: cwd)
+        // LUKS key setup times PBKDF2 on CPU time; on a loaded machine qemu-img can fail that measurement
+        // ("Unable to get accurate CPU usage"). It is a property of the machine, not of the image: try again.
+        var tries = 1
+        while r.status != 0 && r.stderr.contains("Unable to get accurate CPU usage") && tries < 5 {
+            r = try runProgram(try path(), args, cwd: cwd)
+            tries += 1
+        }
         guard r.status == 0 else { throw ToolError("qemu-img \(args.joined(separator: " ")) failed (\(r.status)): \(r.stderr)") }
         return r.stdout
     }
