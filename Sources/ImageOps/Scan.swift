@@ -8,11 +8,42 @@ import Musl
 
 /// `imgtool scan DIR`: every image under DIR read natively (both cores), the chains as a forest, every broken link
 /// with candidates found under DIR, loops, and images a process holds.
+///
+/// Memory stays nearly flat as the store grows: the forest keeps a slim `Image` per file (name, key, format, size,
+/// backing link), and the full header of each image is read again only when it is printed, a batch at a time.
 public struct Scan: Sendable {
+    /// What the forest needs of one image.
+    public struct Image: Sendable {
+        /// The path, as found under the scanned folder (or as resolved from the image above it).
+        public var filename: String
+        /// Device and inode: the same file reached by two names is one image.
+        package var key: FileKey
+        /// The detected format.
+        public var format: ImageFormat
+        /// Virtual size, when the format gives it.
+        public var virtualSize: UInt64?
+        /// The backing file name as recorded.
+        public var backingFilename: String?
+        /// The backing format as recorded.
+        public var backingFormat: String?
+
+        init(_ info: ImageInfo) {
+            filename = info.filename
+            key = FileKey(info.identity)
+            format = info.format
+            virtualSize = info.virtualSize
+            backingFilename = info.backingFilename
+            backingFormat = info.backingFormat
+        }
+
+        /// Where QEMU will look for the backing file.
+        public var fullBackingFilename: String? { backingFilename.map { BackingPath.resolve($0, relativeTo: filename) } }
+    }
+
     /// One image found.
     public struct Node: Sendable {
         /// The image.
-        public var info: ImageInfo
+        public var image: Image
         /// Index of its backing image in `nodes`, when the link resolves to one.
         public var parent: Int?
         /// Processes holding it.
@@ -43,6 +74,8 @@ public struct Scan: Sendable {
     public var problems: [Problem]
     /// Files that looked like images but could not be read (invalid header, unreadable).
     public var unreadable: [(path: String, message: String)]
+    /// Readers used, for scanning and for reading headers again when printing.
+    var threads: Int
 
     /// True when any link is broken or loops (warnings such as no-format do not count).
     public var hasBrokenLinks: Bool { problems.contains { !$0.kind.isWarning } }
@@ -55,67 +88,86 @@ public struct Scan: Sendable {
         return String(name[name.index(after: dot)...]).lowercased()
     }
 
+    /// Online cores: how many readers a scan uses by default.
+    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// What reading one file gave.
+    enum Found: Sendable {
+        case image(Image)
+        /// A file without a known image format and without a raw image's extension: an image only if named.
+        case rawMaybe(Image)
+        case unreadable(String)
+        case nothing
+    }
+
+    /// Calls `read` for every index in `0..<count` on `threads` tasks; results come back in index order.
+    static func parallelMap<T: Sendable>(_ count: Int, threads: Int, _ read: @escaping @Sendable (Int) -> T) async -> [T?] {
+        let chunks = max(1, min(threads, count))
+        var out = [T?](repeating: nil, count: count)
+        await withTaskGroup(of: [(Int, T)].self) { group in
+            for c in 0..<chunks {
+                group.addTask {
+                    var part: [(Int, T)] = []
+                    part.reserveCapacity(count / chunks + 1)
+                    var i = c
+                    while i < count { part.append((i, read(i))); i += chunks }
+                    return part
+                }
+            }
+            for await part in group { for (i, v) in part { out[i] = v } }
+        }
+        return out
+    }
+
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
-    public static func run(_ root: String, threads: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) async -> Scan {
+    public static func run(_ root: String, threads: Int = cores) async -> Scan {
         var files: [String] = []
         Directory.walk(root, maxDepth: 64, limit: 5_000_000) { e in if !e.isDirectory { files.append(e.path) } }
         files.sort()
         let allFiles = files
 
-        // Read every header in parallel: one open, fstat and pread each.
-        let chunks = max(1, threads)
-        let results: [(Int, Result<ImageInfo, ImageInfo.Error>)] = await withTaskGroup(of: [(Int, Result<ImageInfo, ImageInfo.Error>)].self) { group in
-            for c in 0..<chunks {
-                group.addTask {
-                    var out: [(Int, Result<ImageInfo, ImageInfo.Error>)] = []
-                    var i = c
-                    while i < allFiles.count {
-                        do throws(ImageInfo.Error) { out.append((i, .success(try ImageInfo.read(allFiles[i])))) } catch { out.append((i, .failure(error))) }
-                        i += chunks
-                    }
-                    return out
+        // Read every header in parallel (one open, fstat and pread each) and keep only the slim record.
+        let found = await parallelMap(allFiles.count, threads: threads) { i -> Found in
+            let path = allFiles[i]
+            do throws(ImageInfo.Error) {
+                let info = try ImageInfo.read(path)
+                if info.format != .raw || rawExtensions.contains(ext(path)) { return .image(Image(info)) }
+                return .rawMaybe(Image(info))
+            } catch {
+                switch error {
+                case .header, .file(.unreadable): return .unreadable(error.description)
+                default: return .nothing
                 }
             }
-            var all: [(Int, Result<ImageInfo, ImageInfo.Error>)] = []
-            for await part in group { all += part }
-            return all.sorted { $0.0 < $1.0 }
         }
 
-        var infos: [ImageInfo] = []
-        var unreadable: [(String, String)] = []
-        var rawMaybe: [ImageInfo] = []
-        for (_, r) in results {
-            switch r {
-            case .success(var info):
-                // The forest needs none of the feature-name table: drop it so memory stays small per image.
-                info.qcow2?.featureNames = []
-                if info.format != .raw || rawExtensions.contains(ext(info.filename)) { infos.append(info) } else { rawMaybe.append(info) }
-            case .failure(let e):
-                if case .header = e { unreadable.append((files.first { e.description.hasPrefix($0 + ":") } ?? "?", e.description)) }
-                else if case .file(.unreadable(let p, _)) = e { unreadable.append((p, e.description)) }
-            }
-        }
-        // A raw file without an image extension counts when something names it as backing.
         var byKey: [FileKey: Int] = [:]
         var nodes: [Node] = []
-        func add(_ info: ImageInfo) -> Int {
-            let k = FileKey(info.identity)
-            if let i = byKey[k] { return i }
-            nodes.append(Node(info: info, parent: nil, holders: []))
-            byKey[k] = nodes.count - 1
+        var unreadable: [(path: String, message: String)] = []
+        var rawByKey: [FileKey: Image] = [:]
+        var rawMaybe: [Image] = []
+        func add(_ image: Image) -> Int {
+            if let i = byKey[image.key] { return i }
+            nodes.append(Node(image: image, parent: nil, holders: []))
+            byKey[image.key] = nodes.count - 1
             return nodes.count - 1
         }
-        for info in infos { _ = add(info) }
-        var rawByKey: [FileKey: ImageInfo] = [:]
-        for info in rawMaybe { rawByKey[FileKey(info.identity)] = info }
+        for (i, f) in found.enumerated() {
+            switch f {
+            case .image(let image): _ = add(image)
+            case .rawMaybe(let image): rawByKey[image.key] = image; rawMaybe.append(image)
+            case .unreadable(let message): unreadable.append((allFiles[i], message))
+            case .nothing, nil: break
+            }
+        }
 
         var problems: [Problem] = []
         var i = 0
         while i < nodes.count {
-            let info = nodes[i].info
+            let image = nodes[i].image
             defer { i += 1 }
-            guard let name = info.backingFilename else { continue }
-            let resolved = BackingPath.resolve(name, relativeTo: info.filename)
+            guard let name = image.backingFilename else { continue }
+            let resolved = BackingPath.resolve(name, relativeTo: image.filename)
             func problem(_ kind: BackingChain.Kind, _ message: String) {
                 problems.append(Problem(node: i, kind: kind, backing: name, resolved: resolved, message: message, candidates: []))
             }
@@ -132,7 +184,7 @@ public struct Scan: Sendable {
                 if let raw = rawByKey[key] { parent = add(raw) }
                 else {
                     // Outside DIR, or not read above: read it now.
-                    do throws(ImageInfo.Error) { parent = add(try ImageInfo.read(resolved)) } catch {
+                    do throws(ImageInfo.Error) { parent = add(Image(try ImageInfo.read(resolved))) } catch {
                         switch error {
                         case .header: problem(.invalidHeader, error.description)
                         case .file(.notAFile): problem(.notAnImage, "backing file \(resolved) is not a regular file")
@@ -144,8 +196,8 @@ public struct Scan: Sendable {
             }
             guard let p = parent else { continue }
             nodes[i].parent = p
-            let target = nodes[p].info
-            if let recorded = info.backingFormat {
+            let target = nodes[p].image
+            if let recorded = image.backingFormat {
                 if ImageFormat(qemuName: recorded) != target.format {
                     problem(.formatMismatch, "recorded backing format is \(recorded) but \(resolved) is \(target.format.rawValue)")
                 }
@@ -153,6 +205,7 @@ public struct Scan: Sendable {
                 problem(.noFormat, "no backing format recorded; QEMU has to guess (\(resolved) looks like \(target.format.rawValue))")
             }
         }
+        rawByKey = [:]
 
         // Loops: each node has at most one parent, so a walk up either ends or meets itself.
         var state = [UInt8](repeating: 0, count: nodes.count)  // 0 new, 1 on the current walk, 2 done
@@ -165,10 +218,10 @@ public struct Scan: Sendable {
                 cur = nodes[c].parent
             }
             if let c = cur, state[c] == 1 {
-                let cycle = path.drop { $0 != c }.map { nodes[$0].info.filename }
-                let info = nodes[c].info
-                problems.append(Problem(node: c, kind: .loop, backing: info.backingFilename ?? "", resolved: info.fullBackingFilename ?? "",
-                                        message: "the chain loops: " + (cycle + [info.filename]).joined(separator: " → "), candidates: []))
+                let cycle = path.drop { $0 != c }.map { nodes[$0].image.filename }
+                let image = nodes[c].image
+                problems.append(Problem(node: c, kind: .loop, backing: image.backingFilename ?? "", resolved: image.fullBackingFilename ?? "",
+                                        message: "the chain loops: " + (cycle + [image.filename]).joined(separator: " → "), candidates: []))
                 nodes[c].parent = nil  // so the forest stays a forest
             }
             for n in path { state[n] = 2 }
@@ -176,34 +229,52 @@ public struct Scan: Sendable {
 
         // Candidates for every missing or unreadable link.
         // Raw files without an image extension are candidates too (a moved base may be called anything), but they
-        // are not listed as images unless something names them.
-        var byName: [String: [String]] = [:]
-        for node in nodes { byName[BackingPath.fileName(node.info.filename), default: []].append(node.info.filename) }
-        for info in rawMaybe where byKey[FileKey(info.identity)] == nil {
-            byName[BackingPath.fileName(info.filename), default: []].append(info.filename)
-        }
-        for k in problems.indices where [.missing, .unreadable, .notAnImage, .invalidHeader].contains(problems[k].kind) {
-            let p = problems[k]
-            let owner = nodes[p.node].info
-            var found: [String] = []
-            for path in byName[BackingPath.fileName(p.backing)] ?? [] {
-                if let c = nodes.firstIndex(where: { $0.info.filename == path }), c == p.node || isAncestor(p.node, of: c, nodes) { continue }
-                found.append(path)
+        // are not listed as images unless something names them. Indexes are built only when a link is broken.
+        let lost = problems.indices.filter { [.missing, .unreadable, .notAnImage, .invalidHeader].contains(problems[$0].kind) }
+        if !lost.isEmpty {
+            var byName: [String: [(path: String, node: Int?)]] = [:]
+            var bySize: [UInt64: [Int]] = [:]
+            for (n, node) in nodes.enumerated() {
+                byName[BackingPath.fileName(node.image.filename), default: []].append((node.image.filename, n))
+                if let v = node.image.virtualSize { bySize[v, default: []].append(n) }
             }
-            if found.isEmpty, let size = owner.virtualSize {
-                let wanted = owner.backingFormat.flatMap(ImageFormat.init(qemuName:))
-                for (c, node) in nodes.enumerated() where c != p.node && node.info.virtualSize == size
-                    && (wanted == nil || node.info.format == wanted) && !isAncestor(p.node, of: c, nodes) {
-                    found.append(node.info.filename)
+            for image in rawMaybe where byKey[image.key] == nil {
+                byName[BackingPath.fileName(image.filename), default: []].append((image.filename, nil))
+            }
+            for k in lost {
+                let p = problems[k]
+                let owner = nodes[p.node].image
+                var found: [String] = []
+                for c in byName[BackingPath.fileName(p.backing)] ?? [] {
+                    if let n = c.node, n == p.node || isAncestor(p.node, of: n, nodes) { continue }
+                    found.append(c.path)
                 }
+                if found.isEmpty, let size = owner.virtualSize {
+                    let wanted = owner.backingFormat.flatMap(ImageFormat.init(qemuName:))
+                    for c in bySize[size] ?? [] where c != p.node && (wanted == nil || nodes[c].image.format == wanted)
+                        && !isAncestor(p.node, of: c, nodes) {
+                        found.append(nodes[c].image.filename)
+                    }
+                }
+                problems[k].candidates = found
             }
-            problems[k].candidates = found
         }
 
         // Holders, from one pass over /proc.
         let open = InUse.openFiles()
-        for n in nodes.indices { nodes[n].holders = open[FileKey(nodes[n].info.identity)] ?? [] }
-        return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable.map { (path: $0.0, message: $0.1) })
+        for n in nodes.indices { nodes[n].holders = open[nodes[n].image.key] ?? [] }
+        return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads)
+    }
+
+    /// The images' full headers read again, in the order given, on all readers. An image that is gone or is now
+    /// another file (device and inode differ) gives nil, and is printed from what the scan kept.
+    func details(_ order: ArraySlice<Int>) async -> [ImageInfo?] {
+        let wanted = order.map { nodes[$0].image }
+        let read = await Scan.parallelMap(wanted.count, threads: threads) { i -> ImageInfo? in
+            guard let info = try? ImageInfo.read(wanted[i].filename), FileKey(info.identity) == wanted[i].key else { return nil }
+            return info
+        }
+        return read.map { $0 ?? nil }
     }
 
     /// True when `a` is `b` or lies below it (b's chain reaches a): such a candidate would make a loop.

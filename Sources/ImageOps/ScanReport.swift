@@ -5,7 +5,7 @@ extension Scan {
     public var fixPlan: [String] {
         problems.compactMap { p in
             guard [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind), p.candidates.count == 1 else { return nil }
-            return Shell.join(["imgtool", "fix-backing", nodes[p.node].info.filename, "--to", p.candidates[0]])
+            return Shell.join(["imgtool", "fix-backing", nodes[p.node].image.filename, "--to", p.candidates[0]])
         }
     }
 
@@ -17,43 +17,78 @@ extension Scan {
         return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, nodes.filter { !$0.holders.isEmpty }.count)
     }
 
-    func imageJSON(_ n: Node) -> JSON {
+    /// Images whose headers are read again together when printing: enough to keep both readers busy, few enough
+    /// that memory does not grow with the store.
+    static let batch = 512
+
+    func imageJSON(_ n: Node, _ info: ImageInfo?) -> JSON {
         var fields: [(String, JSON)] = []
-        if case .object(let f) = n.info.json { fields = f }
-        fields.append(("backing-image", n.parent.map { .string(nodes[$0].info.filename) } ?? .null))
+        if let info, case .object(let f) = info.json {
+            fields = f
+        } else {
+            // Gone or replaced since the scan: what the scan itself saw.
+            let image = n.image
+            fields = [
+                ("filename", .string(image.filename)),
+                ("format", .string(image.format.rawValue)),
+                ("virtual-size", image.virtualSize.map(JSON.uint) ?? .null),
+                ("backing-filename", image.backingFilename.map(JSON.string) ?? .null),
+                ("full-backing-filename", image.fullBackingFilename.map(JSON.string) ?? .null),
+                ("backing-filename-format", image.backingFormat.map(JSON.string) ?? .null),
+            ].filter { if case .null = $0.1 { return false } else { return true } }
+        }
+        fields.append(("backing-image", n.parent.map { .string(nodes[$0].image.filename) } ?? .null))
         fields.append(("holders", .array(n.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
         return JSON.object(fields)
     }
 
-    /// Writes `json` to standard output one image at a time, so a store of thousands of images never holds the
-    /// whole document in memory. The bytes are exactly `json.rendered()`'s.
-    public func printJSON() {
+    /// The whole JSON document, as `printJSON` writes it.
+    public func json() async -> JSON {
+        var images: [JSON] = []
+        var start = 0
+        while start < nodes.count {
+            let range = start..<min(nodes.count, start + Scan.batch)
+            let infos = await details(Array(range)[...])
+            for (k, n) in range.enumerated() { images.append(imageJSON(nodes[n], infos[k])) }
+            start = range.upperBound
+        }
+        return .object([("root", .string(root)), ("healthy", .bool(!hasBrokenLinks)), ("images", .array(images))] + tailFields)
+    }
+
+    /// Writes the JSON document to standard output one image at a time, so a store of thousands of images never
+    /// holds the whole document (or every header) in memory. The bytes are exactly `json().rendered()`'s.
+    public func printJSON() async {
+        var out = OutputBuffer(fd: 1)
+        await writeJSON(to: &out)
+        out.finish()
+    }
+
+    func writeJSON(to out: inout OutputBuffer) async {
         var head = JSON.object([("root", .string(root)), ("healthy", .bool(!hasBrokenLinks))]).renderedBytes()
         head.removeLast(2)  // "\n}": the object goes on
-        head += Array(",\n    \"images\": ".utf8)
+        out.append(head)
+        out.append(",\n    \"images\": ")
         if nodes.isEmpty {
-            head += Array("[]".utf8)
-            writeAll(1, head)
+            out.append("[]")
         } else {
-            head += Array("[".utf8)
-            writeAll(1, head)
-            for (i, n) in nodes.enumerated() {
-                var item: [UInt8] = Array(((i == 0 ? "" : ",") + "\n        ").utf8)
-                imageJSON(n).write(to: &item, indent: 4, level: 2)
-                writeAll(1, item)
+            out.append("[")
+            var start = 0
+            while start < nodes.count {
+                let range = start..<min(nodes.count, start + Scan.batch)
+                let infos = await details(Array(range)[...])
+                for (k, n) in range.enumerated() {
+                    out.append(n == 0 ? "\n        " : ",\n        ")
+                    imageJSON(nodes[n], infos[k]).write(to: &out.bytes, indent: 4, level: 2)
+                    out.flushIfFull()
+                }
+                start = range.upperBound
             }
-            writeAll(1, Array("\n    ]".utf8))
+            out.append("\n    ]")
         }
         var tail = JSON.object(tailFields).renderedBytes()
         tail.removeFirst(1)  // "{": continues the object
-        writeAll(1, Array(",".utf8) + tail + [UInt8(ascii: "\n")])
-    }
-
-    /// JSON for scripts.
-    public var json: JSON { .object(jsonFields) }
-
-    var jsonFields: [(String, JSON)] {
-        [("root", .string(root)), ("healthy", .bool(!hasBrokenLinks)), ("images", .array(nodes.map(imageJSON)))] + tailFields
+        out.append(",")
+        out.append(tail)
     }
 
     /// Everything after the images.
@@ -62,7 +97,7 @@ extension Scan {
         return [
             ("problems", .array(problems.map { p in
                 .object([
-                    ("image", .string(nodes[p.node].info.filename)),
+                    ("image", .string(nodes[p.node].image.filename)),
                     ("kind", .string(p.kind.rawValue)),
                     ("backing", .string(p.backing)),
                     ("resolved", .string(p.resolved)),
@@ -78,46 +113,126 @@ extension Scan {
         ]
     }
 
-    /// A tree per base, problems under the image they belong to, then a summary line.
-    public func human(style: Style) -> String {
-        var children: [Int: [Int]] = [:]
-        for (n, node) in nodes.enumerated() { if let p = node.parent { children[p, default: []].append(n) } }
+    /// A tree per base, problems under the image they belong to, then a summary line, as one string.
+    public func human(style: Style) async -> String {
+        var out = OutputBuffer(fd: nil)
+        await writeHuman(style: style, to: &out)
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
+
+    /// Writes the tree to standard output as it goes.
+    public func printHuman(style: Style) async {
+        var out = OutputBuffer(fd: 1)
+        await writeHuman(style: style, to: &out)
+        out.finish()
+    }
+
+    func writeHuman(style: Style, to out: inout OutputBuffer) async {
+        // Tree order, without recursion (a chain may be thousands deep): children in path order under each parent.
+        var childCount = [Int32](repeating: 0, count: nodes.count + 1)
+        for node in nodes { if let p = node.parent { childCount[p + 1] += 1 } }
+        for k in 1..<childCount.count { childCount[k] += childCount[k - 1] }
+        var children = [Int32](repeating: 0, count: nodes.count)
+        var fill = childCount
+        for (n, node) in nodes.enumerated() { if let p = node.parent { children[Int(fill[p])] = Int32(n); fill[p] += 1 } }
+        fill = []
+        var isLast = [Bool](repeating: false, count: nodes.count)
+        var order: [Int] = []
+        order.reserveCapacity(nodes.count)
+        var stack: [Int] = []
+        for r in nodes.indices.reversed() where nodes[r].parent == nil { stack.append(r) }
+        while let n = stack.popLast() {
+            order.append(n)
+            let kids = children[Int(childCount[n])..<Int(childCount[n + 1])]
+            if let last = kids.last { isLast[Int(last)] = true }
+            for c in kids.reversed() { stack.append(Int(c)) }
+        }
+        children = []
+        childCount = []
+
         var problemsOf: [Int: [Problem]] = [:]
         for p in problems { problemsOf[p.node, default: []].append(p) }
-        var lines: [String] = []
-        func emit(_ n: Int, _ prefix: String, _ isLast: Bool, _ isRoot: Bool) {
-            let node = nodes[n]
-            let branch = isRoot ? "" : prefix + (isLast ? "└─ " : "├─ ")
-            var line = branch + node.info.filename + "  " + style.dim(ImageReport.summary(node.info))
-            if !node.holders.isEmpty {
-                line += "  " + style.warn("held by " + node.holders.map { "PID \($0.pid)" }.joined(separator: ", "))
+        /// What goes before the lines under `n`: a bar for every ancestor that has siblings still to come.
+        func inner(_ n: Int) -> String {
+            var segments: [String] = []
+            var cur: Int? = n
+            while let c = cur, let p = nodes[c].parent {
+                segments.append(isLast[c] ? "   " : "│  ")
+                cur = p
             }
-            lines.append(line)
-            let inner = isRoot ? "" : prefix + (isLast ? "   " : "│  ")
-            for p in problemsOf[n] ?? [] {
-                let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
-                lines.append(inner + "   " + mark + ": " + p.message)
-                if p.candidates.isEmpty {
-                    if !p.kind.isWarning && p.kind != .loop && p.kind != .protocol { lines.append(inner + "     no candidate found under \(root)") }
-                } else {
-                    for c in p.candidates { lines.append(inner + "     candidate: " + c) }
-                    if p.candidates.count == 1 {
-                        lines.append(inner + "     fix: " + style.command(Shell.join(["imgtool", "fix-backing", node.info.filename, "--to", p.candidates[0]])))
+            return segments.reversed().joined()
+        }
+        var start = 0
+        while start < order.count {
+            let slice = order[start..<min(order.count, start + Scan.batch)]
+            let infos = await details(slice)
+            for (k, n) in slice.enumerated() {
+                let node = nodes[n]
+                let isRoot = node.parent == nil
+                let above = node.parent.map(inner) ?? ""
+                let branch = isRoot ? "" : above + (isLast[n] ? "└─ " : "├─ ")
+                let summary = infos[k].map(ImageReport.summary)
+                    ?? ([node.image.format.rawValue] + (node.image.virtualSize.map { [Sizes.human($0) + " virtual"] } ?? [])).joined(separator: ", ")
+                var line = branch + node.image.filename + "  " + style.dim(summary)
+                if !node.holders.isEmpty {
+                    line += "  " + style.warn("held by " + node.holders.map { "PID \($0.pid)" }.joined(separator: ", "))
+                }
+                out.line(line)
+                let pad = isRoot ? "" : above + (isLast[n] ? "   " : "│  ")
+                for p in problemsOf[n] ?? [] {
+                    let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
+                    out.line(pad + "   " + mark + ": " + p.message)
+                    if p.candidates.isEmpty {
+                        if !p.kind.isWarning && p.kind != .loop && p.kind != .protocol { out.line(pad + "     no candidate found under \(root)") }
+                    } else {
+                        for c in p.candidates { out.line(pad + "     candidate: " + c) }
+                        if p.candidates.count == 1 {
+                            out.line(pad + "     fix: " + style.command(Shell.join(["imgtool", "fix-backing", node.image.filename, "--to", p.candidates[0]])))
+                        }
                     }
                 }
+                out.flushIfFull()
             }
-            let kids = children[n] ?? []
-            for (k, c) in kids.enumerated() { emit(c, inner, k == kids.count - 1, false) }
+            start += slice.count
         }
-        for n in nodes.indices where nodes[n].parent == nil { emit(n, "", true, true) }
-        for u in unreadable { lines.append(style.bad("✗ ") + u.message) }
+        for u in unreadable { out.line(style.bad("✗ ") + u.message) }
         let s = summary
         var tail = "\(s.images) images in \(s.chains) chains"
         tail += s.broken + s.loops == 0 ? ", " + style.good("no broken links") : ", " + style.bad("\(s.broken) broken link\(s.broken == 1 ? "" : "s")")
         if s.loops > 0 { tail += ", " + style.bad("\(s.loops) loop\(s.loops == 1 ? "" : "s")") }
         if s.warnings > 0 { tail += ", \(s.warnings) warning\(s.warnings == 1 ? "" : "s")" }
         if s.held > 0 { tail += ", \(s.held) held by a process" }
-        lines.append(tail)
-        return lines.joined(separator: "\n")
+        out.append(tail)
+    }
+}
+
+/// Bytes for a file descriptor, written 64 KiB at a time (one write per image would cost a syscall each); with no
+/// descriptor it only collects.
+package struct OutputBuffer {
+    package var bytes: [UInt8] = []
+    let fd: Int32?
+
+    package init(fd: Int32?) {
+        self.fd = fd
+        bytes.reserveCapacity(fd == nil ? 4096 : 1 << 16)
+    }
+
+    package mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
+    package mutating func append(_ more: [UInt8]) { bytes.append(contentsOf: more) }
+    /// Appends `text` and a newline.
+    package mutating func line(_ text: String) { append(text); append("\n") }
+
+    package mutating func flushIfFull() {
+        guard let fd, bytes.count >= 1 << 16 else { return }
+        writeAll(fd, bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes what is left, with a final newline.
+    package mutating func finish() {
+        guard let fd else { return }
+        append("\n")
+        writeAll(fd, bytes)
+        bytes.removeAll()
     }
 }

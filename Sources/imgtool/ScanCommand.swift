@@ -22,8 +22,8 @@ struct ScanCommand: AsyncParsableCommand {
             printOut(plan.isEmpty ? "# no broken link has exactly one candidate" : plan.joined(separator: "\n"))
         } else {
             switch options.output {
-            case .json: scan.printJSON()
-            case .human: printOut(scan.human(style: .forStandardOutput()))
+            case .json: await scan.printJSON()
+            case .human: await scan.printHuman(style: .forStandardOutput())
             }
         }
         if scan.hasBrokenLinks { throw ExitCode(2) }

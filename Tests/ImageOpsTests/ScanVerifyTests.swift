@@ -52,7 +52,11 @@ struct ScanVerifyTests {
         // The CLI streams the JSON one image at a time; it must be the very bytes of the whole document.
         let whole = await Scan.run(pool)
         let streamed = try ImgtoolBinary.run(["scan", "--output", "json", pool])
-        #expect(streamed.stdout == whole.json.rendered() + "\n")
+        let document = await whole.json().rendered()
+        #expect(streamed.stdout == document + "\n")
+        // Human output streams too; the library's string form is the same text.
+        let text = await whole.human(style: .plain)
+        #expect(try ImgtoolBinary.run(["scan", pool]).stdout == text + "\n")
 
         let plan = try ImgtoolBinary.run(["scan", "pool", "--fix-plan"], cwd: root.path)
         #expect(plan.stdout == "imgtool fix-backing pool/vms/c.cow --to pool/deep/er/old.raw\n")
@@ -63,6 +67,28 @@ struct ScanVerifyTests {
         let after = try ImgtoolBinary.run(["scan", "--output", "json", "pool"], cwd: root.path)
         let j2 = try #require(try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])
         #expect((j2["summary"] as? [String: Any])?["broken"] as? Int == 1)
+    }
+
+    /// Headers are read again when printing (the forest keeps only a slim record); an image removed in between is
+    /// printed from what the scan saw, not dropped and not a crash.
+    @Test func scanPrintsWhatItSawWhenAnImageGoes() async throws {
+        let root = try TempDir("poolgone")
+        try QemuImg.run(["create", "-q", "-f", "raw", root.file("base.raw"), "4M"])
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", root.file("top.qcow2")])
+        let scan = await Scan.run(root.path)
+        let before = await scan.json()
+        try FileManager.default.removeItem(atPath: root.file("top.qcow2"))
+        let after = await scan.json()
+        #expect(before != after)
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(after.rendered().utf8)) as? [String: Any])
+        let top = try #require((j["images"] as? [[String: Any]])?.first { $0["filename"] as? String == root.file("top.qcow2") })
+        #expect(top["format"] as? String == "qcow2")
+        #expect(top["virtual-size"] as? Int == 4 << 20)
+        #expect(top["backing-filename"] as? String == "base.raw")
+        #expect(top["backing-image"] as? String == root.file("base.raw"))
+        #expect(top["actual-size"] == nil)
+        let text = await scan.human(style: .plain)
+        #expect(text.contains("└─ " + root.file("top.qcow2") + "  qcow2, 4 MiB virtual"), "\(text)")
     }
 
     @Test func scanNamesHolders() throws {
