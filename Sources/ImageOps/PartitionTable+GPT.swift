@@ -56,7 +56,7 @@ enum GPT {
 
     struct GPTProblem: Swift.Error { var text: String; init(_ t: String) { text = t } }
 
-    static func read(diskSize: UInt64, sectorSize: UInt64, _ get: (UInt64, Int) throws(PartitionTable.Error) -> [UInt8]) throws(PartitionTable.Error) -> PartitionTable? {
+    static func read(diskSize: UInt64, sectorSize: UInt64, reportDamaged: Bool = false, _ get: (UInt64, Int) throws(PartitionTable.Error) -> [UInt8]) throws(PartitionTable.Error) -> PartitionTable? {
         let lastLBA = diskSize / sectorSize - 1
         var warnings: [String] = []
         var chosen: Header?
@@ -72,7 +72,8 @@ enum GPT {
                 warnings.append("primary GPT header damaged (\(p.text)); using the backup header at LBA \(lastLBA)")
                 chosen = backup
             } else {
-                if sectorSize == 4096 || !protective { return nil }
+                // A damaged table is reported only once neither sector size found a valid header.
+                if !reportDamaged || !protective { return nil }
                 warnings.append("\(p.text), and no valid backup header at LBA \(lastLBA)")
                 return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [], warnings: warnings)
             }

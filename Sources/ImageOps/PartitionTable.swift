@@ -74,6 +74,8 @@ public struct PartitionTable: Sendable, Equatable {
         for sectorSize: UInt64 in [512, 4096] where diskSize >= sectorSize * 2 {
             if let gpt = try GPT.read(diskSize: diskSize, sectorSize: sectorSize, get) { return gpt }
         }
+        // No valid header at either size: a protective MBR still says GPT, so say what is wrong with it.
+        if diskSize >= 1024, let damaged = try GPT.read(diskSize: diskSize, sectorSize: 512, reportDamaged: true, get) { return damaged }
         let mbr = try get(0, 512)
         let w = ByteWindow(mbr)
         guard w.u8(510) == 0x55, w.u8(511) == 0xAA else {
