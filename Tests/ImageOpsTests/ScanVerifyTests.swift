@@ -91,6 +91,39 @@ struct ScanVerifyTests {
         #expect(text.contains("└─ " + root.file("top.qcow2") + "  qcow2, 4 MiB virtual"), "\(text)")
     }
 
+    /// Files the scanning user cannot read: a qcow2 left mode 000 is listed as unreadable, and the overlay whose base
+    /// is unreadable gets an `unreadable` link, not `missing` (the fix is permissions, not repointing).
+    @Test func scanReportsUnreadableFiles() throws {
+        let root = try TempDir("poolperm")
+        let pool = try root.mkdir("pool")
+        func q(_ a: String...) throws { try QemuImg.run(a, cwd: pool) }
+        try q("create", "-q", "-f", "raw", "secret.raw", "1M")
+        try q("create", "-q", "-f", "qcow2", "-b", "secret.raw", "-F", "raw", "u.cow")
+        try q("create", "-q", "-f", "qcow2", "locked.qcow2", "1M")
+        try q("create", "-q", "-f", "qcow2", "fine.qcow2", "1M")
+        chmod(pool + "/secret.raw", 0)
+        chmod(pool + "/locked.qcow2", 0)
+        chmod(root.path, 0o755)
+        chmod(pool, 0o755)
+        var exe = try ImgtoolBinary.path()
+        var args = ["scan", "--output", "json", pool]
+        if getuid() == 0 {
+            // Root reads everything; drop to nobody so the permission problem is real.
+            args = ["--reuid=65534", "--regid=65534", "--clear-groups", exe] + args
+            exe = try #require(which("setpriv"))
+        }
+        let r = try runProgram(exe, args)
+        #expect(r.status == 2, "\(r.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout) \(r.stderr)")
+        let unreadable = (j["unreadable"] as? [[String: Any]] ?? []).compactMap { $0["filename"] as? String }
+        #expect(unreadable.contains(pool + "/locked.qcow2"), "\(unreadable)")
+        let problems = j["problems"] as? [[String: Any]] ?? []
+        let u = problems.first { $0["image"] as? String == pool + "/u.cow" }
+        #expect(u?["kind"] as? String == "unreadable", "\(problems)")
+        let images = (j["images"] as? [[String: Any]] ?? []).compactMap { $0["filename"] as? String }
+        #expect(images.contains(pool + "/fine.qcow2") && images.contains(pool + "/u.cow"))
+    }
+
     @Test func scanNamesHolders() throws {
         let root = try TempDir("poolheld")
         try QemuImg.run(["create", "-q", "-f", "qcow2", root.file("held.qcow2"), "8M"])
