@@ -45,7 +45,8 @@ public struct InUse: Sendable, Equatable {
     static let F_OFD_GETLK: Int32 = 36
 
     static func qemuLocks(_ path: String) -> (locked: Bool, write: Bool) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking: opening a FIFO would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return (false, false) }
         defer { close(fd) }
         func conflicts(_ start: Int, _ length: Int) -> Bool {

@@ -7,3 +7,4 @@ public protocol ReportableError: Error, CustomStringConvertible {}
 extension ImageFile.Error: ReportableError {}
 extension QCow2Header.Error: ReportableError {}
 extension ImageInfo.Error: ReportableError {}
+extension GuestDisk.Error: ReportableError {}

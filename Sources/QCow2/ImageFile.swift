@@ -47,10 +47,12 @@ public final class ImageFile {
     deinit { try? fd.close() }
 
     /// Opens `path` read-only. Directories and other non-files are refused here so no caller reads one by mistake.
+    /// Non-blocking, because a plain open of a FIFO waits for a writer forever (a scan must not hang on one); the
+    /// flag changes nothing for the regular files and block devices that get past the check.
     public static func open(_ path: String) throws(Error) -> ImageFile {
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
         } catch {
             let e = errnoValue(error)
             if e == ENOENT || e == ENOTDIR { throw .missing(path: path) }

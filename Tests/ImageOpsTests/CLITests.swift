@@ -37,6 +37,30 @@ struct CLITests {
         #expect(ReadCommands.fastPath(["chain", "a", "--output=json"]) != nil)
     }
 
+    /// A FIFO, a character device and a dangling link where an image should be: every command answers at once
+    /// (a plain open of a FIFO would wait for a writer forever), with `imgtool: error:` and exit 1 where it reads.
+    @Test func specialFilesNeverHang() throws {
+        let dir = try TempDir("special")
+        let fifo = dir.file("pipe.raw")
+        #expect(mkfifo(fifo, 0o644) == 0)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("ok.qcow2"), "1M"])
+        #expect(symlink("nowhere", dir.file("dangling.qcow2")) == 0)
+        let timeout = try #require(which("timeout"))
+        let exe = try ImgtoolBinary.path()
+        func run(_ args: [String]) throws -> RunResult { try runProgram(timeout, ["10", exe] + args) }
+        for (args, status) in [(["info", fifo], Int32(1)), (["chain", fifo], 1), (["partitions", fifo], 1), (["offset", fifo, "1"], 1),
+                               (["verify", fifo], 1), (["who", fifo], 0), (["info", "/dev/null"], 1),
+                               (["fix-backing", fifo, "--to", dir.file("ok.qcow2")], 1), (["resize", fifo, "2M"], 1)] {
+            let r = try run(args)
+            #expect(r.status == status, "\(args): \(r.status) \(r.stderr)")
+            if status == 1 && args[0] != "verify" { #expect(r.stderr.hasPrefix("imgtool: error: "), "\(args): \(r.stderr)") }
+        }
+        let scan = try run(["scan", "--output", "json", dir.path])
+        #expect(scan.status == 0, "\(scan.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(scan.stdout.utf8)) as? [String: Any])
+        #expect((j["images"] as? [[String: Any]])?.compactMap { $0["filename"] as? String } == [dir.file("ok.qcow2")])
+    }
+
     @Test func usageErrorIs64() throws {
         #expect(try ImgtoolBinary.run(["chain"]).status == 64)
         #expect(try ImgtoolBinary.run(["chain", "x", "--max-depth", "0"]).status == 64)
