@@ -1,4 +1,5 @@
 import QCow2
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -174,8 +175,11 @@ public struct Scan: Sendable {
             if BackingPath.isProtocol(name) { problem(.protocol, "backing \"\(name)\" is a protocol string"); continue }
             var st = stat()
             guard stat(resolved, &st) == 0 else {
-                if errno == EACCES { problem(.unreadable, "backing file \(resolved) cannot be reached (permission denied)") }
-                else { problem(.missing, "backing file \(resolved) does not exist") }
+                // As `chain` words it: only a name that leads nowhere is missing; a symlink loop, a name too long
+                // or a folder we may not enter is there but unreadable.
+                let e = errno
+                if e == ENOENT || e == ENOTDIR { problem(.missing, "backing file \(resolved) does not exist") }
+                else { problem(.unreadable, "backing file \(resolved) cannot be read (\(Errno(rawValue: e)))") }
                 continue
             }
             let key = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))

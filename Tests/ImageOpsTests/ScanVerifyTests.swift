@@ -101,6 +101,9 @@ struct ScanVerifyTests {
         try q("create", "-q", "-f", "qcow2", "-b", "secret.raw", "-F", "raw", "u.cow")
         try q("create", "-q", "-f", "qcow2", "locked.qcow2", "1M")
         try q("create", "-q", "-f", "qcow2", "fine.qcow2", "1M")
+        // A base that is a symlink to itself is there but cannot be read: unreadable, as `chain` says, not missing.
+        #expect(symlink("self.raw", pool + "/self.raw") == 0)
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "self.raw", "-F", "raw", "s.cow", "1M")
         chmod(pool + "/secret.raw", 0)
         chmod(pool + "/locked.qcow2", 0)
         chmod(root.path, 0o755)
@@ -120,6 +123,8 @@ struct ScanVerifyTests {
         let problems = j["problems"] as? [[String: Any]] ?? []
         let u = problems.first { $0["image"] as? String == pool + "/u.cow" }
         #expect(u?["kind"] as? String == "unreadable", "\(problems)")
+        let selfLoop = problems.first { $0["image"] as? String == pool + "/s.cow" }
+        #expect(selfLoop?["kind"] as? String == "unreadable", "\(problems)")
         let images = (j["images"] as? [[String: Any]] ?? []).compactMap { $0["filename"] as? String }
         #expect(images.contains(pool + "/fine.qcow2") && images.contains(pool + "/u.cow"))
     }
