@@ -72,8 +72,33 @@ public struct Verification: Sendable {
         case .luks, .raw, .qcow:
             if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
         }
+        for other in alsoLooksLike(file, prefix, probe.format) {
+            add("polyglot", true, "is a \(probe.format.rawValue) image but also carries \(other): tools that probe differently would see different disks")
+        }
         if !v.findings.contains(where: { $0.unsafe }) { add("external references", false, "reaches no file outside itself") }
         return v
+    }
+
+    /// Signatures of other formats at the offsets those formats keep them. A file valid as two formats (a polyglot)
+    /// is how an image slips past one inspector and is opened as something else by the next tool; OpenStack's
+    /// inspector refuses those too. A raw disk is exempt: partition tables and an ISO 9660 volume are what a disk
+    /// holds (hybrid ISOs carry both), and a fixed VHD is raw data with a footer.
+    static func alsoLooksLike(_ file: ImageFile, _ prefix: [UInt8], _ format: ImageFormat) -> [String] {
+        guard format != .raw else { return [] }
+        var found: [String] = []
+        let w = ByteWindow(prefix)
+        let size = file.stat.size
+        func bytes(at offset: UInt64, _ count: Int) -> [UInt8] {
+            guard size >= offset + UInt64(count) else { return [] }
+            return (try? file.read(at: offset, count: count)) ?? []
+        }
+        if bytes(at: 32769, 5) == Array("CD001".utf8) { found.append("an ISO 9660 volume descriptor at byte 32769") }
+        if format != .vdi, w.u32LE(64) == 0xBEDA_107F { found.append("a VDI signature at byte 64") }
+        if w.slice(512, 8).map(Array.init) == Array("EFI PART".utf8) { found.append("a GPT header at byte 512") }
+        if format != .vpc, size >= 1024, bytes(at: size - 512, 8) == Array("conectix".utf8) {
+            found.append("a VHD footer in its last 512 bytes")
+        }
+        return found
     }
 
     static func verifyQCow2(_ file: ImageFile, _ prefix: [UInt8], _ v: inout Verification) {

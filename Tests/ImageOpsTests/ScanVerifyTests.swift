@@ -164,7 +164,33 @@ struct ScanVerifyTests {
         u.write(Data([0x01]))  // incompatible bit 56: nobody knows it
         try u.close()
 
+        // Polyglots: a qcow2 qemu-img still opens, carrying another format's signature where that format keeps it.
+        func plant(_ name: String, _ offset: UInt64, _ bytes: [UInt8]) throws {
+            try q("create", "-q", "-f", "qcow2", name, "1M")
+            let f = try #require(FileHandle(forUpdatingAtPath: dir.file(name)))
+            try f.seek(toOffset: offset)
+            f.write(Data(bytes))
+            try f.close()
+            #expect((try QemuImg.info(dir.file(name)) as? [String: Any])?["format"] as? String == "qcow2")
+        }
+        try plant("iso.qcow2", 32769, Array("CD001".utf8))
+        try plant("gpt.qcow2", 512, Array("EFI PART".utf8))
+        try q("create", "-q", "-f", "qcow2", "vhd.qcow2", "1M")
+        let size = try FileManager.default.attributesOfItem(atPath: dir.file("vhd.qcow2"))[.size] as? UInt64 ?? 0
+        let f = try #require(FileHandle(forUpdatingAtPath: dir.file("vhd.qcow2")))
+        try f.seek(toOffset: size)
+        f.write(Data(Array("conectix".utf8) + [UInt8](repeating: 0, count: 504)))
+        try f.close()
+        // A raw disk holding an ISO and a partition table is an ordinary (hybrid) disk.
+        try q("create", "-q", "-f", "raw", "hybrid.raw", "1M")
+        let r = try #require(FileHandle(forUpdatingAtPath: dir.file("hybrid.raw")))
+        try r.seek(toOffset: 32769)
+        r.write(Data(Array("CD001".utf8)))
+        try r.close()
+
         let cases: [([String], Int32, String?)] = [
+            (["iso.qcow2"], 2, "ISO 9660"), (["gpt.qcow2"], 2, "GPT header"), (["vhd.qcow2"], 2, "VHD footer"),
+            (["hybrid.raw"], 0, nil), (["sparse.vmdk"], 0, nil),
             (["clean.qcow2"], 0, nil), (["clean.raw", "--format", "raw"], 0, nil), (["sparse.vmdk"], 0, nil),
             (["backing.qcow2"], 2, "backing file"), (["datafile.qcow2"], 2, "data file"), (["shadow.vmdk"], 2, "/etc/shadow"),
             (["corrupt.qcow2"], 2, "corrupt"), (["unknown.qcow2"], 2, "incompatible_features"),
