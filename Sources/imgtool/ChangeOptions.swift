@@ -12,17 +12,9 @@ struct ChangeOptions: ParsableArguments {
 
     /// Prints the plan (dry run) or runs it, then shows the chain of what changed.
     func carryOut(_ plan: Plan) async throws {
-        let tool = try QemuImg.locate(qemuImg)
-        if dryRun {
-            printOut(Executor.describe(plan, qemuImg: tool))
-            printOut("dry run: nothing was changed")
-            return
-        }
-        let outcome = try await Executor.execute(plan, qemuImg: tool)
-        for saved in outcome.saved { printOut("saved the old header to \(saved) (imgtool undo puts it back)") }
-        for image in plan.show {
-            let chain = try BackingChain.follow(image)
-            printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
-        }
+        try await ChangeCommands.carryOut(plan, library)
     }
+
+    /// The same options for the library.
+    var library: ChangeCommands.Options { ChangeCommands.Options(dryRun: dryRun, qemuImg: qemuImg) }
 }

@@ -23,20 +23,7 @@ struct FixBacking: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var targets = images
-        if targets.isEmpty {
-            targets = Operations.brokenOverlays(in: ".", named: to)
-            if targets.isEmpty {
-                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(to))",
-                                          hint: "imgtool scan . to see every link")
-            }
-            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(to)): \(targets.joined(separator: ", "))")
-        }
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        // Check every image before changing any, so a refusal leaves all of them as they were.
-        var plans: [Plan] = []
-        for image in targets { plans.append(try Operations.fixBacking(image, to: to, style: style, force: force)) }
-        for plan in plans { try await change.carryOut(plan) }
-        if !change.dryRun && images.isEmpty { printOut("fixed: \(targets.joined(separator: ", "))") }
+        try await ChangeCommands.fixBacking(images: images, to: to, style: style, force: force, options: change.library)
     }
 }

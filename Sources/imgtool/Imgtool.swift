@@ -28,6 +28,17 @@ struct Imgtool: AsyncParsableCommand {
                 exit(1)
             }
         }
+        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ChangeCommands.fastPath(argv) {
+            do {
+                try await fast()
+                exit(0)
+            } catch let error as any ReportableError {
+                printError("imgtool: error: \(error.description)")
+                exit(1)
+            } catch {
+                exit(withError: error)
+            }
+        }
         do {
             var command = try parseAsRoot(parsed)
             if var async = command as? any AsyncParsableCommand {

@@ -26,6 +26,59 @@ struct CLITests {
         }
     }
 
+    /// `fix-backing` has a fast path too: dry runs, refusals and real changes print the same bytes either way.
+    @Test func fixBackingFastPathMatchesFullParser() throws {
+        func store(_ name: String) throws -> TempDir {
+            let dir = try TempDir(name)
+            try QemuImg.run(["create", "-q", "-f", "raw", "b.raw", "1M"], cwd: dir.path)
+            try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "gone/b.raw", "-F", "raw", "broken.cow", "1M"], cwd: dir.path)
+            try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "gone/b.raw", "-F", "raw", "other.cow", "1M"], cwd: dir.path)
+            return dir
+        }
+        let forms: [[String]] = [
+            ["fix-backing", "broken.cow", "--to", "b.raw", "--dry-run"], ["fix-backing", "--to=b.raw", "--dry-run"],
+            ["fix-backing", "broken.cow", "--absolute", "--to", "b.raw", "--dry-run"], ["fix-backing", "broken.cow", "--to", "nothere.raw"],
+            ["fix-backing", "--to", "x.raw"], ["fix-backing", "broken.cow", "--to", "b.raw", "--qemu-img", "/nonexistent/qemu-img"],
+            ["fix-backing", "broken.cow", "--to", "broken.cow"], ["fix-backing", "broken.cow", "--to", "b.raw"],
+            ["fix-backing", "--to", "b.raw", "--force"],
+        ]
+        let fastStore = try store("fbfast"), fullStore = try store("fbfull")
+        for args in forms {
+            var env = ProcessInfo.processInfo.environment
+            env["IMGTOOL_STATE_DIR"] = fastStore.file("state")
+            let fast = try ImgtoolBinary.run(args, cwd: fastStore.path, environment: env)
+            env["IMGTOOL_STATE_DIR"] = fullStore.file("state")
+            env["IMGTOOL_NO_FAST_PATH"] = "1"
+            let full = try ImgtoolBinary.run(args, cwd: fullStore.path, environment: env)
+            // The stores differ only by folder and by inode (in the undo file's name).
+            func same(_ text: String, _ dir: TempDir) -> String {
+                text.replacingOccurrences(of: dir.path, with: "DIR")
+                    .replacingOccurrences(of: #"/[0-9]+-[0-9]+\.hdr"#, with: "/DEV-INODE.hdr", options: .regularExpression)
+            }
+            #expect(fast.status == full.status, "\(args): \(fast.stderr) | \(full.stderr)")
+            #expect(same(fast.stdout, fastStore) == same(full.stdout, fullStore), "\(args)")
+            #expect(same(fast.stderr, fastStore) == same(full.stderr, fullStore), "\(args)")
+        }
+        // Both really changed their image.
+        for dir in [fastStore, fullStore] {
+            #expect((try QemuImg.info(dir.file("broken.cow")) as? [String: Any])?["backing-filename"] as? String == "b.raw")
+            #expect((try QemuImg.info(dir.file("other.cow")) as? [String: Any])?["backing-filename"] as? String == "b.raw")
+        }
+    }
+
+    @Test func fixBackingFastPathDeclinesWhatItDoesNotKnow() {
+        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b"]) != nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "--to=b", "--dry-run", "--force", "--relative"]) != nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "a"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "--help"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--relative", "--absolute"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--bogus"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "--", "a", "--to", "b"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to"]) == nil)
+        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--to", "c"]) == nil)
+        #expect(ChangeCommands.fastPath(["rebase", "a", "--onto", "b"]) == nil)
+    }
+
     @Test func fastPathDeclinesWhatItDoesNotKnow() {
         #expect(ReadCommands.fastPath(["info", "--help"]) == nil)
         #expect(ReadCommands.fastPath(["chain", "a", "b"]) == nil)

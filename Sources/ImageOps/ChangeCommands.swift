@@ -1,0 +1,95 @@
+import QCow2
+
+/// The changing commands' work, shared by the ArgumentParser commands and the start-up fast path: `fix-backing` is
+/// the one people run in loops and scripts, and ArgumentParser's start-up (3.5–5 ms of reflection) cost more than all
+/// its checks together. Both paths call these functions, so they print the same bytes and exit the same way.
+public enum ChangeCommands {
+    /// `--dry-run` and `--qemu-img`, which every changing command takes.
+    public struct Options: Sendable, Equatable {
+        /// Run every check and print the exact command line; change nothing.
+        public var dryRun: Bool
+        /// The qemu-img binary, when given.
+        public var qemuImg: String?
+
+        /// The options as given.
+        public init(dryRun: Bool, qemuImg: String?) {
+            self.dryRun = dryRun
+            self.qemuImg = qemuImg
+        }
+    }
+
+    /// Prints the plan (dry run) or runs it, then shows the chain of what changed.
+    public static func carryOut(_ plan: Plan, _ options: Options) async throws {
+        let tool = try QemuImg.locate(options.qemuImg)
+        if options.dryRun {
+            printOut(Executor.describe(plan, qemuImg: tool))
+            printOut("dry run: nothing was changed")
+            return
+        }
+        let outcome = try await Executor.execute(plan, qemuImg: tool)
+        for saved in outcome.saved { printOut("saved the old header to \(saved) (imgtool undo puts it back)") }
+        for image in plan.show {
+            let chain = try BackingChain.follow(image)
+            printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
+        }
+    }
+
+    /// `imgtool fix-backing [IMAGE…] --to PATH`: with no IMAGE, the broken overlays in the current folder that name
+    /// PATH's file name. Every image is checked before any is changed, so a refusal leaves all of them as they were.
+    public static func fixBacking(images: [String], to: String, style: Operations.LinkStyle, force: Bool, options: Options) async throws {
+        var targets = images
+        if targets.isEmpty {
+            targets = Operations.brokenOverlays(in: ".", named: to)
+            if targets.isEmpty {
+                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(to))",
+                                          hint: "imgtool scan . to see every link")
+            }
+            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(to)): \(targets.joined(separator: ", "))")
+        }
+        var plans: [Plan] = []
+        for image in targets { plans.append(try Operations.fixBacking(image, to: to, style: style, force: force)) }
+        for plan in plans { try await carryOut(plan, options) }
+        if !options.dryRun && images.isEmpty { printOut("fixed: \(targets.joined(separator: ", "))") }
+    }
+
+    /// Recognises `fix-backing [IMAGE…] --to PATH [--relative|--absolute] [--force] [--dry-run] [--qemu-img PATH]`
+    /// without ArgumentParser. Anything else — help, both link styles, a missing `--to`, an option it does not know,
+    /// `--` — returns nil and goes through the full parser, which explains the mistake.
+    public static func fastPath(_ argv: [String]) -> (@Sendable () async throws -> Void)? {
+        guard argv.first == "fix-backing" else { return nil }
+        var images: [String] = []
+        var to: String?
+        var relative = false, absolute = false, force = false, dryRun = false
+        var qemuImg: String?
+        var i = 1
+        while i < argv.count {
+            let a = argv[i]
+            func value(_ name: String) -> String? {
+                if a.hasPrefix(name + "=") { return String(a.dropFirst(name.count + 1)) }
+                i += 1
+                return i < argv.count ? argv[i] : nil
+            }
+            switch a {
+            case "--relative": if relative { return nil }; relative = true
+            case "--absolute": if absolute { return nil }; absolute = true
+            case "--force": if force { return nil }; force = true
+            case "--dry-run": if dryRun { return nil }; dryRun = true
+            case "--to", _ where a.hasPrefix("--to="):
+                guard to == nil, let v = value("--to"), !v.isEmpty, !v.hasPrefix("-") else { return nil }
+                to = v
+            case "--qemu-img", _ where a.hasPrefix("--qemu-img="):
+                guard qemuImg == nil, let v = value("--qemu-img"), !v.hasPrefix("-") else { return nil }
+                qemuImg = v
+            default:
+                guard !a.hasPrefix("-"), !a.isEmpty else { return nil }
+                images.append(a)
+            }
+            i += 1
+        }
+        guard let to, !(relative && absolute) else { return nil }
+        let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
+        let options = Options(dryRun: dryRun, qemuImg: qemuImg)
+        let (chosen, forced) = (images, force)
+        return { try await fixBacking(images: chosen, to: to, style: style, force: forced, options: options) }
+    }
+}
