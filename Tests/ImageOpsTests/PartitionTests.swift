@@ -136,19 +136,20 @@ struct PartitionTests {
     }
 
     /// Where loop devices with 4 KiB blocks can be made (root), a fresh table is compared with sfdisk live too.
-    @Test(.enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control")))
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control") && which("losetup") != nil))
     func gpt4KiBSectorsLive() throws {
+        let losetup = try #require(which("losetup"))
         let dir = try TempDir("parts4klive")
         let raw = dir.file("disk.raw")
         try QemuImg.run(["create", "-q", "-f", "raw", raw, "8M"])
-        let attach = try runProgram("/sbin/losetup", ["-f", "--show", "--sector-size", "4096", raw])
+        let attach = try runProgram(losetup, ["-f", "--show", "--sector-size", "4096", raw])
         let device = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         guard attach.status == 0, device.hasPrefix("/dev/loop") else {
             // The module or permission is missing on this machine: the committed fixture above still covers 4 KiB.
             print("no 4 KiB loop device here (\(attach.stderr)); live comparison not run")
             return
         }
-        defer { _ = try? runProgram("/sbin/losetup", ["-d", device]) }
+        defer { _ = try? runProgram(losetup, ["-d", device]) }
         let sfdisk = try #require(which("sfdisk"))
         let script = "label: gpt\nstart=256, size=300, name=\"a b\"\nstart=600, size=1000, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\nstart=1700, size=200, name=\"last\"\n"
         let w = try runProgram("/bin/sh", ["-c", "printf '%s' \"$1\" | \"$0\" -q --no-reread \"$2\"", sfdisk, script, device])
