@@ -37,7 +37,8 @@ public struct InUse: Sendable, Equatable {
     /// taking any; scanning `/proc/*/fd` finds the PIDs (an OFD lock's owner is not shown in /proc/locks).
     public static func check(_ path: String) -> InUse {
         guard let id = FileIdentity.of(path: path) else { return InUse(holders: [], writeLocked: false, locked: false) }
-        let (locked, write) = qemuLocks(path)
+        // Only files QEMU could use as images carry its locks; a character device is not opened at all.
+        let (locked, write) = id.kind == .regular || id.kind == .blockDevice ? qemuLocks(path) : (false, false)
         return InUse(holders: holders(of: id), writeLocked: write, locked: locked)
     }
 

@@ -50,6 +50,12 @@ public final class ImageFile {
     /// Non-blocking, because a plain open of a FIFO waits for a writer forever (a scan must not hang on one); the
     /// flag changes nothing for the regular files and block devices that get past the check.
     public static func open(_ path: String) throws(Error) -> ImageFile {
+        // Look before opening: opening a character device can act by itself (a watchdog arms, a tape rewinds), and
+        // a hostile image can name one as its backing file. The check after opening still decides (the name may
+        // change in between); this one only keeps us from opening what we would refuse anyway.
+        if let seen = FileIdentity.of(path: path), seen.kind != .regular, seen.kind != .blockDevice {
+            throw .notAFile(path: path, kind: seen.kind.rawValue)
+        }
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])

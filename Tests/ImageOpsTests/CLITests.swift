@@ -108,6 +108,13 @@ struct CLITests {
             #expect(r.status == status, "\(args): \(r.status) \(r.stderr)")
             if status == 1 && args[0] != "verify" { #expect(r.stderr.hasPrefix("imgtool: error: "), "\(args): \(r.stderr)") }
         }
+        // A hostile image naming a character device as its backing file: reported, never read.
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "/dev/zero", "-F", "raw", dir.file("dev.qcow2"), "1M"])
+        let chain = try run(["chain", "--output", "json", dir.file("dev.qcow2")])
+        #expect(chain.status == 2)
+        #expect(chain.stdout.contains("\"not-an-image\""), "\(chain.stdout)")
+        try FileManager.default.removeItem(atPath: dir.file("dev.qcow2"))
+
         let scan = try run(["scan", "--output", "json", dir.path])
         #expect(scan.status == 0, "\(scan.stderr)")
         let j = try #require(try JSONSerialization.jsonObject(with: Data(scan.stdout.utf8)) as? [String: Any])
