@@ -69,18 +69,25 @@ public enum ChangeCommands {
                 i += 1
                 return i < argv.count ? argv[i] : nil
             }
-            switch a {
-            case "--relative": if relative { return nil }; relative = true
-            case "--absolute": if absolute { return nil }; absolute = true
-            case "--force": if force { return nil }; force = true
-            case "--dry-run": if dryRun { return nil }; dryRun = true
-            case "--to", _ where a.hasPrefix("--to="):
+            if a == "--relative" {
+                if relative { return nil }
+                relative = true
+            } else if a == "--absolute" {
+                if absolute { return nil }
+                absolute = true
+            } else if a == "--force" {
+                if force { return nil }
+                force = true
+            } else if a == "--dry-run" {
+                if dryRun { return nil }
+                dryRun = true
+            } else if a == "--to" || a.hasPrefix("--to=") {
                 guard to == nil, let v = value("--to"), !v.isEmpty, !v.hasPrefix("-") else { return nil }
                 to = v
-            case "--qemu-img", _ where a.hasPrefix("--qemu-img="):
+            } else if a == "--qemu-img" || a.hasPrefix("--qemu-img=") {
                 guard qemuImg == nil, let v = value("--qemu-img"), !v.hasPrefix("-") else { return nil }
                 qemuImg = v
-            default:
+            } else {
                 guard !a.hasPrefix("-"), !a.isEmpty else { return nil }
                 images.append(a)
             }
