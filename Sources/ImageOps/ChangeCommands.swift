@@ -20,12 +20,8 @@ public enum ChangeCommands {
 
     /// Prints the plan (dry run) or runs it, then shows the chain of what changed.
     public static func carryOut(_ plan: Plan, _ options: Options) async throws {
+        if options.dryRun { return try describe(plan, options) }
         let tool = try QemuImg.locate(options.qemuImg)
-        if options.dryRun {
-            printOut(Executor.describe(plan, qemuImg: tool))
-            printOut("dry run: nothing was changed")
-            return
-        }
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         for saved in outcome.saved { printOut("saved the old header to \(saved) (imgtool undo puts it back)") }
         for image in plan.show {
@@ -34,28 +30,70 @@ public enum ChangeCommands {
         }
     }
 
-    /// `imgtool fix-backing [IMAGE…] --to PATH`: with no IMAGE, the broken overlays in the current folder that name
-    /// PATH's file name. Every image is checked before any is changed, so a refusal leaves all of them as they were.
-    public static func fixBacking(images: [String], to: String, style: Operations.LinkStyle, force: Bool, options: Options) async throws {
-        var targets = images
+    /// The dry run's report: every check passed and the exact command lines. Synchronous, so a dry run never starts
+    /// the concurrency runtime's threads.
+    public static func describe(_ plan: Plan, _ options: Options) throws {
+        let tool = try QemuImg.locate(options.qemuImg)
+        printOut(Executor.describe(plan, qemuImg: tool))
+        printOut("dry run: nothing was changed")
+    }
+
+    /// What `fix-backing` was asked to do.
+    public struct FixBackingRequest: Sendable, Equatable {
+        /// The overlays named; empty means the broken ones in the current folder.
+        public var images: [String]
+        /// The backing file's new path.
+        public var to: String
+        /// How the new name is written.
+        public var style: Operations.LinkStyle
+        /// Accept a format or size that differs.
+        public var force: Bool
+        /// `--dry-run` and `--qemu-img`.
+        public var options: Options
+
+        /// The request as given.
+        public init(images: [String], to: String, style: Operations.LinkStyle, force: Bool, options: Options) {
+            (self.images, self.to, self.style, self.force, self.options) = (images, to, style, force, options)
+        }
+    }
+
+    /// Every check `fix-backing` makes, without changing anything: one plan per image. Synchronous (see `describe`).
+    public static func plans(for request: FixBackingRequest) throws -> [Plan] {
+        var targets = request.images
         if targets.isEmpty {
-            targets = Operations.brokenOverlays(in: ".", named: to)
+            targets = Operations.brokenOverlays(in: ".", named: request.to)
             if targets.isEmpty {
-                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(to))",
+                throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(request.to))",
                                           hint: "imgtool scan . to see every link")
             }
-            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(to)): \(targets.joined(separator: ", "))")
+            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(request.to)): \(targets.joined(separator: ", "))")
         }
         var plans: [Plan] = []
-        for image in targets { plans.append(try Operations.fixBacking(image, to: to, style: style, force: force)) }
-        for plan in plans { try await carryOut(plan, options) }
-        if !options.dryRun && images.isEmpty { printOut("fixed: \(targets.joined(separator: ", "))") }
+        for image in targets { plans.append(try Operations.fixBacking(image, to: request.to, style: request.style, force: request.force)) }
+        return plans
+    }
+
+    /// Runs checked plans; with no image named, ends with the list of what it fixed.
+    public static func execute(_ plans: [Plan], for request: FixBackingRequest) async throws {
+        for plan in plans { try await carryOut(plan, request.options) }
+        if request.images.isEmpty { printOut("fixed: \(plans.flatMap(\.show).joined(separator: ", "))") }
+    }
+
+    /// `imgtool fix-backing [IMAGE…] --to PATH`: with no IMAGE, the broken overlays in the current folder that name
+    /// PATH's file name. Every image is checked before any is changed, so a refusal leaves all of them as they were.
+    public static func fixBacking(_ request: FixBackingRequest) async throws {
+        let checked = try plans(for: request)
+        if request.options.dryRun {
+            for plan in checked { try describe(plan, request.options) }
+            return
+        }
+        try await execute(checked, for: request)
     }
 
     /// Recognises `fix-backing [IMAGE…] --to PATH [--relative|--absolute] [--force] [--dry-run] [--qemu-img PATH]`
     /// without ArgumentParser. Anything else — help, both link styles, a missing `--to`, an option it does not know,
     /// `--` — returns nil and goes through the full parser, which explains the mistake.
-    public static func fastPath(_ argv: [String]) -> (@Sendable () async throws -> Void)? {
+    public static func fastPath(_ argv: [String]) -> FixBackingRequest? {
         guard argv.first == "fix-backing" else { return nil }
         var images: [String] = []
         var to: String?
@@ -96,7 +134,6 @@ public enum ChangeCommands {
         guard let to, !(relative && absolute) else { return nil }
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
         let options = Options(dryRun: dryRun, qemuImg: qemuImg)
-        let (chosen, forced) = (images, force)
-        return { try await fixBacking(images: chosen, to: to, style: style, force: forced, options: options) }
+        return FixBackingRequest(images: images, to: to, style: style, force: force, options: options)
     }
 }

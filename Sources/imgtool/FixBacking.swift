@@ -24,6 +24,6 @@ struct FixBacking: AsyncParsableCommand {
 
     func run() async throws {
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        try await ChangeCommands.fixBacking(images: images, to: to, style: style, force: force, options: change.library)
+        try await ChangeCommands.fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
     }
 }

@@ -28,9 +28,15 @@ struct Imgtool: AsyncParsableCommand {
                 exit(1)
             }
         }
-        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ChangeCommands.fastPath(argv) {
+        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = ChangeCommands.fastPath(argv) {
             do {
-                try await fast()
+                // The checks and a dry run stay synchronous: awaiting would start the runtime's threads for nothing.
+                let plans = try ChangeCommands.plans(for: request)
+                if request.options.dryRun {
+                    for plan in plans { try ChangeCommands.describe(plan, request.options) }
+                } else {
+                    try await ChangeCommands.execute(plans, for: request)
+                }
                 exit(0)
             } catch let error as any ReportableError {
                 printError("imgtool: error: \(error.description)")
