@@ -209,19 +209,25 @@ extension Scan {
 /// Bytes for a file descriptor, written 64 KiB at a time (one write per image would cost a syscall each); with no
 /// descriptor it only collects.
 package struct OutputBuffer {
+    /// What is not written yet (everything, when collecting).
     package var bytes: [UInt8] = []
+    /// Where it goes; nil collects.
     let fd: Int32?
 
+    /// A buffer for `fd`, or one that only collects.
     package init(fd: Int32?) {
         self.fd = fd
         bytes.reserveCapacity(fd == nil ? 4096 : 1 << 16)
     }
 
+    /// Appends `text` as UTF-8.
     package mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
+    /// Appends bytes.
     package mutating func append(_ more: [UInt8]) { bytes.append(contentsOf: more) }
     /// Appends `text` and a newline.
     package mutating func line(_ text: String) { append(text); append("\n") }
 
+    /// Writes out once 64 KiB have gathered.
     package mutating func flushIfFull() {
         guard let fd, bytes.count >= 1 << 16 else { return }
         writeAll(fd, bytes)
