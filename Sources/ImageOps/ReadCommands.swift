@@ -29,12 +29,59 @@ public enum ReadCommands {
         return chain.isHealthy ? 0 : 2
     }
 
-    /// Recognises the plain forms of `info` and `chain` (`imgtool chain IMAGE [--output json] [--max-depth N]`)
-    /// without ArgumentParser, whose reflection costs milliseconds of start-up on every run. Anything else — help,
-    /// a typo, an option it does not know — returns nil and goes through the full parser.
-    public static func fastPath(_ argv: [String]) -> (() throws(ImageInfo.Error) -> Int32)? {
-        guard argv.count >= 2, argv[0] == "info" || argv[0] == "chain" else { return nil }
-        var image: String?
+    /// `imgtool partitions`: prints the guest's partition table; throws when the image or its table cannot be read.
+    public static func partitions(_ image: String, output: Output) throws -> Int32 {
+        let report = try PartitionReport.read(image)
+        switch output {
+        case .json: report.json.printToStandardOutput()
+        case .human: printOut(report.human(style: .forStandardOutput()))
+        }
+        return 0
+    }
+
+    /// `imgtool offset`: prints partition `number`'s byte offset; a missing partition is refused (exit 1).
+    public static func offset(_ image: String, number: Int) throws -> Int32 {
+        let report = try PartitionReport.read(image)
+        guard let p = report.table.partition(number), !p.extended else {
+            let have = report.table.partitions.filter { !$0.extended }.map { String($0.number) }.joined(separator: ", ")
+            throw ChangeError.refused(path: image, reason: "has no partition \(number)" + (have.isEmpty ? "" : " (it has \(have))"), hint: "imgtool partitions \(image)")
+        }
+        printOut(String(p.offset(report.table.sectorSize)))
+        return 0
+    }
+
+    /// `imgtool who`: prints who holds `image`; 0 when nobody does, 2 when someone does.
+    public static func who(_ image: String, output: Output) throws -> Int32 {
+        guard FileIdentity.of(path: image) != nil else { throw ImageFile.Error.missing(path: image) }
+        let use = InUse.check(image)
+        switch output {
+        case .json:
+            JSON.object([
+                ("image", .string(image)),
+                ("held", .bool(use.isHeld)),
+                ("write-locked", .bool(use.writeLocked)),
+                ("locked", .bool(use.locked)),
+                ("holders", .array(use.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })),
+            ]).printToStandardOutput()
+        case .human:
+            if !use.isHeld {
+                printOut("\(image): no process holds it")
+            } else {
+                printOut("\(image): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
+                for h in use.holders { printOut("  PID \(h.pid)  \(h.commandLine)") }
+            }
+        }
+        return use.isHeld ? 2 : 0
+    }
+
+    /// Recognises the plain forms of the reading commands (`imgtool chain IMAGE [--output json] [--max-depth N]`,
+    /// `info`, `partitions`, `who`, `offset IMAGE N`) without ArgumentParser, whose reflection costs milliseconds of
+    /// start-up on every run. Anything else — help, a typo, an option it does not know — returns nil and goes
+    /// through the full parser, so usage errors keep its wording and exit 64.
+    public static func fastPath(_ argv: [String]) -> (() throws -> Int32)? {
+        guard argv.count >= 2, ["info", "chain", "partitions", "who", "offset"].contains(argv[0]) else { return nil }
+        let command = argv[0]
+        var positionals: [String] = []
         var output = Output.human
         var maxDepth = BackingChain.defaultMaxDepth
         var i = 1
@@ -44,23 +91,28 @@ public enum ReadCommands {
                 i += 1
                 return i < argv.count ? argv[i] : nil
             }
-            if a == "--output" || a.hasPrefix("--output=") {
+            if command != "offset", a == "--output" || a.hasPrefix("--output=") {
                 guard let v = a == "--output" ? value() : String(a.dropFirst(9)), let o = Output(rawValue: v) else { return nil }
                 output = o
-            } else if argv[0] == "chain", a == "--max-depth" || a.hasPrefix("--max-depth=") {
+            } else if command == "chain", a == "--max-depth" || a.hasPrefix("--max-depth=") {
                 guard let v = a == "--max-depth" ? value() : String(a.dropFirst(12)), let n = Int(v), n >= 1 else { return nil }
                 maxDepth = n
-            } else if a.hasPrefix("-") || image != nil {
+            } else if a.hasPrefix("-") {
                 return nil
             } else {
-                image = a
+                positionals.append(a)
             }
             i += 1
         }
-        guard let image else { return nil }
-        if argv[0] == "info" {
-            return { () throws(ImageInfo.Error) in try info(image, output: output) }
+        switch (command, positionals.count) {
+        case ("offset", 2):
+            guard let number = Int(positionals[1]) else { return nil }
+            return { try offset(positionals[0], number: number) }
+        case ("info", 1): return { try info(positionals[0], output: output) }
+        case ("chain", 1): return { try chain(positionals[0], maxDepth: maxDepth, output: output) }
+        case ("partitions", 1): return { try partitions(positionals[0], output: output) }
+        case ("who", 1): return { try who(positionals[0], output: output) }
+        default: return nil
         }
-        return { () throws(ImageInfo.Error) in try chain(image, maxDepth: maxDepth, output: output) }
     }
 }

@@ -21,11 +21,12 @@ struct Imgtool: AsyncParsableCommand {
         let parsed = negativeSizesLast(argv)
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ReadCommands.fastPath(argv) {
             do {
-                let code = try fast()
-                exit(code)
-            } catch {
+                exit(try fast())
+            } catch let error as any ReportableError {
                 printError("imgtool: error: \(error.description)")
                 exit(1)
+            } catch {
+                exit(withError: error)
             }
         }
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = ChangeCommands.fastPath(argv) {

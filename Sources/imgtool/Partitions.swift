@@ -9,11 +9,8 @@ struct Partitions: ParsableCommand {
     @OptionGroup var options: ReadOptions
 
     func run() throws {
-        let report = try PartitionReport.read(image)
-        switch options.output {
-        case .json: report.json.printToStandardOutput()
-        case .human: printOut(report.human(style: .forStandardOutput()))
-        }
+        let code = try ReadCommands.partitions(image, output: options.output.library)
+        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -25,12 +22,8 @@ struct Offset: ParsableCommand {
     @Argument(help: "The partition number (logical partitions from 5).") var number: Int
 
     func run() throws {
-        let report = try PartitionReport.read(image)
-        guard let p = report.table.partition(number), !p.extended else {
-            let have = report.table.partitions.filter { !$0.extended }.map { String($0.number) }.joined(separator: ", ")
-            throw ChangeError.refused(path: image, reason: "has no partition \(number)" + (have.isEmpty ? "" : " (it has \(have))"), hint: "imgtool partitions \(image)")
-        }
-        printOut(String(p.offset(report.table.sectorSize)))
+        let code = try ReadCommands.offset(image, number: number)
+        if code != 0 { throw ExitCode(code) }
     }
 }
 

@@ -10,12 +10,19 @@ struct CLITests {
         try QemuImg.run(["create", "-q", "-f", "raw", "b.raw", "1M"], cwd: dir.path)
         try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "b.raw", "-F", "raw", "o.cow"], cwd: dir.path)
         try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", "broken.cow", "1M"], cwd: dir.path)
+        try FileManager.default.copyItem(atPath: fixturesDirectory() + "/mbr.raw", toPath: dir.file("mbr.raw"))
+        try QemuImg.run(["convert", "-q", "-O", "qcow2", fixturesDirectory() + "/gpt.raw", "gpt.cow"], cwd: dir.path)
         var slow = ProcessInfo.processInfo.environment
         slow["IMGTOOL_NO_FAST_PATH"] = "1"
         let forms: [[String]] = [
             ["info", "o.cow"], ["info", "--output", "json", "o.cow"], ["info", "o.cow", "--output=json"],
             ["chain", "o.cow"], ["chain", "--output=json", "broken.cow"], ["chain", "broken.cow", "--max-depth", "1"],
             ["chain", "--max-depth=1", "--output", "json", "o.cow"], ["info", "missing.qcow2"],
+            ["partitions", "mbr.raw"], ["partitions", "--output=json", "gpt.cow"], ["partitions", "o.cow", "--output", "json"],
+            ["partitions", "missing.raw"], ["partitions", "o.cow", "--output", "xml"],
+            ["offset", "mbr.raw", "5"], ["offset", "gpt.cow", "2"], ["offset", "mbr.raw", "9"], ["offset", "mbr.raw", "x"],
+            ["offset", "mbr.raw"], ["offset", "mbr.raw", "1", "2"],
+            ["who", "o.cow"], ["who", "--output", "json", "o.cow"], ["who", "missing.raw"], ["who", "o.cow", "--bogus"],
         ]
         for args in forms {
             let fast = try ImgtoolBinary.run(args, cwd: dir.path)
@@ -88,6 +95,15 @@ struct CLITests {
         #expect(ReadCommands.fastPath(["info"]) == nil)
         #expect(ReadCommands.fastPath(["scan", "x"]) == nil)
         #expect(ReadCommands.fastPath(["chain", "a", "--output=json"]) != nil)
+        #expect(ReadCommands.fastPath(["partitions", "a", "--output", "json"]) != nil)
+        #expect(ReadCommands.fastPath(["who", "a"]) != nil)
+        #expect(ReadCommands.fastPath(["offset", "a", "1"]) != nil)
+        #expect(ReadCommands.fastPath(["offset", "a"]) == nil)
+        #expect(ReadCommands.fastPath(["offset", "a", "one"]) == nil)
+        #expect(ReadCommands.fastPath(["offset", "a", "1", "--output", "json"]) == nil)
+        #expect(ReadCommands.fastPath(["offset", "a", "-1"]) == nil)
+        #expect(ReadCommands.fastPath(["partitions", "a", "--max-depth", "2"]) == nil)
+        #expect(ReadCommands.fastPath(["who", "a", "b"]) == nil)
     }
 
     /// A FIFO, a character device and a dangling link where an image should be: every command answers at once
