@@ -19,18 +19,25 @@ public struct ChainReport: Sendable {
     static func suggest(for p: BackingChain.Problem, in chain: BackingChain) -> [String] {
         guard p.layer < chain.layers.count else { return [] }
         let owner = chain.layers[p.layer].filename
-        let fix = ["imgtool", "fix-backing", owner, "--to"]
+        let format = chain.layers[p.layer].format
+        func fix(_ target: String, _ extra: [String] = []) -> String {
+            Repoint.command(owner, format: format, resolved: p.resolved, to: target, extra: extra)
+        }
         switch p.kind {
         case .missing, .unreadable, .notAnImage, .invalidHeader:
             let found = Candidates.sameName(as: p.resolved, near: owner)
-            if found.isEmpty { return [Shell.join(fix) + " NEW-PATH"] }
-            return found.map { Shell.join(fix + [$0]) }
+            if found.isEmpty { return [fix("NEW-PATH")] }
+            return found.map { fix($0) }
         case .noFormat:
-            return [Shell.join(fix + [p.resolved])]
+            // Only qcow2 records any backing format; QED records "raw" alone, qcow v1 none.
+            guard format == .qcow2 || (format == .qed && chain.layers.count > p.layer + 1 && chain.layers[p.layer + 1].format == .raw) else { return [] }
+            return [fix(p.resolved)]
         case .formatMismatch:
-            return [Shell.join(fix + [p.resolved, "--force"])]
+            guard Repoint.canRewrite(format) else { return [] }
+            return [fix(p.resolved, ["--force"])]
         case .loop:
-            return [Shell.join(fix) + " CORRECT-BASE"]
+            guard Repoint.canRewrite(format) else { return [] }
+            return [Shell.join(["imgtool", "fix-backing", owner, "--to"]) + " CORRECT-BASE"]
         case .protocol, .tooDeep:
             return []
         }

@@ -62,6 +62,8 @@ public struct HeaderBackup: Sendable, Equatable {
     static func headerBytes(_ file: ImageFile) throws(Error) -> [UInt8] {
         let info: ImageInfo
         do { info = try ImageInfo.read(file) } catch { throw .io(path: file.path, what: "read the header", errno: EIO) }
+        // qcow2 rewrites within cluster 0; QED within its header clusters, from which qemu-img writes at most the
+        // 64-byte header and the name, so 64 KiB (QED's default header) covers it.
         let length = Int(min(info.qcow2?.clusterSize ?? 65536, max(file.stat.size, 512)))
         do { return try file.read(at: 0, count: length) } catch { throw .io(path: file.path, what: "read the header", errno: EIO) }
     }

@@ -34,9 +34,10 @@ extension ImageInfo {
             ("format", .string(format.rawValue)),
             ("virtual-size", virtualSize.map(JSON.uint)),
             ("actual-size", .uint(actualSize)),
-            ("cluster-size", qcow2.map { .uint($0.clusterSize) }),
-            ("encrypted", qcow2?.encryptionName != nil ? .bool(true) : nil),
-            ("dirty-flag", .bool(qcow2?.isDirty ?? false)),
+            ("cluster-size", clusterSize.map(JSON.uint)),
+            ("encrypted", isEncrypted ? .bool(true) : nil),
+            // qemu-img prints the flag for every format it can ask for details, which Parallels is not.
+            ("dirty-flag", format == .parallels ? nil : .bool(qcow2?.isDirty ?? false)),
             ("backing-filename", backingFilename.map(JSON.string)),
             ("full-backing-filename", fullBackingFilename.map(JSON.string)),
             ("backing-filename-format", backingFormat.map(JSON.string)),

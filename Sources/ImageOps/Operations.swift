@@ -168,13 +168,16 @@ public enum Operations {
     public static func fixBacking(_ image: String, to newBase: String, style: LinkStyle, force: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
         let info = try readImage(image, role: "the image")
-        guard info.format == .qcow2 else {
-            throw .refused(path: image, reason: "is \(info.format.rawValue); only qcow2 backing links can be repointed", hint: nil)
+        guard Repoint.canRewrite(info.format) else {
+            let hint = info.backingFilename.map { name in
+                Repoint.command(image, format: info.format, resolved: BackingPath.resolve(name, relativeTo: image), to: newBase) + " (a symbolic link where QEMU looks)"
+            }
+            throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img can rewrite only qcow2 and QED backing links", hint: hint)
         }
         let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
         try requireNotHeld(image, &plan)
         plan.saveHeaders = [image]
-        plan.commands = [.rebase(image: image, backing: name, backingFormat: format, unsafe: true, progress: false)]
+        plan.commands = [.rebase(image: image, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
         plan.show = [image]
         return plan
     }

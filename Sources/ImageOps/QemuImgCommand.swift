@@ -4,8 +4,9 @@
 public enum QemuImgCommand: Sendable, Equatable {
     /// `qemu-img create -f FORMAT [-b BACKING -F BACKINGFORMAT] IMAGE [SIZE]`.
     case create(image: String, format: String, size: UInt64?, backing: String?, backingFormat: String?)
-    /// `qemu-img rebase [-u] [-p] -b BACKING [-F FORMAT] -f qcow2 IMAGE`; an empty backing flattens.
-    case rebase(image: String, backing: String, backingFormat: String?, unsafe: Bool, progress: Bool)
+    /// `qemu-img rebase -f FORMAT [-u] [-p] -b BACKING [-F BACKINGFORMAT] IMAGE`; an empty backing flattens.
+    /// FORMAT is qcow2 or QED (the formats whose link qemu-img can rewrite).
+    case rebase(image: String, format: String = "qcow2", backing: String, backingFormat: String?, unsafe: Bool, progress: Bool)
     /// `qemu-img resize -f FORMAT [--shrink] IMAGE SIZE`.
     case resize(image: String, format: String, size: UInt64, shrink: Bool)
     /// `qemu-img --version`.
@@ -23,8 +24,8 @@ public enum QemuImgCommand: Sendable, Equatable {
             a.append(image)
             if let size { a.append(String(size)) }
             return a
-        case .rebase(let image, let backing, let backingFormat, let unsafe, let progress):
-            var a = ["rebase", "-f", "qcow2"]
+        case .rebase(let image, let format, let backing, let backingFormat, let unsafe, let progress):
+            var a = ["rebase", "-f", format]
             if unsafe { a.append("-u") }
             if progress { a.append("-p") }
             a += ["-b", backing]
@@ -44,7 +45,7 @@ public enum QemuImgCommand: Sendable, Equatable {
     /// The image this command writes, if any.
     public var target: String? {
         switch self {
-        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _), .resize(let image, _, _, _): return image
+        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _): return image
         case .version: return nil
         }
     }

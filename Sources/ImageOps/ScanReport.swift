@@ -5,7 +5,10 @@ extension Scan {
     public var fixPlan: [String] {
         problems.compactMap { p in
             guard [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind), p.candidates.count == 1 else { return nil }
-            return Shell.join(["imgtool", "fix-backing", nodes[p.node].image.filename, "--to", p.candidates[0]])
+            let image = nodes[p.node].image
+            let line = Repoint.command(image.filename, format: image.format, resolved: p.resolved, to: p.candidates[0])
+            // A qcow v1 link cannot be rewritten; the plan still shows the symbolic link that mends it, as a comment.
+            return Repoint.canRewrite(image.format) ? line : "# \(image.filename) is qcow v1, whose link qemu-img cannot rewrite: " + line
         }
     }
 
@@ -187,7 +190,7 @@ extension Scan {
                     } else {
                         for c in p.candidates { out.line(pad + "     candidate: " + c) }
                         if p.candidates.count == 1 {
-                            out.line(pad + "     fix: " + style.command(Shell.join(["imgtool", "fix-backing", node.image.filename, "--to", p.candidates[0]])))
+                            out.line(pad + "     fix: " + style.command(Repoint.command(node.image.filename, format: node.image.format, resolved: p.resolved, to: p.candidates[0])))
                         }
                     }
                 }

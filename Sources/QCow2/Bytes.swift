@@ -17,6 +17,11 @@ package struct ByteWindow: Sendable {
         return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
     }
 
+    package func u16BE(_ offset: Int) -> UInt16? {
+        guard has(offset, 2) else { return nil }
+        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+    }
+
     package func u32BE(_ offset: Int) -> UInt32? {
         guard has(offset, 4) else { return nil }
         var v: UInt32 = 0

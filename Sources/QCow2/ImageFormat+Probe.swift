@@ -26,6 +26,10 @@ extension ImageFormat {
         if w.starts(with: Array("vhdxfile".utf8)) { return result(.vhdx, nil) }
         if w.starts(with: Array("conectix".utf8)) { return result(.vpc, w.u64BE(48)) }
         if w.starts(with: [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]) { return result(.luks, nil) }
+        // Parallels: either magic, and version 2 (QEMU's probe asks for both).
+        if w.starts(with: Array("WithoutFreeSpace".utf8)) || w.starts(with: Array("WithouFreSpacExt".utf8)), w.u32LE(16) == 2 {
+            return result(.parallels, nil)
+        }
         return result(.raw, fileSize)
     }
 

@@ -14,14 +14,21 @@ public struct ImageInfo: Sendable, Equatable {
     public var qcow2: QCow2Header?
     /// What the probe found (VMDK descriptors keep their extents here).
     public var probe: ProbeResult
+    /// For formats other than qcow2 and raw: what their header says beyond the magic.
+    public var details: FormatDetails?
+
+    /// qemu-img's `cluster-size`, for the formats that have one.
+    public var clusterSize: UInt64? { qcow2?.clusterSize ?? details?.clusterSize }
+    /// True when the guest's data is encrypted (qcow2 or qcow encryption, LUKS).
+    public var isEncrypted: Bool { qcow2?.encryptionName != nil || details?.encrypted == true }
 
     /// The backing file name as recorded in the image.
     public var backingFilename: String? {
-        guard let name = qcow2?.backingFile, !name.isEmpty else { return nil }
+        guard let name = qcow2?.backingFile ?? details?.backingFile, !name.isEmpty else { return nil }
         return name
     }
     /// The backing format as recorded, nil when none is.
-    public var backingFormat: String? { qcow2?.backingFormat }
+    public var backingFormat: String? { qcow2?.backingFormat ?? details?.backingFormat }
     /// Where QEMU will look for the backing file.
     public var fullBackingFilename: String? {
         backingFilename.map { BackingPath.resolve($0, relativeTo: filename) }
@@ -56,7 +63,14 @@ public struct ImageInfo: Sendable, Equatable {
         let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
         var info = ImageInfo(
             filename: file.path, format: probe.format, virtualSize: probe.virtualSize,
-            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe)
+            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil)
+        if probe.format != .qcow2, probe.format != .raw {
+            let details = FormatDetails.read(probe.format, prefix: prefix, fileSize: file.stat.size) { offset, count in
+                try? file.read(at: offset, count: count)
+            }
+            info.details = details
+            if let size = details.virtualSize { info.virtualSize = size }
+        }
         if probe.format == .qcow2 {
             do throws(QCow2Header.Error) {
                 let header = try QCow2Header.parse(prefix, path: file.path) { (offset, count) throws(QCow2Header.Error) in

@@ -311,4 +311,79 @@ struct ChangeTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("qemu-img"))
     }
+
+    // MARK: QED and qcow v1 links
+
+    /// A QED overlay whose base moved: `chain` reads the QED link and offers fix-backing, which repoints it through
+    /// `qemu-img rebase -f qed -u` (guest data intact, qemu-img agrees), and `undo` puts back the very bytes.
+    @Test func qedOverlayIsRepointedAndUndone() throws {
+        try qemu("create", "-q", "-f", "raw", "base.raw", "4M")
+        try qemuIO("base.raw", "write -P 0x5a 0 64k")
+        try qemu("create", "-q", "-f", "qed", "-b", "base.raw", "-F", "raw", "vm.qed")
+        try qemuIO("vm.qed", "write -P 0x33 1M 64k")
+        let guest = try guestData("vm.qed")
+        try FileManager.default.createDirectory(atPath: store + "/moved", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: store + "/base.raw", toPath: store + "/moved/base.raw")
+        let before = try digest("vm.qed")
+
+        let broken = try imgtool("chain", "--output", "json", s("vm.qed"))
+        #expect(broken.status == 2)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(broken.stdout.utf8)) as? [String: Any])
+        let problem = try #require((report["problems"] as? [[String: Any]])?.first)
+        #expect(problem["kind"] as? String == "missing")
+        #expect(problem["backing"] as? String == "base.raw")
+        #expect((problem["suggestions"] as? [String])?.first?.hasPrefix("imgtool fix-backing ../store/vm.qed --to ") == true, "\(problem)")
+
+        let dry = try imgtool("fix-backing", s("vm.qed"), "--to", s("moved/base.raw"), "--dry-run")
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("rebase -f qed -u -b moved/base.raw -F raw"), "\(dry.stdout)")
+        #expect(try digest("vm.qed") == before)
+
+        let fixed = try imgtool("fix-backing", s("vm.qed"), "--to", s("moved/base.raw"))
+        #expect(fixed.status == 0, "\(fixed.stderr)")
+        let info = try qemuInfo("vm.qed")
+        #expect(info["backing-filename"] as? String == "moved/base.raw")
+        #expect(info["backing-filename-format"] as? String == "raw")
+        #expect(try guestData("vm.qed") == guest)
+        #expect(try imgtool("chain", s("vm.qed")).status == 0)
+
+        let undo = try imgtool("undo", s("vm.qed"))
+        #expect(undo.status == 0, "\(undo.stderr)")
+        #expect(try digest("vm.qed") == before)
+    }
+
+    /// qemu-img cannot rewrite a qcow v1 link: fix-backing refuses without touching a byte and, like `chain` and
+    /// `scan --fix-plan`, gives the symbolic link that mends it; running that line heals the chain.
+    @Test func qcowV1LinkIsMendedByASymlink() throws {
+        try qemu("create", "-q", "-f", "raw", "base.raw", "4M")
+        try qemu("create", "-q", "-f", "qcow", "-b", "base.raw", "-F", "raw", "old.qcow")
+        try FileManager.default.createDirectory(atPath: store + "/moved", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: store + "/base.raw", toPath: store + "/moved/base.raw")
+        let before = try digest("old.qcow")
+
+        let refused = try imgtool("fix-backing", s("old.qcow"), "--to", s("moved/base.raw"))
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("qcow"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("ln -s /"), "\(refused.stderr)")
+        #expect(try digest("old.qcow") == before)
+
+        let plan = try ImgtoolBinary.run(["scan", "--fix-plan", "."], cwd: store, environment: env)
+        #expect(plan.stdout.contains("# ./old.qcow is qcow v1") || plan.stdout.contains("# old.qcow is qcow v1"), "\(plan.stdout)")
+        #expect(!plan.stdout.contains("imgtool fix-backing"), "\(plan.stdout)")
+
+        let broken = try imgtool("chain", "--output", "json", s("old.qcow"))
+        #expect(broken.status == 2)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(broken.stdout.utf8)) as? [String: Any])
+        let suggestion = try #require(((report["problems"] as? [[String: Any]])?.first?["suggestions"] as? [String])?.first)
+        #expect(suggestion == "ln -s \(store)/moved/base.raw ../store/base.raw", "\(suggestion)")
+        let sh = try runProgram("/bin/sh", ["-c", suggestion], cwd: elsewhere)
+        #expect(sh.status == 0, "\(sh.stderr)")
+        // Mended: both layers read; what remains is the warning that qcow v1 records no backing format.
+        let mended = try imgtool("chain", "--output", "json", s("old.qcow"))
+        let after = try #require(try JSONSerialization.jsonObject(with: Data(mended.stdout.utf8)) as? [String: Any])
+        #expect((after["layers"] as? [Any])?.count == 2)
+        #expect((after["problems"] as? [[String: Any]])?.map { $0["kind"] as? String } == ["no-format"])
+        #expect(try qemuInfo("old.qcow")["backing-filename"] as? String == "base.raw")
+        #expect(try digest("old.qcow") == before)
+    }
 }

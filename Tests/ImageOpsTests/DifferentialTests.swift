@@ -71,6 +71,32 @@ struct DifferentialTests {
             Case(name: "v2-over.qcow2", commands: [
                 ["create", "-q", "-f", "raw", "b3.raw", "4M"], ["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "b3.raw", "-F", "raw", "v2-over.qcow2"],
             ]),
+            // The other formats qemu-img makes: sizes, cluster sizes, encryption and (QED, qcow) backing links.
+            Case(name: "plain.qed", commands: [["create", "-q", "-f", "qed", "plain.qed", "10M"]]),
+            Case(name: "c4k.qed", commands: [["create", "-q", "-f", "qed", "-o", "cluster_size=4096", "c4k.qed", "3M"]]),
+            Case(name: "over-raw.qed", commands: [
+                ["create", "-q", "-f", "raw", "b4.raw", "4M"], ["create", "-q", "-f", "qed", "-b", "b4.raw", "-F", "raw", "over-raw.qed"],
+            ]),
+            Case(name: "sub/over-qcow2.qed", commands: [
+                ["create", "-q", "-f", "qcow2", "b5.qcow2", "4M"], ["create", "-q", "-f", "qed", "-b", "../b5.qcow2", "-F", "qcow2", "sub/over-qcow2.qed"],
+            ]),
+            Case(name: "plain.qcow", commands: [["create", "-q", "-f", "qcow", "plain.qcow", "5M"]]),
+            Case(name: "over.qcow", commands: [
+                ["create", "-q", "-f", "raw", "b6.raw", "4M"], ["create", "-q", "-f", "qcow", "-b", "b6.raw", "-F", "raw", "over.qcow"],
+            ]),
+            Case(name: "aes.qcow", commands: [["create", "-q"] + secret + ["-f", "qcow", "-o", "encrypt.format=aes,encrypt.key-secret=s0", "aes.qcow", "4M"]]),
+            Case(name: "sparse.vmdk", commands: [["create", "-q", "-f", "vmdk", "sparse.vmdk", "10M"]]),
+            Case(name: "stream.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "stream.vmdk", "10M"]]),
+            Case(name: "dynamic.vdi", commands: [["create", "-q", "-f", "vdi", "dynamic.vdi", "10M"]]),
+            Case(name: "static.vdi", commands: [["create", "-q", "-f", "vdi", "-o", "static=on", "static.vdi", "3M"]]),
+            // Made by QEMU's default writer, the size comes from the CHS geometry; with force_size from current_size.
+            Case(name: "chs.vpc", commands: [["create", "-q", "-f", "vpc", "chs.vpc", "10000000"]]),
+            Case(name: "forced.vpc", commands: [["create", "-q", "-f", "vpc", "-o", "force_size=on", "forced.vpc", "10000000"]]),
+            Case(name: "plain.vhdx", commands: [["create", "-q", "-f", "vhdx", "plain.vhdx", "10M"]]),
+            Case(name: "b1m.vhdx", commands: [["create", "-q", "-f", "vhdx", "-o", "block_size=1M,log_size=1M", "b1m.vhdx", "7M"]]),
+            Case(name: "plain.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=50", "plain.luks", "6M"]]),
+            Case(name: "plain.parallels", commands: [["create", "-q", "-f", "parallels", "plain.parallels", "10M"]]),
+            Case(name: "c64k.parallels", commands: [["create", "-q", "-f", "parallels", "-o", "cluster_size=64k", "c64k.parallels", "7M"]]),
         ]
         return cases
     }()

@@ -1,0 +1,19 @@
+import QCow2
+
+/// The command that points a broken backing link at a new file, for the image's format: `imgtool fix-backing` where
+/// qemu-img can rewrite the link (qcow2, QED), else a symbolic link at the path QEMU looks in (qemu-img cannot change
+/// a qcow v1 image's backing name: `rebase` fails with "Operation not supported").
+package enum Repoint {
+    /// True when `qemu-img rebase -u` can rewrite `format`'s backing link (and so `fix-backing` offers it).
+    package static func canRewrite(_ format: ImageFormat) -> Bool { format == .qcow2 || format == .qed }
+
+    /// The shell line that makes `image` (of `format`) find its backing file, recorded as resolving to `resolved`,
+    /// at `target`; `extra` are fix-backing flags (`--force`).
+    package static func command(_ image: String, format: ImageFormat, resolved: String, to target: String, extra: [String] = []) -> String {
+        if canRewrite(format) { return Shell.join(["imgtool", "fix-backing", image, "--to", target] + extra) }
+        // A link's own relative target would be read from the link's folder, so it gets an absolute one
+        // (a placeholder such as NEW-PATH stays as it is, to be replaced by the reader).
+        let isPlaceholder = target.allSatisfy { $0.isUppercase || $0 == "-" }
+        return Shell.join(["ln", "-s", isPlaceholder ? target : Paths.absolute(target), resolved])
+    }
+}
