@@ -7,8 +7,8 @@ extension Scan {
             guard [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind), p.candidates.count == 1 else { return nil }
             let image = nodes[p.node].image
             let line = Repoint.command(image.filename, format: image.format, resolved: p.resolved, to: p.candidates[0])
-            // A qcow v1 link cannot be rewritten; the plan still shows the symbolic link that mends it, as a comment.
-            return Repoint.canRewrite(image.format) ? line : "# \(image.filename) is qcow v1, whose link qemu-img cannot rewrite: " + line
+            // A qcow v1 or VMDK link cannot be rewritten; the plan still shows the symbolic link that mends it, as a comment.
+            return Repoint.canRewrite(image.format) ? line : "# \(image.filename) is \(image.format.rawValue), whose link qemu-img cannot rewrite: " + line
         }
     }
 

@@ -72,6 +72,12 @@ public struct Verification: Sendable {
         case .luks, .parallels, .raw, .qcow:
             if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
         }
+        if probe.format == .vmdk || probe.format == .qcow {
+            let details = FormatDetails.read(probe.format, prefix: prefix, fileSize: file.stat.size) { offset, count in
+                try? file.read(at: offset, count: count)
+            }
+            if let parent = details.backingFile { add("backing file", true, "names a backing file: \(parent)") }
+        }
         for other in alsoLooksLike(file, prefix, probe.format) {
             add("polyglot", true, "is a \(probe.format.rawValue) image but also carries \(other): tools that probe differently would see different disks")
         }

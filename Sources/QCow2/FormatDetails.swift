@@ -49,6 +49,11 @@ public struct FormatDetails: Sendable, Equatable {
         case .vmdk:
             // Hosted sparse extent: grain size in sectors at 20.
             if w.starts(with: Array("KDMV".utf8)), let grain = w.u64LE(20), grain > 0, grain <= 1 << 20 { d.clusterSize = grain * 512 }
+            let sparse = w.starts(with: Array("KDMV".utf8)) || w.starts(with: Array("COWD".utf8))
+            if let parent = vmdkParent(read(sparse ? 0x200 : 0, 20 * 512) ?? []) {
+                d.backingFile = parent
+                d.backingFormat = "vmdk"
+            }
         case .vdi:
             if let block = w.u32LE(376), block > 0 { d.clusterSize = UInt64(block) }
         case .vpc:
@@ -77,6 +82,19 @@ public struct FormatDetails: Sendable, Equatable {
             break
         }
         return d
+    }
+
+    /// A VMDK delta's parent, found as QEMU finds it: the first `parentFileNameHint` in the 10 KiB descriptor (at
+    /// byte 512 of a sparse extent, at 0 of a descriptor file), the name starting 20 bytes on (past `="`) and
+    /// running to the next quote. The text ends at the first NUL, as QEMU's C string does.
+    static func vmdkParent(_ descriptor: [UInt8]) -> String? {
+        let text = descriptor.prefix { $0 != 0 }
+        let key = Array("parentFileNameHint".utf8)
+        guard let at = text.firstRange(of: key) else { return nil }
+        let start = at.lowerBound + key.count + 2
+        guard start <= text.endIndex, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")),
+              end - start <= maxBackingName else { return nil }
+        return decodeText(text[start..<end])
     }
 
     /// VHD's size the way QEMU reads it: from the CHS geometry for images made by Virtual PC or QEMU's old writer,

@@ -368,7 +368,7 @@ struct ChangeTests {
         #expect(try digest("old.qcow") == before)
 
         let plan = try ImgtoolBinary.run(["scan", "--fix-plan", "."], cwd: store, environment: env)
-        #expect(plan.stdout.contains("# ./old.qcow is qcow v1") || plan.stdout.contains("# old.qcow is qcow v1"), "\(plan.stdout)")
+        #expect(plan.stdout.contains("old.qcow is qcow, whose link qemu-img cannot rewrite: ln -s "), "\(plan.stdout)")
         #expect(!plan.stdout.contains("imgtool fix-backing"), "\(plan.stdout)")
 
         let broken = try imgtool("chain", "--output", "json", s("old.qcow"))

@@ -86,6 +86,9 @@ struct DifferentialTests {
             ]),
             Case(name: "aes.qcow", commands: [["create", "-q"] + secret + ["-f", "qcow", "-o", "encrypt.format=aes,encrypt.key-secret=s0", "aes.qcow", "4M"]]),
             Case(name: "sparse.vmdk", commands: [["create", "-q", "-f", "vmdk", "sparse.vmdk", "10M"]]),
+            Case(name: "delta.vmdk", commands: [
+                ["create", "-q", "-f", "vmdk", "b7.vmdk", "4M"], ["create", "-q", "-f", "vmdk", "-b", "b7.vmdk", "-F", "vmdk", "delta.vmdk"],
+            ]),
             Case(name: "stream.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "stream.vmdk", "10M"]]),
             Case(name: "dynamic.vdi", commands: [["create", "-q", "-f", "vdi", "dynamic.vdi", "10M"]]),
             Case(name: "static.vdi", commands: [["create", "-q", "-f", "vdi", "-o", "static=on", "static.vdi", "3M"]]),

@@ -188,7 +188,19 @@ struct ScanVerifyTests {
         r.write(Data(Array("CD001".utf8)))
         try r.close()
 
+        // Backing links of the other formats that keep one: a VMDK delta (and one whose parent hint was rewritten,
+        // same length, to a host file), a QED overlay, a qcow v1 overlay.
+        try q("create", "-q", "-f", "vmdk", "-b", "sparse.vmdk", "-F", "vmdk", "delta.vmdk")
+        var delta = try Data(contentsOf: URL(fileURLWithPath: dir.file("delta.vmdk")))
+        let hint = try #require(delta.range(of: Data("parentFileNameHint=\"sparse.vmdk\"".utf8)))
+        delta.replaceSubrange(hint, with: Data("parentFileNameHint=\"/etc/shadow\"".utf8))
+        try delta.write(to: URL(fileURLWithPath: dir.file("hostile-delta.vmdk")))
+        try q("create", "-q", "-f", "qed", "-b", "clean.raw", "-F", "raw", "over.qed")
+        try q("create", "-q", "-f", "qcow", "-b", "clean.raw", "-F", "raw", "over.qcow")
+
         let cases: [([String], Int32, String?)] = [
+            (["delta.vmdk"], 2, "backing file: sparse.vmdk"), (["hostile-delta.vmdk"], 2, "backing file: /etc/shadow"),
+            (["over.qed"], 2, "backing file"), (["over.qcow"], 2, "backing file: clean.raw"),
             (["iso.qcow2"], 2, "ISO 9660"), (["gpt.qcow2"], 2, "GPT header"), (["vhd.qcow2"], 2, "VHD footer"),
             (["hybrid.raw"], 0, nil), (["sparse.vmdk"], 0, nil),
             (["clean.qcow2"], 0, nil), (["clean.raw", "--format", "raw"], 0, nil), (["sparse.vmdk"], 0, nil),
