@@ -134,6 +134,8 @@ public enum ImageReport {
             if h.isDirty { parts.append("dirty") }
             if h.isCorrupt { parts.append("CORRUPT") }
             if let e = h.encryptionName { parts.append("encrypted (\(e))") }
+        } else if info.isEncrypted {
+            parts.append("encrypted")
         }
         return parts.joined(separator: ", ")
     }
@@ -161,6 +163,9 @@ public enum ImageReport {
             if let df = h.dataFile { rows.append(("data file", df + (h.dataFileRaw ? " (raw)" : ""))) }
             rows.append(("snapshots", "\(h.snapshotCount)"))
             if let b = h.bitmaps { rows.append(("bitmaps", "\(b.count)")) }
+        } else {
+            if let c = info.clusterSize { rows.append(("cluster size", Sizes.human(c))) }
+            if info.isEncrypted { rows.append(("encryption", info.format == .luks ? "luks" : "aes")) }
         }
         if !info.probe.vmdkExtents.isEmpty {
             rows.append(("vmdk extents", info.probe.vmdkExtents.joined(separator: ", ")))
