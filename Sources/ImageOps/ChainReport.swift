@@ -20,13 +20,13 @@ public struct ChainReport: Sendable {
         guard p.layer < chain.layers.count else { return [] }
         let owner = chain.layers[p.layer].filename
         let format = chain.layers[p.layer].format
-        func fix(_ target: String, _ extra: [String] = []) -> String {
-            Repoint.command(owner, format: format, resolved: p.resolved, to: target, extra: extra)
+        func fix(_ target: String, placeholder: Bool = false, _ extra: [String] = []) -> String {
+            Repoint.command(owner, format: format, resolved: p.resolved, to: target, placeholder: placeholder, extra: extra)
         }
         switch p.kind {
         case .missing, .unreadable, .notAnImage, .invalidHeader:
             let found = Candidates.sameName(as: p.resolved, near: owner)
-            if found.isEmpty { return [fix("NEW-PATH")] }
+            if found.isEmpty { return [fix("NEW-PATH", placeholder: true)] }
             return found.map { fix($0) }
         case .noFormat:
             // Only qcow2 records any backing format; QED records "raw" alone, qcow v1 none.
@@ -37,7 +37,7 @@ public struct ChainReport: Sendable {
             return [fix(p.resolved, ["--force"])]
         case .loop:
             guard Repoint.canRewrite(format) else { return [] }
-            return [Shell.join(["imgtool", "fix-backing", owner, "--to"]) + " CORRECT-BASE"]
+            return [fix("CORRECT-BASE", placeholder: true)]
         case .protocol, .tooDeep:
             return []
         }

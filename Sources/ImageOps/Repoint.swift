@@ -8,12 +8,13 @@ package enum Repoint {
     package static func canRewrite(_ format: ImageFormat) -> Bool { format == .qcow2 || format == .qed }
 
     /// The shell line that makes `image` (of `format`) find its backing file, recorded as resolving to `resolved`,
-    /// at `target`; `extra` are fix-backing flags (`--force`).
-    package static func command(_ image: String, format: ImageFormat, resolved: String, to target: String, extra: [String] = []) -> String {
-        if canRewrite(format) { return Shell.join(["imgtool", "fix-backing", image, "--to", target] + extra) }
-        // A link's own relative target would be read from the link's folder, so it gets an absolute one
-        // (a placeholder such as NEW-PATH stays as it is, to be replaced by the reader).
-        let isPlaceholder = target.allSatisfy { $0.isUppercase || $0 == "-" }
-        return Shell.join(["ln", "-s", isPlaceholder ? target : Paths.absolute(target), resolved])
+    /// at `target`; `extra` are fix-backing flags (`--force`). A `placeholder` target (NEW-PATH) is printed as it is,
+    /// for the reader to replace.
+    package static func command(_ image: String, format: ImageFormat, resolved: String, to target: String, placeholder: Bool = false, extra: [String] = []) -> String {
+        let rewrite = canRewrite(format)
+        // A link's own relative target would be read from the link's folder, so a symbolic link gets an absolute one.
+        let shown = placeholder ? target : Shell.quote(rewrite ? target : Paths.absolute(target))
+        if rewrite { return ([Shell.join(["imgtool", "fix-backing", image, "--to"]), shown] + extra.map(Shell.quote)).joined(separator: " ") }
+        return "ln -s \(shown) \(Shell.quote(resolved))"
     }
 }
