@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ImageOps
+@testable import imgtool
 import TestSupport
 
 /// The start-up fast path and ArgumentParser must be indistinguishable: same bytes out, same exit code.

@@ -1,3 +1,4 @@
+@testable import QCow2
 import Foundation
 import Testing
 @testable import ImageOps

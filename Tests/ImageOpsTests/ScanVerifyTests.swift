@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ImageOps
+@testable import imgtool
 import TestSupport
 
 /// A pool made with real qemu-img: scan finds every broken link with the right candidates; verify flags every

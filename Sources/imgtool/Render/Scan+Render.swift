@@ -1,3 +1,4 @@
+import ImageOps
 import QCow2
 
 extension Scan {

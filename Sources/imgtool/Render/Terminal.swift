@@ -1,3 +1,5 @@
+import QCow2
+import ImageOps
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,11 +1,11 @@
 import QCow2
 
 package enum MBR {
-    static let extendedTypes: Set<UInt8> = [0x05, 0x0F, 0x85]
+    package static let extendedTypes: Set<UInt8> = [0x05, 0x0F, 0x85]
     /// Linux stops following EBRs after this many links; so do we (a loop must end).
-    static let maxLogical = 100
+    package static let maxLogical = 100
 
-    static let typeNames: [UInt8: String] = [
+    package static let typeNames: [UInt8: String] = [
         0x00: "Empty", 0x01: "FAT12", 0x04: "FAT16 <32M", 0x05: "Extended", 0x06: "FAT16", 0x07: "HPFS/NTFS/exFAT",
         0x0B: "W95 FAT32", 0x0C: "W95 FAT32 (LBA)", 0x0E: "W95 FAT16 (LBA)", 0x0F: "W95 Ext'd (LBA)",
         0x82: "Linux swap", 0x83: "Linux", 0x85: "Linux extended", 0x8E: "Linux LVM", 0xA5: "FreeBSD",

@@ -1,3 +1,4 @@
+import QCow2
 import ArgumentParser
 import ImageOps
 

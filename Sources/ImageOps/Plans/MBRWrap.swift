@@ -1,3 +1,5 @@
+import QCow2
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

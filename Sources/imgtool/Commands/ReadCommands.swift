@@ -1,3 +1,4 @@
+import ImageOps
 import QCow2
 
 /// The reading commands' work, shared by the ArgumentParser commands and the start-up fast path, so both print the

@@ -272,7 +272,7 @@ public struct Scan: Sendable {
 
     /// The images' full headers read again, in the order given, on all readers. An image that is gone or is now
     /// another file (device and inode differ) gives nil, and is printed from what the scan kept.
-    func details(_ order: ArraySlice<Int>) async -> [ImageInfo?] {
+    package func details(_ order: ArraySlice<Int>) async -> [ImageInfo?] {
         let wanted = order.map { nodes[$0].image }
         let read = await Scan.parallelMap(wanted.count, threads: threads) { i -> ImageInfo? in
             guard let info = try? ImageInfo.read(wanted[i].filename), FileKey(info.identity) == wanted[i].key else { return nil }

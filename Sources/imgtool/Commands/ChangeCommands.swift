@@ -1,3 +1,4 @@
+import ImageOps
 import QCow2
 
 /// The changing commands' work, shared by the ArgumentParser commands and the start-up fast path: `fix-backing` is

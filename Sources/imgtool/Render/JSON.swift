@@ -1,3 +1,5 @@
+import QCow2
+import ImageOps
 /// A JSON value with ordered object keys, written without Foundation (which costs start-up time we want to keep).
 public enum JSON: Sendable, Equatable {
     case null

@@ -1,0 +1,56 @@
+import ImageOps
+import QCow2
+
+/// The chain as JSON (the contract's keys) and as a tree.
+extension ChainReport {
+    /// `{"image", "healthy", "layers", "problems"}` as the contract gives it.
+    var json: JSON {
+        .object([
+            ("image", .string(image)),
+            ("healthy", .bool(chain.isHealthy)),
+            ("layers", .array(chain.layers.map(\.json))),
+            ("problems", .array(zip(chain.problems, suggestions).map { p, s in
+                .object([
+                    ("layer", .int(Int64(p.layer))),
+                    ("kind", .string(p.kind.rawValue)),
+                    ("backing", .string(p.backing)),
+                    ("resolved", .string(p.resolved)),
+                    ("message", .string(p.message)),
+                    ("suggestions", .array(s.map(JSON.string))),
+                ])
+            })),
+        ])
+    }
+
+    /// A tree, one layer a line or two, the problems under the layer they belong to.
+    func human(style: Style) -> String {
+        var lines: [String] = []
+        for (i, layer) in chain.layers.enumerated() {
+            let indent = String(repeating: "   ", count: max(0, i - 1))
+            let branch = i == 0 ? "" : indent + "└─ "
+            var name = layer.filename
+            if i > 0, let recorded = chain.layers[i - 1].backingFilename, recorded != layer.filename {
+                name = "\(recorded) → \(layer.filename)"
+            }
+            lines.append(branch + name + "  " + style.dim(ImageReport.summary(layer)))
+            let below = String(repeating: "   ", count: i)
+            for (p, s) in zip(chain.problems, suggestions) where p.layer == i {
+                let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
+                lines.append(below + "└─ " + mark + ": " + p.backing + (p.backing == p.resolved ? "" : " → " + p.resolved))
+                lines.append(below + "   " + p.message)
+                for cmd in s { lines.append(below + "   fix: " + style.command(cmd)) }
+            }
+        }
+        let broken = chain.problems.filter { !$0.kind.isWarning }.count
+        let warnings = chain.problems.count - broken
+        var summary = "\(chain.layers.count) layer\(chain.layers.count == 1 ? "" : "s")"
+        if chain.isHealthy {
+            summary += ", " + style.good("healthy")
+        } else {
+            if broken > 0 { summary += ", " + style.bad("broken") }
+            if warnings > 0 { summary += ", \(warnings) warning\(warnings == 1 ? "" : "s")" }
+        }
+        lines.append(summary)
+        return lines.joined(separator: "\n")
+    }
+}
