@@ -26,7 +26,7 @@ public enum Executor {
         }
         do {
             for command in plan.commands {
-                try await qemuImg.run(command, passThroughOutput: plan.progress, timeoutSeconds: nil)
+                try await qemuImg.run(command, passThroughOutput: plan.progress)
             }
         } catch {
             if let reserved = plan.reserved { unlink(reserved) }

@@ -59,9 +59,9 @@ public struct QemuImg: Sendable {
 
     /// Runs `command` and returns its standard output. With `passThroughOutput` the child writes straight to our
     /// terminal (qemu-img's progress bar). A failure carries qemu-img's status and stderr whole.
-    /// `timeoutSeconds` ends a child that hangs; Ctrl-C or SIGTERM to us ends it too (see `ChildGuard`).
+    /// Ctrl-C or SIGTERM to us ends the child too (see `ChildGuard`).
     @discardableResult
-    public func run(_ command: QemuImgCommand, passThroughOutput: Bool = false, timeoutSeconds: Int? = nil) async throws(Error) -> String {
+    public func run(_ command: QemuImgCommand, passThroughOutput: Bool = false) async throws(Error) -> String {
         let line = commandLine(command)
         let options: PlatformOptions = {
             var o = PlatformOptions()
@@ -72,41 +72,9 @@ public struct QemuImg: Sendable {
         let arguments = command.arguments
         ChildGuard.install()
         do {
-            let result = try await withThrowingTaskGroup(of: RunOutcome.self) { group in
-                group.addTask {
-                    if passThroughOutput {
-                        let r = try await Subprocess.run(
-                            .path(FilePath(executable)), arguments: Arguments(arguments),
-                            platformOptions: options, input: .none,
-                            output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
-                        ) { execution in ChildGuard.track(execution.processIdentifier.value) }
-                        return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
-                    }
-                    let r = try await Subprocess.run(
-                        .path(FilePath(executable)), arguments: Arguments(arguments),
-                        platformOptions: options, input: .none,
-                        output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
-                    ) { execution in ChildGuard.track(execution.processIdentifier.value) }
-                    return RunOutcome(
-                        status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
-                        stderr: String(decoding: r.standardError, as: UTF8.self))
-                }
-                if let timeoutSeconds {
-                    group.addTask {
-                        try await Task.sleep(for: .seconds(timeoutSeconds))
-                        return RunOutcome(status: nil, stdout: "", stderr: "")
-                    }
-                }
-                guard let first = try await group.next() else { return RunOutcome(status: nil, stdout: "", stderr: "") }
-                // Cancelling the child's task makes swift-subprocess run the teardown (SIGTERM, then SIGKILL).
-                group.cancelAll()
-                return first
-            }
+            let result = try await Self.spawn(executable, arguments, passThroughOutput: passThroughOutput, options: options)
             ChildGuard.track(0)
-            guard let status = result.status else {
-                throw Error.couldNotRun(commandLine: line, reason: "timed out after \(timeoutSeconds ?? 0) s; it was stopped")
-            }
-            switch status {
+            switch result.status {
             case .exited(0): return result.stdout
             case .exited(let code): throw Error.failed(commandLine: line, status: code, stderr: result.stderr)
             case .signaled(let sig): throw Error.couldNotRun(commandLine: line, reason: "killed by signal \(sig)")
@@ -120,15 +88,29 @@ public struct QemuImg: Sendable {
         }
     }
 
-    /// `qemu-img --version`'s first line.
-    public func version() async throws(Error) -> String {
-        let out = try await run(.version)
-        return String(out.split(separator: "\n").first ?? "")
+    /// Starts qemu-img and waits for it, telling `ChildGuard` its PID so a signal to us reaches it.
+    private static func spawn(_ executable: String, _ arguments: [String], passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
+                if passThroughOutput {
+                    let r = try await Subprocess.run(
+                        .path(FilePath(executable)), arguments: Arguments(arguments),
+                        platformOptions: options, input: .none,
+                        output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
+                    ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+                    return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
+                }
+                let r = try await Subprocess.run(
+                    .path(FilePath(executable)), arguments: Arguments(arguments),
+                    platformOptions: options, input: .none,
+                    output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
+                ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+                return RunOutcome(
+                    status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
+                    stderr: String(decoding: r.standardError, as: UTF8.self))
     }
 }
 
 private struct RunOutcome: Sendable {
-    var status: TerminationStatus?
+    var status: TerminationStatus
     var stdout: String
     var stderr: String
 }

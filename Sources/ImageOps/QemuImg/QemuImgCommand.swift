@@ -9,8 +9,6 @@ public enum QemuImgCommand: Sendable, Equatable {
     case rebase(image: String, format: String = "qcow2", backing: String, backingFormat: String?, unsafe: Bool, progress: Bool)
     /// `qemu-img resize -f FORMAT [--shrink] IMAGE SIZE`.
     case resize(image: String, format: String, size: UInt64, shrink: Bool)
-    /// `qemu-img --version`.
-    case version
 
     /// The arguments after `qemu-img`.
     public var arguments: [String] {
@@ -37,16 +35,13 @@ public enum QemuImgCommand: Sendable, Equatable {
             if shrink { a.append("--shrink") }
             a += [image, String(size)]
             return a
-        case .version:
-            return ["--version"]
         }
     }
 
-    /// The image this command writes, if any.
-    public var target: String? {
+    /// The image this command writes.
+    public var target: String {
         switch self {
-        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _): return image
-        case .version: return nil
+        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _): image
         }
     }
 

@@ -137,10 +137,6 @@ public struct FileIdentity: Sendable, Equatable, Hashable {
     public var allocated: UInt64
     /// Kind of file.
     public var kind: Kind
-    /// Last modification, seconds and nanoseconds, so a saved header can tell whether the image changed since.
-    public var mtimeSeconds: Int64
-    /// Nanosecond part of the modification time.
-    public var mtimeNanoseconds: Int64
 
     static func of(_ fd: FileDescriptor) -> FileIdentity? {
         var st = stat()
@@ -166,8 +162,6 @@ public struct FileIdentity: Sendable, Equatable, Hashable {
         case S_IFBLK: kind = .blockDevice
         default: kind = .other
         }
-        mtimeSeconds = Int64(st.st_mtim.tv_sec)
-        mtimeNanoseconds = Int64(st.st_mtim.tv_nsec)
     }
 }
 

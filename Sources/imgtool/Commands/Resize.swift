@@ -18,7 +18,7 @@ struct Resize: AsyncParsableCommand {
 
     func run() async throws {
         guard let change_ = Operations.SizeChange(size) else { throw ValidationError("bad size") }
-        let plan = try Operations.resize(image, size: change_, shrink: shrink, force: force, guard: ShrinkGuards.partitions)
+        let plan = try Operations.resize(image, size: change_, shrink: shrink, force: force)
         try await change.carryOut(plan)
     }
 }

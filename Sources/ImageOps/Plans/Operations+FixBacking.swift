@@ -1,0 +1,76 @@
+import QCow2
+
+extension Operations {
+    /// Checks `newBase` as the backing file of `image` and returns the name to write and the format to record.
+    static func checkNewBacking(image: ImageInfo, newBase: String, style: LinkStyle, force: Bool, _ plan: inout Plan) throws(ChangeError) -> (name: String, format: String) {
+        let target = try readImage(newBase, role: "the new backing file")
+        if target.identity.device == image.identity.device && target.identity.inode == image.identity.inode {
+            throw .refused(path: image.filename, reason: "\(newBase) is the image itself: the chain would loop", hint: nil)
+        }
+        let below = BackingChain.follow(from: target)
+        if below.layers.contains(where: { $0.identity.device == image.identity.device && $0.identity.inode == image.identity.inode }) {
+            throw .refused(path: image.filename, reason: "\(newBase) has \(image.filename) in its own chain: the chain would loop", hint: nil)
+        }
+        if let p = below.problems.first(where: { $0.kind == .loop }) {
+            throw .refused(path: newBase, reason: "its own chain loops (\(p.message))", hint: nil)
+        }
+        plan.checks.append("\(newBase) is a \(target.format.rawValue) image of \(Sizes.human(target.virtualSize ?? 0)); \(image.filename) is not in its chain")
+        if let recorded = image.backingFormat, recorded != target.format.rawValue {
+            if !force {
+                throw .refused(path: image.filename, reason: "records its backing as \(recorded) but \(newBase) is \(target.format.rawValue)",
+                               hint: "check that \(newBase) is the right file; --force records \(target.format.rawValue)")
+            }
+            plan.checks.append("format differs (\(recorded) recorded, \(target.format.rawValue) found): --force given")
+        } else {
+            plan.checks.append("format agrees: \(target.format.rawValue)")
+        }
+        if let mine = image.virtualSize, let theirs = target.virtualSize, mine != theirs {
+            if !force {
+                throw .refused(path: image.filename, reason: "is \(mine) bytes but \(newBase) is \(theirs) bytes: probably not its base",
+                               hint: "--force if you know it is")
+            }
+            plan.checks.append("virtual size differs (\(mine) vs \(theirs)): --force given")
+        } else {
+            plan.checks.append("virtual size agrees: \(Sizes.human(image.virtualSize ?? 0))")
+        }
+        let wasRelative = image.backingFilename.map { !$0.hasPrefix("/") } ?? true
+        let useAbsolute = style == .absolute || (style == .keep && !wasRelative)
+        let absTarget = Paths.absolute(newBase)
+        let name = useAbsolute ? absTarget : Paths.relative(absTarget, from: BackingPath.directory(Paths.absolute(image.filename)))
+        plan.checks.append("backing name written as \(name) (\(useAbsolute ? "absolute" : "relative to \(image.filename)'s folder"))")
+        return (name, target.format.rawValue)
+    }
+
+    /// `imgtool fix-backing IMAGE --to PATH`: repoint the link without touching guest data.
+    public static func fixBacking(_ image: String, to newBase: String, style: LinkStyle, force: Bool) throws(ChangeError) -> Plan {
+        var plan = Plan()
+        let info = try readImage(image, role: "the image")
+        guard Repoint.canRewrite(info.format) else {
+            let hint = info.backingFilename.map { name in
+                Repoint.command(image, format: info.format, resolved: BackingPath.resolve(name, relativeTo: image), to: newBase) + " (a symbolic link where QEMU looks)"
+            }
+            throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img can rewrite only qcow2 and QED backing links", hint: hint)
+        }
+        let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
+        try requireNotHeld(image, &plan)
+        plan.saveHeaders = [image]
+        plan.commands = [.rebase(image: image, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
+        plan.show = [image]
+        return plan
+    }
+
+    /// Images in `folder` whose backing link is broken and names a file called like `newBase`.
+    public static func brokenOverlays(in folder: String, named newBase: String) -> [String] {
+        let wanted = BackingPath.fileName(newBase)
+        var found: [String] = []
+        Directory.walk(folder, maxDepth: 0, limit: 100_000) { e in
+            guard !e.isDirectory, let info = try? ImageInfo.read(e.path), let name = info.backingFilename,
+                  BackingPath.fileName(name) == wanted else { return }
+            let chain = BackingChain.follow(from: info, maxDepth: 1)
+            if let p = chain.problems.first, p.layer == 0, [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind) {
+                found.append(e.path)
+            }
+        }
+        return found.sorted()
+    }
+}
