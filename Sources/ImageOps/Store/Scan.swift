@@ -172,14 +172,11 @@ public struct Scan: Sendable {
             func problem(_ kind: BackingChain.Kind, _ message: String) {
                 problems.append(Problem(node: i, kind: kind, backing: name, resolved: resolved, message: message, candidates: []))
             }
-            if BackingPath.isProtocol(name) { problem(.protocol, "backing \"\(name)\" is a protocol string"); continue }
+            func problem(_ verdict: (kind: BackingChain.Kind, message: String)) { problem(verdict.kind, verdict.message) }
+            if BackingPath.isProtocol(name) { problem(BackingLink.protocolProblem(name)); continue }
             var st = stat()
             guard stat(resolved, &st) == 0 else {
-                // As `chain` words it: only a name that leads nowhere is missing; a symlink loop, a name too long
-                // or a folder we may not enter is there but unreadable.
-                let e = errno
-                if e == ENOENT || e == ENOTDIR { problem(.missing, "backing file \(resolved) does not exist") }
-                else { problem(.unreadable, "backing file \(resolved) cannot be read (\(Errno(rawValue: e)))") }
+                problem(BackingLink.problem(statOf: resolved, errno: errno))
                 continue
             }
             let key = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
@@ -189,11 +186,7 @@ public struct Scan: Sendable {
                 else {
                     // Outside DIR, or not read above: read it now.
                     do throws(ImageInfo.Error) { parent = add(Image(try ImageInfo.read(resolved))) } catch {
-                        switch error {
-                        case .header: problem(.invalidHeader, error.description)
-                        case .file(.notAFile): problem(.notAnImage, "backing file \(resolved) is not a regular file")
-                        default: problem(.unreadable, error.description)
-                        }
+                        problem(BackingLink.problem(reading: resolved, failed: error))
                         continue
                     }
                 }
@@ -201,13 +194,7 @@ public struct Scan: Sendable {
             guard let p = parent else { continue }
             nodes[i].parent = p
             let target = nodes[p].image
-            if let recorded = image.backingFormat {
-                if ImageFormat(qemuName: recorded) != target.format {
-                    problem(.formatMismatch, "recorded backing format is \(recorded) but \(resolved) is \(target.format.rawValue)")
-                }
-            } else {
-                problem(.noFormat, "no backing format recorded; QEMU has to guess (\(resolved) looks like \(target.format.rawValue))")
-            }
+            if let verdict = BackingLink.problem(recorded: image.backingFormat, target: target.format, resolved: resolved) { problem(verdict) }
         }
         rawByKey = [:]
 

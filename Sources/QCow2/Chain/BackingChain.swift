@@ -1,5 +1,3 @@
-import SystemPackage
-
 /// A backing chain, top first, followed natively as far as it goes, with every problem found on the way.
 public struct BackingChain: Sendable, Equatable {
     /// The layers that could be read, top first.
@@ -59,8 +57,9 @@ public struct BackingChain: Sendable, Equatable {
             func problem(_ kind: Kind, _ message: String) {
                 chain.problems.append(Problem(layer: index, kind: kind, backing: name, resolved: resolved, message: message))
             }
+            func problem(_ verdict: (kind: Kind, message: String)) { problem(verdict.kind, verdict.message) }
             if BackingPath.isProtocol(name) {
-                problem(.protocol, "backing \"\(name)\" is a protocol string; QEMU hands it to a driver, imgtool does not follow it")
+                problem(BackingLink.protocolProblem(name))
                 break
             }
             if chain.layers.count > maxDepth {
@@ -71,31 +70,17 @@ public struct BackingChain: Sendable, Equatable {
             do {
                 next = try ImageInfo.read(resolved)
             } catch {
-                switch error {
-                case .file(.missing):
-                    problem(.missing, "backing file \(resolved) does not exist")
-                case .file(.unreadable(_, let e)):
-                    problem(.unreadable, "backing file \(resolved) cannot be read (\(Errno(rawValue: e)))")
-                case .file(.notAFile(_, let kind)):
-                    problem(.notAnImage, "backing file \(resolved) is a \(kind), not an image")
-                case .file(.io):
-                    problem(.unreadable, error.description)
-                case .header(let h):
-                    problem(.invalidHeader, "backing file has an invalid header: \(h.description)")
-                }
+                problem(BackingLink.problem(reading: resolved, failed: error))
                 break
             }
             if seen.contains(FileKey(next.identity)) {
                 problem(.loop, "backing file \(resolved) is already in this chain: the chain loops")
                 break
             }
-            if let recorded = current.backingFormat {
-                if ImageFormat(qemuName: recorded) != next.format {
-                    problem(.formatMismatch, "recorded backing format is \(recorded) but \(resolved) is \(next.format.rawValue)")
-                    break
-                }
-            } else {
-                problem(.noFormat, "no backing format recorded; QEMU has to guess the format of \(resolved) (it looks like \(next.format.rawValue))")
+            if let verdict = BackingLink.problem(recorded: current.backingFormat, target: next.format, resolved: resolved) {
+                problem(verdict)
+                // A missing format is a warning: QEMU still opens the link, so the walk goes on.
+                if verdict.kind != .noFormat { break }
             }
             seen.insert(FileKey(next.identity))
             chain.layers.append(next)
