@@ -4,6 +4,7 @@ import QCow2
 
 struct Chain: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "chain",
         abstract: "Show the backing chain, top first, as far as it can be followed, and how to fix a break.")
 
     @Argument(help: "The top image.")

@@ -3,7 +3,7 @@ import ImageOps
 import QCow2
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show one image: format, sizes, qcow2 header, backing link.")
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show one image: format, sizes, qcow2 header, backing link.")
 
     @Argument(help: "The image file.")
     var image: String

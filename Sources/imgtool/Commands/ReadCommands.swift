@@ -43,11 +43,7 @@ public enum ReadCommands {
     /// `imgtool offset`: prints partition `number`'s byte offset; a missing partition is refused (exit 1).
     public static func offset(_ image: String, number: Int) throws -> Int32 {
         let report = try PartitionReport.read(image)
-        guard let p = report.table.partition(number), !p.extended else {
-            let have = report.table.partitions.filter { !$0.extended }.map { String($0.number) }.joined(separator: ", ")
-            throw ChangeError.refused(path: image, reason: "has no partition \(number)" + (have.isEmpty ? "" : " (it has \(have))"), hint: "imgtool partitions \(image)")
-        }
-        printOut(String(p.offset(report.table.sectorSize)))
+        printOut(String(try report.offset(of: number)))
         return 0
     }
 

@@ -4,6 +4,7 @@ import ImageOps
 
 struct Undo: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "undo",
         abstract: "Put back the header saved by the last fix-backing or rebase --unsafe, if the image has not changed since.")
 
     @Argument(help: "The image.") var image: String

@@ -3,7 +3,7 @@ import ArgumentParser
 import ImageOps
 
 struct Who: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the processes that hold IMAGE open (exit 2 when any).")
+    static let configuration = CommandConfiguration(commandName: "who", abstract: "Show the processes that hold IMAGE open (exit 2 when any).")
 
     @Argument(help: "The image.") var image: String
     @OptionGroup var options: ReadOptions
