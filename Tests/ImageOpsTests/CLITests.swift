@@ -74,39 +74,6 @@ struct CLITests {
         }
     }
 
-    @Test func fixBackingFastPathDeclinesWhatItDoesNotKnow() {
-        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b"]) != nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "--to=b", "--dry-run", "--force", "--relative"]) != nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "a"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "--help"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--relative", "--absolute"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--bogus"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "--", "a", "--to", "b"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to"]) == nil)
-        #expect(ChangeCommands.fastPath(["fix-backing", "a", "--to", "b", "--to", "c"]) == nil)
-        #expect(ChangeCommands.fastPath(["rebase", "a", "--onto", "b"]) == nil)
-    }
-
-    @Test func fastPathDeclinesWhatItDoesNotKnow() {
-        #expect(ReadCommands.fastPath(["info", "--help"]) == nil)
-        #expect(ReadCommands.fastPath(["chain", "a", "b"]) == nil)
-        #expect(ReadCommands.fastPath(["chain", "--output", "yaml", "a"]) == nil)
-        #expect(ReadCommands.fastPath(["chain", "--max-depth", "0", "a"]) == nil)
-        #expect(ReadCommands.fastPath(["info", "--max-depth", "3", "a"]) == nil)
-        #expect(ReadCommands.fastPath(["info"]) == nil)
-        #expect(ReadCommands.fastPath(["scan", "x"]) == nil)
-        #expect(ReadCommands.fastPath(["chain", "a", "--output=json"]) != nil)
-        #expect(ReadCommands.fastPath(["partitions", "a", "--output", "json"]) != nil)
-        #expect(ReadCommands.fastPath(["who", "a"]) != nil)
-        #expect(ReadCommands.fastPath(["offset", "a", "1"]) != nil)
-        #expect(ReadCommands.fastPath(["offset", "a"]) == nil)
-        #expect(ReadCommands.fastPath(["offset", "a", "one"]) == nil)
-        #expect(ReadCommands.fastPath(["offset", "a", "1", "--output", "json"]) == nil)
-        #expect(ReadCommands.fastPath(["offset", "a", "-1"]) == nil)
-        #expect(ReadCommands.fastPath(["partitions", "a", "--max-depth", "2"]) == nil)
-        #expect(ReadCommands.fastPath(["who", "a", "b"]) == nil)
-    }
-
     /// A FIFO, a character device and a dangling link where an image should be: every command answers at once
     /// (a plain open of a FIFO would wait for a writer forever), with `imgtool: error:` and exit 1 where it reads.
     @Test func specialFilesNeverHang() throws {

@@ -2,7 +2,7 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct FixBacking: AsyncParsableCommand {
+struct FixBacking: AsyncParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
         commandName: "fix-backing",
         abstract: "Repoint a backing link at PATH without touching guest data (a checked qemu-img rebase -u).",
@@ -22,8 +22,12 @@ struct FixBacking: AsyncParsableCommand {
         if relative && absolute { throw ValidationError("--relative and --absolute exclude each other") }
     }
 
-    func run() async throws {
+    var request: Request {
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        try await ChangeCommands.fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
+        return .fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
+    }
+
+    func run() async throws {
+        _ = try await request.run()
     }
 }

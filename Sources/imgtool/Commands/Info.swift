@@ -2,7 +2,7 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct Info: ParsableCommand {
+struct Info: ParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Show one image: format, sizes, qcow2 header, backing link.")
 
     @Argument(help: "The image file.")
@@ -10,8 +10,10 @@ struct Info: ParsableCommand {
 
     @OptionGroup var options: ReadOptions
 
+    var request: Request { .info(image: image, output: options.output.library) }
+
     func run() throws {
-        let code = try ReadCommands.info(image, output: options.output.library)
+        let code = try request.runReading()
         if code != 0 { throw ExitCode(code) }
     }
 }

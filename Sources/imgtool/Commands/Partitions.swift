@@ -2,7 +2,7 @@ import QCow2
 import ArgumentParser
 import ImageOps
 
-struct Partitions: ParsableCommand {
+struct Partitions: ParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
         commandName: "partitions",
         abstract: "Show the partition table the guest sees (raw directly, qcow2 through its chain) and how to mount each.")
@@ -10,8 +10,10 @@ struct Partitions: ParsableCommand {
     @Argument(help: "The image.") var image: String
     @OptionGroup var options: ReadOptions
 
+    var request: Request { .partitions(image: image, output: options.output.library) }
+
     func run() throws {
-        let code = try ReadCommands.partitions(image, output: options.output.library)
+        let code = try request.runReading()
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -70,46 +70,4 @@ public enum ReadCommands {
         }
         return use.isHeld ? 2 : 0
     }
-
-    /// Recognises the plain forms of the reading commands (`imgtool chain IMAGE [--output json] [--max-depth N]`,
-    /// `info`, `partitions`, `who`, `offset IMAGE N`) without ArgumentParser, whose reflection costs milliseconds of
-    /// start-up on every run. Anything else — help, a typo, an option it does not know — returns nil and goes
-    /// through the full parser, so usage errors keep its wording and exit 64.
-    public static func fastPath(_ argv: [String]) -> (() throws -> Int32)? {
-        guard argv.count >= 2, ["info", "chain", "partitions", "who", "offset"].contains(argv[0]) else { return nil }
-        let command = argv[0]
-        var positionals: [String] = []
-        var output = Output.human
-        var maxDepth = BackingChain.defaultMaxDepth
-        var i = 1
-        while i < argv.count {
-            let a = argv[i]
-            func value() -> String? {
-                i += 1
-                return i < argv.count ? argv[i] : nil
-            }
-            if command != "offset", a == "--output" || a.hasPrefix("--output=") {
-                guard let v = a == "--output" ? value() : String(a.dropFirst(9)), let o = Output(rawValue: v) else { return nil }
-                output = o
-            } else if command == "chain", a == "--max-depth" || a.hasPrefix("--max-depth=") {
-                guard let v = a == "--max-depth" ? value() : String(a.dropFirst(12)), let n = Int(v), n >= 1 else { return nil }
-                maxDepth = n
-            } else if a.hasPrefix("-") {
-                return nil
-            } else {
-                positionals.append(a)
-            }
-            i += 1
-        }
-        switch (command, positionals.count) {
-        case ("offset", 2):
-            guard let number = Int(positionals[1]) else { return nil }
-            return { try offset(positionals[0], number: number) }
-        case ("info", 1): return { try info(positionals[0], output: output) }
-        case ("chain", 1): return { try chain(positionals[0], maxDepth: maxDepth, output: output) }
-        case ("partitions", 1): return { try partitions(positionals[0], output: output) }
-        case ("who", 1): return { try who(positionals[0], output: output) }
-        default: return nil
-        }
-    }
 }
