@@ -39,6 +39,7 @@ let package = Package(
             dependencies: [
                 "QCow2", "ImageOps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),

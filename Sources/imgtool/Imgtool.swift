@@ -2,11 +2,7 @@ import QCow2
 import ArgumentParser
 import ImageOps
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 @main
 struct Imgtool: AsyncParsableCommand {
@@ -76,11 +72,7 @@ struct Imgtool: AsyncParsableCommand {
 
     /// Ends the process with `code` (ArgumentParser's own `exit` would shadow the C one here).
     static func exit(_ code: Int32) -> Never {
-        #if canImport(Glibc)
         Glibc.exit(code)
-        #else
-        Musl.exit(code)
-        #endif
     }
 }
 

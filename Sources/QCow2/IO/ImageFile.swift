@@ -1,12 +1,6 @@
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An image file opened read-only and read with `pread`: only the bytes asked for, never the whole file.
 public final class ImageFile {
