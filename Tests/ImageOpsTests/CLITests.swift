@@ -116,6 +116,10 @@ struct CLITests {
         #expect(Sizes.human(1024) == "1 KiB")
         #expect(Sizes.human(67_108_864) == "64 MiB")
         #expect(Sizes.human(1_610_612_736) == "1.5 GiB")
+        // Near 2^63 and 2^64 the fraction's product needs more than 64 bits (it once printed 7.04 and 15.04 EiB).
+        #expect(Sizes.human(UInt64(Int64.max)) == "8 EiB")
+        #expect(Sizes.human(UInt64.max) == "16 EiB")
+        #expect(Sizes.human((UInt64(1) << 63) - (UInt64(1) << 59)) == "7.5 EiB")
         #expect(Sizes.parse("64M") == 67_108_864)
         #expect(Sizes.parse("1G") == 1 << 30)
         #expect(Sizes.parse("512") == 512)

@@ -15,7 +15,10 @@ public enum Sizes {
         let rem = bytes % divisor
         if rem == 0 { return "\(whole) \(units[unit])" }
         // Two decimals, rounded, without Foundation's formatters.
-        let hundredths = (rem.multipliedFullWidth(by: 100).low + divisor / 2) / divisor
+        // rem × 100 needs 71 bits near 2^64: divide the full-width product, then round half up.
+        let product = rem.multipliedFullWidth(by: 100)
+        let (q, r) = divisor.dividingFullWidth(product)
+        let hundredths = q + (r >= divisor - r ? 1 : 0)
         if hundredths >= 100 { return "\(whole + 1) \(units[unit])" }
         var frac = hundredths < 10 ? "0\(hundredths)" : "\(hundredths)"
         while frac.hasSuffix("0") { frac.removeLast() }
