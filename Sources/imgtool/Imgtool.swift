@@ -9,56 +9,40 @@ import Musl
 #endif
 
 @main
-struct Imgtool: AsyncParsableCommand {
+struct Imgtool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
         subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
 
-    /// Our own errors become `imgtool: error: …` and exit 1; everything else keeps ArgumentParser's handling
-    /// (usage errors exit 64, ExitCode passes through).
-    static func main() async {
+    /// Synchronous on purpose (see Entry.swift): reads run on the main thread, commands that await run through
+    /// `awaiting`, which ends the process. Errors go through `report(_:)`.
+    static func main() {
         let argv = Array(CommandLine.arguments.dropFirst())
         let parsed = negativeSizesLast(argv)
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ReadCommands.fastPath(argv) {
-            do {
-                exit(try fast())
-            } catch let error as any ReportableError {
-                printError("imgtool: error: \(error.description)")
-                exit(1)
-            } catch {
-                exit(withError: error)
-            }
+            reporting { exit(try fast()) }
         }
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = ChangeCommands.fastPath(argv) {
-            do {
+            reporting {
                 // The checks and a dry run stay synchronous: awaiting would start the runtime's threads for nothing.
                 let plans = try ChangeCommands.plans(for: request)
                 if request.options.dryRun {
                     for plan in plans { try ChangeCommands.describe(plan, request.options) }
-                } else {
-                    try await ChangeCommands.execute(plans, for: request)
+                    exit(0)
                 }
-                exit(0)
-            } catch let error as any ReportableError {
-                printError("imgtool: error: \(error.description)")
-                exit(1)
-            } catch {
-                exit(withError: error)
+                awaiting { try await ChangeCommands.execute(plans, for: request) }
             }
         }
-        do {
+        reporting {
             var command = try parseAsRoot(parsed)
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
+            if let async = command as? any AsyncParsableCommand {
+                awaiting {
+                    var async = async
+                    try await async.run()
+                }
             }
-        } catch let error as any ReportableError {
-            printError("imgtool: error: \(error.description)")
-            exit(1)
-        } catch {
-            exit(withError: error)
+            try command.run()
         }
     }
 
