@@ -5,33 +5,32 @@ import ImageOps
 import Glibc
 
 @main
-struct Imgtool: AsyncParsableCommand {
+struct Imgtool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
         subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
 
-    /// Our own errors become `imgtool: error: …` and exit 1; usage errors `imgtool: error: …` with the usage
-    /// line and exit 64 (the contract's form, not ArgumentParser's `Error:`); help and `ExitCode` pass through.
-    static func main() async {
+    /// Synchronous on purpose (see Entry.swift): reads run on the main thread, commands that await run through
+    /// `awaiting`, which ends the process. Our own errors become `imgtool: error: …` and exit 1; usage errors
+    /// `imgtool: error: …` with the usage line and exit 64 (the contract's form); help and `ExitCode` pass through.
+    static func main() {
         let argv = prepare(Array(CommandLine.arguments.dropFirst()))
-        do {
-            if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = FastPath.parse(argv) {
-                // The reading requests stay synchronous: awaiting would start the runtime's threads for nothing.
-                exit(request.isReading ? try request.runReading() : try await request.run())
-            }
+        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = FastPath.parse(argv) {
+            // The reading requests stay synchronous: awaiting would start the runtime's threads for nothing.
+            if request.isReading { reporting { exit(try request.runReading()) } }
+            awaiting { exit(try await request.run()) }
+        }
+        reporting {
             var command: any ParsableCommand
             do { command = try parseAsRoot(argv) } catch { exitForUsage(error) }
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
+            if let async = command as? any AsyncParsableCommand {
+                awaiting {
+                    var async = async
+                    try await async.run()
+                }
             }
-        } catch let error as any ReportableError {
-            printError("imgtool: error: \(error.description)")
-            exit(1)
-        } catch {
-            exitForUsage(error)
+            try command.run()
         }
         exit(0)
     }
