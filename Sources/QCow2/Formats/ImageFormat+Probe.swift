@@ -34,7 +34,9 @@ extension ImageFormat {
         case .vmdk:
             if w.starts(with: Array("KDMV".utf8)) {
                 r.virtualSize = w.u64LE(12).flatMap { $0 <= UInt64.max / 512 ? $0 * 512 : nil }
-            } else if !w.starts(with: Array("COWD".utf8)) {
+            } else if w.starts(with: Array("COWD".utf8)) {
+                r.virtualSize = w.u32LE(12).map { UInt64($0) * 512 }
+            } else {
                 let d = VMDKDescriptor.parse(prefix)
                 r.vmdkExtents = d.extents.map(\.fileName)
                 r.vmdkCreateType = d.createType

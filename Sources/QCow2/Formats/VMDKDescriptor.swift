@@ -134,3 +134,15 @@ package struct VMDKDescriptor: Sendable, Equatable {
         decodeText(t[p...].prefix { $0 != 0x0A })
     }
 }
+
+extension ImageFormat {
+    /// The probe of a VMDK text descriptor redone on the whole descriptor (QEMU reads up to 1 MiB of it; the probe
+    /// saw 2 KiB), so no extent line hides past the probe's window. Sparse files are returned as probed.
+    package static func vmdkProbe(_ file: ImageFile, _ probe: ProbeResult) -> ProbeResult {
+        let head = (try? file.read(at: 0, count: 4)) ?? []
+        guard head != Array("KDMV".utf8), head != Array("COWD".utf8) else { return probe }
+        let n = min(file.stat.size, UInt64(VMDKDescriptor.maxBytes))
+        guard let text = try? file.read(at: 0, count: Int(n)) else { return probe }
+        return vmdkDescriptor(text)
+    }
+}

@@ -40,10 +40,11 @@ struct QEDHeader: Sendable {
         off % clusterSize == 0 && off >= headerSize * clusterSize && off < fileSize
     }
 
-    /// `qed_check_table_offset`: the table's first and last cluster are valid.
+    /// `qed_check_table_offset`: the table's first and last cluster are valid. QEMU's overflow check (end ≤ start)
+    /// also refuses every table of one cluster, so qemu-img cannot open the table_size=1 images it creates; nor can we.
     func tableOffsetValid(_ off: UInt64) -> Bool {
         let (end, o) = off.addingReportingOverflow((tableSize - 1) * clusterSize)
-        return !o && clusterOffsetValid(off) && clusterOffsetValid(end)
+        return !o && end > off && clusterOffsetValid(off) && clusterOffsetValid(end)
     }
 }
 

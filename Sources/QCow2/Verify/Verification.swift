@@ -69,7 +69,7 @@ public struct Verification: Sendable {
         case .vhdx:
             let head: [UInt8] = (try? file.read(at: 64 * 1024, count: 4)) ?? []
             if head != Array("head".utf8) { add("header", true, "VHDX header signature missing at 64 KiB") }
-        case .luks, .parallels, .raw, .qcow:
+        case .luks, .parallels, .raw, .qcow, .bochs, .cloop, .dmg:
             if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
         }
         if probe.format == .vmdk || probe.format == .qcow {
