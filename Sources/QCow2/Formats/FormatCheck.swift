@@ -1,8 +1,8 @@
 /// The checks QEMU 7.2 makes when it opens an image of a format other than qcow2 and raw, so that imgtool refuses
 /// what qemu-img refuses (and reports the virtual size qemu-img would).
-enum FormatCheck {
+package enum FormatCheck {
     /// Validates `file` as `format`; returns the virtual size QEMU would report, nil when the probe's is right.
-    static func validate(_ format: ImageFormat, _ file: ImageFile) throws(FormatError) -> UInt64? {
+    package static func validate(_ format: ImageFormat, _ file: ImageFile) throws(FormatError) -> UInt64? {
         switch format {
         case .qed: return try QEDHeader.read(file).imageSize
         case .qcow: return try QCow1Header.read(file).size
