@@ -81,6 +81,8 @@ struct VMDKLayout: Sendable {
 
     static func read(_ file: ImageFile) throws(FormatError) -> VMDKLayout {
         let head = try readPadded(file, at: 0, count: 4, format: .vmdk, field: "magic")
+        let sparse = head == Array("KDMV".utf8) || head == Array("COWD".utf8)
+        try checkCIDs(file, descriptorAt: sparse ? 512 : 0)
         if head == Array("COWD".utf8) {
             return VMDKLayout(createType: nil, extents: [Extent(path: file.path, fileName: "", sectors: 0, kind: .unsupported("VMDK3 (COWD) sparse extents"))])
         }
@@ -94,6 +96,24 @@ struct VMDKLayout: Sendable {
             return try descriptorFile(file, at: d * 512)
         }
         return try descriptorFile(file, at: 0)
+    }
+
+    /// `vmdk_read_cid`: QEMU's open needs `CID` and `parentCID` in the 10 KiB descriptor (at byte 512 of a sparse
+    /// file, whatever its header says), each followed after one character by a hexadecimal number.
+    static func checkCIDs(_ file: ImageFile, descriptorAt offset: UInt64) throws(FormatError) {
+        let text = try readPadded(file, at: offset, count: 10240 - 1, format: .vmdk, field: "descriptor").prefix { $0 != 0 }
+        for (name, skip) in [("CID", 4), ("parentCID", 10)] {
+            guard let at = text.firstRange(of: Array(name.utf8)) else {
+                throw FormatError(path: file.path, format: .vmdk, field: name, offset: offset, reason: "missing from the descriptor (QEMU cannot open the image)")
+            }
+            var p = at.lowerBound + skip
+            while p < text.endIndex, VMDKDescriptor.isSpace(text[p]) { p += 1 }
+            if p < text.endIndex, text[p] == UInt8(ascii: "+") || text[p] == UInt8(ascii: "-") { p += 1 }
+            let hex: (UInt8) -> Bool = { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }
+            guard p < text.endIndex, hex(text[p]) else {
+                throw FormatError(path: file.path, format: .vmdk, field: name, offset: offset, reason: "not followed by a hexadecimal number (QEMU cannot open the image)")
+            }
+        }
     }
 
     static func descriptorFile(_ file: ImageFile, at offset: UInt64) throws(FormatError) -> VMDKLayout {
