@@ -46,14 +46,15 @@ struct ProbeParityTests {
     @Test func flatExtentNamingAHostFileIsVmdkUnsafeAndNotRead() throws {
         let dir = try TempDir("probe")
         // CRLF and a comment first: the forms imgtool used to call raw.
-        try dir.write("evil.img", Array("#Disk\r\nversion=1\r\ncreateType=\"monolithicFlat\"\r\nRW 1 FLAT \"/etc/hostname\" 0\r\n".utf8))
+        try dir.write("evil.img", Array("#Disk\r\nversion=1\r\nCID=1\r\nparentCID=ffffffff\r\ncreateType=\"monolithicFlat\"\r\nRW 1 FLAT \"/etc/hostname\" 0\r\n".utf8))
         #expect(try ImageInfo.read(dir.file("evil.img")).format == .vmdk)
+        #expect((try QemuImg.info(dir.file("evil.img")) as? [String: Any])?["format"] as? String == "vmdk")
         let r = try ImgtoolBinary.run(["verify", dir.file("evil.img"), "--format", "raw"])
         #expect(r.status == 2, "\(r.stdout)")
         #expect(r.stdout.contains("/etc/hostname"))
         #expect(throws: GuestDisk.Error.self) { try GuestDisk.open(dir.file("evil.img")) }
         // An extent line after 4 KiB of comments is still seen.
-        try dir.write("late.img", Array(("version=1\ncreateType=\"monolithicFlat\"\n" + String(repeating: "# pad\n", count: 1000) + "RW 1 FLAT \"/etc/hostname\" 0\n").utf8))
+        try dir.write("late.img", Array(("version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n" + String(repeating: "# pad\n", count: 1000) + "RW 1 FLAT \"/etc/hostname\" 0\n").utf8))
         let late = try ImgtoolBinary.run(["verify", dir.file("late.img")])
         #expect(late.status == 2 && late.stdout.contains("/etc/hostname"), "\(late.stdout)")
     }
