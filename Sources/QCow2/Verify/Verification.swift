@@ -33,11 +33,12 @@ public struct Verification: Sendable {
             return v
         }
         let prefix: [UInt8]
-        do { prefix = try file.read(at: 0, count: ImageFormat.probeBytes) } catch {
+        do { prefix = try file.read(at: 0, count: QCow2Header.firstRead) } catch {
             add("readable", true, error.description)
             return v
         }
-        let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
+        var probe = ImageFormat.probe(prefix, fileSize: file.stat.size, filename: path)
+        if probe.format == .vmdk { probe = ImageFormat.vmdkProbe(file, probe) }
         v.format = probe.format.rawValue
         if let claimed {
             if claimed != probe.format.rawValue {
@@ -69,7 +70,7 @@ public struct Verification: Sendable {
         case .vhdx:
             let head: [UInt8] = (try? file.read(at: 64 * 1024, count: 4)) ?? []
             if head != Array("head".utf8) { add("header", true, "VHDX header signature missing at 64 KiB") }
-        case .luks, .parallels, .raw, .qcow:
+        case .luks, .parallels, .raw, .qcow, .bochs, .cloop, .dmg:
             if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
         }
         if probe.format == .vmdk || probe.format == .qcow {
@@ -77,6 +78,12 @@ public struct Verification: Sendable {
                 try? file.read(at: offset, count: count)
             }
             if let parent = details.backingFile { add("backing file", true, "names a backing file: \(parent)") }
+        }
+        // What QEMU's open refuses cannot be trusted either: the header is not what qemu-img would read.
+        if probe.format != .qcow2 && probe.format != .raw {
+            do throws(FormatError) { _ = try FormatCheck.validate(probe.format, file) } catch {
+                add("header: \(error.field)", true, error.description)
+            }
         }
         for other in alsoLooksLike(file, prefix, probe.format) {
             add("polyglot", true, "is a \(probe.format.rawValue) image but also carries \(other): tools that probe differently would see different disks")
@@ -101,6 +108,8 @@ public struct Verification: Sendable {
         if bytes(at: 32769, 5) == Array("CD001".utf8) { found.append("an ISO 9660 volume descriptor at byte 32769") }
         if format != .vdi, w.u32LE(64) == 0xBEDA_107F { found.append("a VDI signature at byte 64") }
         if w.slice(512, 8).map(Array.init) == Array("EFI PART".utf8) { found.append("a GPT header at byte 512") }
+        // A disk of 4 KiB sectors keeps its GPT header at byte 4096.
+        if bytes(at: 4096, 8) == Array("EFI PART".utf8) { found.append("a GPT header at byte 4096") }
         if format != .vpc, size >= 1024, bytes(at: size - 512, 8) == Array("conectix".utf8) {
             found.append("a VHD footer in its last 512 bytes")
         }
