@@ -41,7 +41,7 @@ extension PartitionReport {
             let kind = p.extended ? " (extended container)" : p.logical ? " (logical)" : ""
             rows.append([
                 "\(p.number)", p.bootable ? "*" : "", "\(p.startSector)", "\(p.sectors)", "\(p.offset(s))",
-                Sizes.human(p.size(s)), p.typeName + (table.kind == "mbr" ? " (\(p.type))" : "") + kind, p.name ?? "",
+                Sizes.human(p.size(s)), p.typeName + (table.kind == "gpt" ? "" : " (\(p.type))") + kind, p.name ?? "",
             ])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
