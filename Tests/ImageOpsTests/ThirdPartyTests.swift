@@ -24,6 +24,12 @@ struct ThirdPartyTests {
         "simple-dmg.dmg partitions": "read as raw, so no table; the dmg's guest disk has a GPT (sfdisk: 1 partition)",
         "empty.bochs partitions": "read as raw: disk-size 2560 vs the bochs guest's 1032192",
         "simple-pattern.cloop partitions": "read as raw: disk-size 1690 vs the cloop guest's 1048576",
+        "afl5.img verify": "qemu-img refuses it (Max Table Entries too large); verify says safe",
+        "afl9.vmdk verify": "qemu-img refuses it (L1 size too big); verify says safe",
+        "iotest-dirtylog-10G-4M.vhdx verify": "qemu-img refuses it (log needs replay); verify says safe",
+        "empty.bochs verify": "verify --format bochs: imgtool calls it raw, so the claim is refused",
+        "simple-pattern.cloop verify": "verify --format cloop: imgtool calls it raw, so the claim is refused",
+        "simple-dmg.dmg verify": "verify --format dmg: imgtool calls it raw, so the claim is refused",
         "d2v-zerofilled.vhd partitions": "no guest reads of vpc", "hyperv2012r2-dynamic.vhd partitions": "no guest reads of vpc",
         "virtualpc-dynamic.vhd partitions": "no guest reads of vpc", "iotest-dynamic-1G.vhdx partitions": "no guest reads of vhdx",
         "test-disk2vhd.vhdx partitions": "no guest reads of vhdx (sfdisk: dos, 1 partition)",
@@ -75,6 +81,21 @@ struct ThirdPartyTests {
                     }
                 }
             }
+        }
+    }
+
+    /// Nothing in the corpus reaches outside itself: `verify --format` with the format qemu-img sees is safe, and an
+    /// image qemu-img refuses to open is unsafe (it cannot be trusted to be what it claims).
+    @Test(arguments: ThirdPartyCorpus.images)
+    func verifyAgreesWithQemuImg(_ image: ThirdPartyCorpus.Image) throws {
+        let dir = try TempDir("third")
+        _ = try ThirdPartyCorpus.materialise(image, in: dir)
+        let theirs = try runProgram(try QemuImg.path(), ["info", "--output=json", image.name], cwd: dir.path)
+        var format: String?
+        if theirs.status == 0, case .object(let o) = try typedJSON(theirs.stdout), case .string(let f)? = o["format"] { format = f }
+        let ours = try ImgtoolBinary.run(["verify"] + (format.map { ["--format", $0] } ?? []) + [image.name], cwd: dir.path)
+        Self.check("\(image.name) verify") {
+            #expect(ours.status == (format == nil ? 2 : 0), "qemu-img: \(format ?? "refuses"); imgtool verify: \(ours.stdout)")
         }
     }
 
