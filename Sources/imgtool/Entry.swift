@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import ImageOps
 import QCow2
 
 import Glibc
@@ -42,10 +43,18 @@ extension Imgtool {
     /// Our own errors become `imgtool: error: …` and exit 1; everything else is ArgumentParser's (see
     /// `exitForUsage`: usage errors in the contract's form, exit 64; ExitCode passes through; help exits 0).
     static func report(_ error: any Error) -> Never {
+        // (printReportable: the headline and each detail line shown escaped, so no name in them reaches the
+        // terminal raw or forges a line.)
         if let error = error as? any ReportableError {
-            printError("imgtool: error: \(error.description)")
+            printReportable(error)
             exit(1)
         }
         exitForUsage(error)
     }
+}
+
+/// `imgtool: error: …`: the headline and each detail line shown escaped (details indented), so no file name or
+/// image text in them reaches the terminal raw or starts a line of its own.
+func printReportable(_ error: any ReportableError) {
+    printError((["imgtool: error: " + Untrusted.shown(error.headline)] + error.details.map { "  " + Untrusted.shown($0) }).joined(separator: "\n"))
 }

@@ -42,7 +42,8 @@ struct Imgtool: ParsableCommand {
         guard code == .validationFailure else { exit(withError: error) }
         var text = fullMessage(for: error)
         if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
-        printError("imgtool: error: " + text)
+        // The message may quote what was typed: each of its lines shown escaped.
+        printError("imgtool: error: " + text.split(separator: "\n", omittingEmptySubsequences: false).map { Untrusted.shown(String($0)) }.joined(separator: "\n"))
         exit(code.rawValue)
     }
 

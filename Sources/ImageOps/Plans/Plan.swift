@@ -37,6 +37,16 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
             return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
         }
     }
+
+    public var headline: String {
+        if case .refused(let path, let reason, _) = self { return "\(path): \(reason); nothing was changed" }
+        return description
+    }
+
+    public var details: [String] {
+        if case .refused(_, _, let hint?) = self { return ["instead: \(hint)"] }
+        return []
+    }
 }
 
 /// Builds the plans for each changing command. Every check runs here, before anything is written.

@@ -24,7 +24,7 @@ public enum ChangeCommands {
         if options.dryRun { return try describe(plan, options) }
         let tool = try QemuImg.locate(options.qemuImg)
         let outcome = try await Executor.execute(plan, qemuImg: tool)
-        for saved in outcome.saved { printOut("saved the old header to \(saved) (imgtool undo puts it back)") }
+        for saved in outcome.saved { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back)") }
         for image in plan.show {
             let chain = try BackingChain.follow(image)
             printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
@@ -67,7 +67,7 @@ public enum ChangeCommands {
                 throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(request.to))",
                                           hint: "imgtool scan . to see every link")
             }
-            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(request.to)): \(targets.joined(separator: ", "))")
+            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(Untrusted.shown(BackingPath.fileName(request.to))): \(Untrusted.shown(targets.joined(separator: ", ")))")
         }
         var plans: [Plan] = []
         for image in targets { plans.append(try Operations.fixBacking(image, to: request.to, style: request.style, force: request.force)) }
@@ -77,7 +77,7 @@ public enum ChangeCommands {
     /// Runs checked plans; with no image named, ends with the list of what it fixed.
     public static func execute(_ plans: [Plan], for request: FixBackingRequest) async throws {
         for plan in plans { try await carryOut(plan, request.options) }
-        if request.images.isEmpty { printOut("fixed: \(plans.flatMap(\.show).joined(separator: ", "))") }
+        if request.images.isEmpty { printOut("fixed: \(Untrusted.shown(plans.flatMap(\.show).joined(separator: ", ")))") }
     }
 
 }

@@ -18,6 +18,6 @@ struct MbrWrap: ParsableCommand {
 
     func run() throws {
         let lines = try MBRWrap.write(partition: partition, out: out ?? partition + ".mbr", type: UInt8(type, radix: 16) ?? 0x83, dryRun: dryRun)
-        printOut(lines.joined(separator: "\n"))
+        printOut(lines.map(Untrusted.shown).joined(separator: "\n"))
     }
 }

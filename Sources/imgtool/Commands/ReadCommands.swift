@@ -62,10 +62,10 @@ public enum ReadCommands {
             ]).printToStandardOutput()
         case .human:
             if !use.isHeld {
-                printOut("\(image): no process holds it")
+                printOut("\(Untrusted.shown(image)): no process holds it")
             } else {
-                printOut("\(image): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
-                for h in use.holders { printOut("  PID \(h.pid)  \(h.commandLine)") }
+                printOut("\(Untrusted.shown(image)): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
+                for h in use.holders { printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))") }
             }
         }
         return use.isHeld ? 2 : 0
