@@ -36,6 +36,19 @@ struct SafetyHolderTests {
         #expect(try f.digest("vm.cow") == before)
     }
 
+    /// A file-size limit (`ulimit -f`) smaller than a save: refused in words (EFBIG, not killed by SIGXFSZ).
+    @Test func fileSizeLimitRefusesBeforeWriting() throws {
+        let f = try SafetyFixture()
+        try overlay(f)
+        let before = try f.digest("vm.cow")
+        let line = "ulimit -f 8; exec \(shellQuote(try ImgtoolBinary.path())) fix-backing vm.cow --to new.raw"
+        let r = try runProgram("/bin/sh", ["-c", line], cwd: f.store, environment: f.environment)
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("File too large"), "\(r.stderr)")
+        #expect(try f.digest("vm.cow") == before)
+        #expect(f.saves().isEmpty, "\(f.saves())")
+    }
+
     /// A save store on a read-only mount: the same refusal, said in words.
     @Test func readOnlySaveStoreRefuses() throws {
         let f = try SafetyFixture()

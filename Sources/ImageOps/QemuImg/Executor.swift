@@ -38,6 +38,7 @@ public enum Executor {
             return Outcome()
         }
         ChildGuard.install()
+        defer { ChildGuard.uninstall() }
         let target = try open(plan, path: path)
         defer { if target.reserved { try? target.descriptor.close() } }
         var backup: HeaderBackup?

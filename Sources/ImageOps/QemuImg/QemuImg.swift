@@ -163,8 +163,17 @@ package enum ChildGuard {
             let pid = ChildGuard.child.load(ordering: .sequentiallyConsistent)
             if pid > 0 { kill(pid, SIGTERM) }
         }
+        signalled.store(0, ordering: .sequentiallyConsistent)
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
         signal(SIGHUP, handler)
+    }
+
+    /// Back to the default: once the change is settled a signal ends us at once again.
+    package static func uninstall() {
+        guard installed.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        signal(SIGHUP, SIG_DFL)
     }
 }
