@@ -19,7 +19,7 @@ struct SafetyFixture {
         let script = """
             #!/bin/sh
             echo $$ > \(shellQuote(root.file("started")))
-            sleep "${SLOW_QEMU_IMG_SECONDS:-1}"
+            sleep "${SLOW_QEMU_IMG_SECONDS:-1}" </dev/null
             \(shellQuote(real)) "$@"
             echo $? > \(shellQuote(root.file("done")))
             """

@@ -70,12 +70,13 @@ struct SafetyTests {
             #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
         }
         kill(pid, SIGKILL)
-        #expect(try f.digest("decoy.keep") == decoy, "an unchecked change reached the decoy")
+        let decoyNow = try f.digest("decoy.keep")
+        #expect(decoyNow == decoy, "an unchecked change reached the decoy")
         #expect(try f.backing("decoy.keep") == "big.raw")
         #expect(try f.checks("target.keep"))
         #expect(try ["new-a.raw", "new-b.raw"].contains(f.backing("target.keep") ?? ""))
         #expect(runs >= 20 && changed > 0, "runs \(runs), changed \(changed), refused \(refused), moved \(moved)")
-        print("renamer race: \(runs) runs, \(changed) changed, \(moved) reported a moved path, \(refused) refused, 0 unchecked changes")
+        print("renamer race: \(runs) runs, \(changed) changed, \(moved) reported a moved path, \(refused) refused; decoy \(decoyNow == decoy ? "unchanged" : "CHANGED")")
     }
 
     /// imgtool killed (SIGKILL) while qemu-img runs: the change lands without imgtool recording it, and undo still
@@ -95,6 +96,26 @@ struct SafetyTests {
         #expect(r.stdout.contains("stopped before it could record"), "\(r.stdout)")
         #expect(try f.digest("vm.cow") == before)
         #expect(try f.checks("vm.cow"))
+        #expect(f.saves().isEmpty, "\(f.saves())")
+    }
+
+    /// imgtool and its qemu-img killed before the write: the pending save is found, undo says the change never
+    /// landed, writes nothing and drops the save.
+    @Test func sigkillBeforeTheWriteLeavesAnUndoThatWritesNothing() throws {
+        let f = try SafetyFixture()
+        try chainAndDecoy(f)
+        let before = try f.digest("vm.cow")
+        let p = try f.startSlow(["fix-backing", "vm.cow", "--to", "new-a.raw"])
+        let wrapper = try #require(Int32(try String(contentsOfFile: f.root.file("started"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(wrapper, SIGKILL)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(try f.digest("vm.cow") == before)
+        #expect(f.saves().count == 1, "\(f.saves())")
+        let r = try f.imgtool(["undo", "vm.cow"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("never landed"), "\(r.stdout) \(r.stderr)")
+        #expect(try f.digest("vm.cow") == before)
         #expect(f.saves().isEmpty, "\(f.saves())")
     }
 

@@ -60,7 +60,7 @@ public struct InUse: Sendable, Equatable {
     }
 
     /// One line naming the holders and what their lock says, for refusals.
-    public var summary: String { who + (locked ? ", " + lock.words : "") }
+    public var summary: String { who + (locked ? "; \(holders.count > 1 ? "a holder" : "it") is " + lock.words : "") }
 
     /// Looks for holders of `path`. Opening the image read-only and asking `F_OFD_GETLK` finds QEMU's locks without
     /// taking any; scanning `/proc/*/fd` finds the PIDs (an OFD lock's owner is not shown in /proc/locks).
