@@ -52,6 +52,13 @@ struct ChangeTests {
     // MARK: argv
 
     @Test func argvIsExact() {
+        // With a backing file and a size, qemu-img is told not to open the (already checked) backing file.
+        #expect(QemuImgCommand.create(image: QemuImgCommand.heldImage, format: "qcow2", size: 512, backing: "b.raw", backingFormat: "raw").arguments
+                == ["create", "-q", "-f", "qcow2", "-u", "-b", "b.raw", "-F", "raw", "/proc/self/fd/0", "512"])
+        #expect(QemuImgCommand.heldQCow2(backing: nil)
+                == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":null}"#)
+        #expect(QemuImgCommand.heldQCow2(backing: ("raw", "/v/a\"b.raw"))
+                == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"raw","file":{"driver":"file","filename":"/v/a\"b.raw"}}}"#)
         #expect(QemuImgCommand.create(image: "a.cow", format: "qcow2", size: nil, backing: "../b.raw", backingFormat: "raw").arguments
                 == ["create", "-q", "-f", "qcow2", "-b", "../b.raw", "-F", "raw", "a.cow"])
         #expect(QemuImgCommand.create(image: "a.raw", format: "raw", size: 1024, backing: nil, backingFormat: nil).arguments
