@@ -122,11 +122,11 @@ public struct HeaderBackup: Sendable, Equatable {
         // 64-byte header and the name, so 64 KiB (QED's default header) covers it.
         let length = Int(min(info.qcow2?.clusterSize ?? 65536, max(file.stat.size, 512)))
         do { return try file.read(at: 0, count: length) } catch {
-            throw .io(path: file.path, what: "read its header", errno: (try? errnoOf(error)) ?? EIO)
+            throw .io(path: file.path, what: "read its header", errno: errnoOf(error))
         }
     }
 
-    private static func errnoOf(_ error: ImageFile.Error) throws -> Int32 {
+    private static func errnoOf(_ error: ImageFile.Error) -> Int32 {
         switch error {
         case .io(_, _, let e), .unreadable(_, let e): return e
         default: return EIO

@@ -37,10 +37,20 @@ extension Operations {
         let name = absolute ? Paths.absolute(base) : Paths.relative(Paths.absolute(base), from: BackingPath.directory(Paths.absolute(target)))
         plan.checks.append("backing name written as \(name) (\(absolute ? "absolute" : "relative to the overlay's folder"))")
         try reserve(target, &plan)
-        // The size is the base's, as qemu-img would read it (whole sectors): given, so qemu-img need not open the
-        // base through a name relative to /proc/self/fd.
-        let size = (info.virtualSize ?? 0).roundedUpToSector
-        plan.commands = [.create(image: QemuImgCommand.heldImage, format: "qcow2", size: size, backing: name, backingFormat: info.format.rawValue)]
+        let held = QemuImgCommand.heldImage, format = info.format.rawValue
+        if let size = info.virtualSize {
+            // The size is the base's, as qemu-img would read it (whole sectors): given, so qemu-img need not open
+            // the base through a name relative to /proc/self/fd.
+            plan.commands = [.create(image: held, format: "qcow2", size: size.roundedUpToSector, backing: name, backingFormat: format)]
+        } else {
+            // A size imgtool cannot read: qemu-img reads it from the base by its absolute path, then the name is
+            // written as asked (a header-only step on the same file).
+            let absoluteBase = Paths.absolute(base)
+            plan.commands = [.create(image: held, format: "qcow2", size: nil, backing: absoluteBase, backingFormat: format)]
+            if name != absoluteBase {
+                plan.commands.append(.rebase(image: held, backing: name, backingFormat: format, unsafe: true, progress: false))
+            }
+        }
         plan.show = [target]
         return plan
     }
