@@ -16,6 +16,7 @@ extension Operations {
         // A safe rebase reads the old backing file: it is handed to qemu-img by its resolved path, since the image
         // itself goes by a /proc/self/fd name that a relative backing name cannot be resolved from.
         var oldBacking: (format: String, path: String)?
+        var oldOnDevice = false
         if !unsafe {
             let chain = BackingChain.follow(from: info)
             if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
@@ -24,6 +25,7 @@ extension Operations {
             }
             if chain.layers.count > 1 {
                 oldBacking = (chain.layers[1].format.rawValue, Paths.absolute(chain.layers[1].filename))
+                oldOnDevice = chain.layers[1].identity.kind == .blockDevice
             } else if info.backingFilename != nil {
                 throw .refused(path: image, reason: "its backing name is not a file imgtool can hand to qemu-img", hint: nil)
             }
@@ -46,7 +48,7 @@ extension Operations {
             // qemu-img resolves a relative new name from the image's name too: the copy is made against the new
             // base's absolute path, then the name is written as asked (a header-only step on the same file).
             let absolute = onto.map(Paths.absolute) ?? ""
-            plan.commands = [.rebase(image: QemuImgCommand.heldQCow2(backing: oldBacking), backing: absolute, backingFormat: format, unsafe: false, progress: progress)]
+            plan.commands = [.rebase(image: QemuImgCommand.heldQCow2(backing: oldBacking, onDevice: file.stat.kind == .blockDevice, backingOnDevice: oldOnDevice), backing: absolute, backingFormat: format, unsafe: false, progress: progress)]
             if name != absolute {
                 plan.commands.append(.rebase(image: held, backing: name, backingFormat: format, unsafe: true, progress: false))
             }

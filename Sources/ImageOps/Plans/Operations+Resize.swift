@@ -57,7 +57,7 @@ extension Operations {
         try requireNotHeld(file, &plan)
         hold(file, &plan)
         // A qcow2 resize needs none of its backing chain: none is opened (a relative name would not resolve).
-        let operand = info.format == .qcow2 ? QemuImgCommand.heldQCow2(backing: nil) : QemuImgCommand.heldImage
+        let operand = info.format == .qcow2 ? QemuImgCommand.heldQCow2(backing: nil, onDevice: file.stat.kind == .blockDevice) : QemuImgCommand.heldImage
         plan.commands = [.resize(image: operand, format: info.format.rawValue, size: newSize, shrink: newSize < current)]
         plan.show = [image]
         return plan

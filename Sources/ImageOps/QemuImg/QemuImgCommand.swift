@@ -59,9 +59,13 @@ public enum QemuImgCommand: Sendable, Equatable {
 
     /// A `json:` name for the held qcow2 image with its backing file given explicitly (nil: none opened), for the
     /// commands that open the backing chain: QEMU would resolve a relative backing name from `/proc/self/fd`.
-    public static func heldQCow2(backing: (format: String, path: String)?) -> String {
-        let file = #"{"driver":"file","filename":"\#(heldImage)"}"#
-        let back = backing.map { #"{"driver":\#(jsonString($0.format)),"file":{"driver":"file","filename":\#(jsonString($0.path))}}"# } ?? "null"
+    /// A file on a block device needs QEMU's `host_device` protocol driver (`file` takes regular files only).
+    public static func heldQCow2(backing: (format: String, path: String)?, onDevice: Bool = false, backingOnDevice: Bool = false) -> String {
+        func driver(_ device: Bool) -> String { device ? "host_device" : "file" }
+        let file = #"{"driver":"\#(driver(onDevice))","filename":"\#(heldImage)"}"#
+        let back = backing.map {
+            #"{"driver":\#(jsonString($0.format)),"file":{"driver":"\#(driver(backingOnDevice))","filename":\#(jsonString($0.path))}}"#
+        } ?? "null"
         return #"json:{"driver":"qcow2","file":\#(file),"backing":\#(back)}"#
     }
 
