@@ -64,8 +64,10 @@ public enum ReadCommands {
             if !use.isHeld {
                 printOut("\(Untrusted.shown(image)): no process holds it")
             } else {
-                printOut("\(Untrusted.shown(image)): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
+                // Writing (byte 101) and protecting (201 alone) both forbid a change; only writing moves the content.
+                printOut("\(Untrusted.shown(image)): held" + (use.locked ? "; a holder is " + use.lock.words : ""))
                 for h in use.holders { printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))") }
+                if use.holders.isEmpty { printOut("  (the lock's owner is a process imgtool cannot see)") }
             }
         }
         return use.isHeld ? 2 : 0
