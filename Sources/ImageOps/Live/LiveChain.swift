@@ -1,0 +1,182 @@
+import QCow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One layer of a chain as a running QEMU has it open: a format node over a file node.
+public struct LiveLayer: Sendable, Equatable {
+    /// The format node's name (QEMU makes up `#blockNNN` names for `-drive`; they change every run).
+    public var nodeName: String
+    /// The file (protocol) node's name, when there is one.
+    public var fileNodeName: String?
+    /// The format driver: qcow2, raw, …
+    public var driver: String
+    /// The path QEMU opened, from the file node (the format node may carry a `json:{…}` pseudo-name instead).
+    public var filename: String
+    /// Opened read-only.
+    public var readOnly: Bool
+    /// The backing name recorded in this layer's header, as QEMU read it.
+    public var backingFilename: String?
+    /// The recorded backing format.
+    public var backingFormat: String?
+    /// The file behind `filename` today, by device and inode (nil when the path leads nowhere).
+    package var key: FileKey?
+    /// False when `filename` no longer leads to a file QEMU has open (it was moved or replaced since).
+    public var pathCurrent: Bool
+}
+
+/// One guest disk's chain, top first.
+public struct LiveDevice: Sendable, Equatable {
+    /// The drive's name (`-drive id=`), or empty for `-blockdev` disks.
+    public var device: String
+    /// The guest device's QOM path, when attached.
+    public var qdev: String?
+    /// The layers, top (active) first.
+    public var layers: [LiveLayer]
+
+    /// How people name this disk: the drive id, else the top node.
+    public var label: String { device.isEmpty ? (layers.first?.nodeName ?? "?") : device }
+}
+
+/// A running block job, from `query-block-jobs`.
+public struct LiveJob: Sendable, Equatable {
+    /// The job's id.
+    public var id: String
+    /// commit, stream, mirror, …
+    public var type: String
+    /// Bytes done and total (total may grow while the job runs).
+    public var offset: UInt64, length: UInt64
+    /// An active commit waiting for `block-job-complete`.
+    public var ready: Bool
+    /// QEMU's job status word (running, ready, …).
+    public var status: String
+}
+
+/// A node open in QEMU that belongs to no disk's chain.
+public struct LiveStrayNode: Sendable, Equatable {
+    /// Its node name.
+    public var nodeName: String
+    /// Its driver.
+    public var driver: String
+    /// The file it names.
+    public var filename: String
+}
+
+/// Everything a running QEMU says about its block layer, read in three QMP calls.
+public struct LiveView: Sendable, Equatable {
+    /// The QEMU process.
+    public var pid: Int32
+    /// The monitor used.
+    public var monitor: MonitorAddress
+    /// Every disk with its chain.
+    public var devices: [LiveDevice]
+    /// Running block jobs.
+    public var jobs: [LiveJob]
+    /// Nodes open outside every chain (left over by an earlier change, or added by hand).
+    public var strays: [LiveStrayNode]
+
+    /// The disk whose chain holds the file `key`, and the layer's index in it.
+    package func locate(_ key: FileKey) -> (device: LiveDevice, index: Int)? {
+        for d in devices { if let i = d.layers.firstIndex(where: { $0.key == key }) { return (d, i) } }
+        return nil
+    }
+
+    /// Reads the view through `client`. `pid` is the QEMU's, for checking which files it really has open.
+    public static func read(_ client: QMPClient, pid: Int32) throws(QMPClient.Error) -> LiveView {
+        let stats = try client.execute("query-blockstats", as: [StatsNode].self)
+        let named = try client.execute("query-named-block-nodes", ["flat": true], as: [NamedNode].self)
+        let jobs = try client.execute("query-block-jobs", as: [JobInfo].self)
+        let byName = Dictionary(named.map { ($0.nodeName, $0) }, uniquingKeysWith: { a, _ in a })
+        let open = openFileKeys(pid)
+        var used: Set<String> = []
+        var devices: [LiveDevice] = []
+        for s in stats {
+            var layers: [LiveLayer] = []
+            var node: StatsNode? = s
+            while let n = node, let name = n.nodeName, let info = byName[name], layers.count < 10_000 {
+                let fileName = n.parent?.nodeName
+                let path = fileName.flatMap { byName[$0]?.file } ?? info.file
+                let key = keyOf(path, pid: pid)
+                layers.append(LiveLayer(
+                    nodeName: name, fileNodeName: fileName, driver: info.drv, filename: path, readOnly: info.ro,
+                    backingFilename: info.image?.backingFilename, backingFormat: info.image?.backingFilenameFormat,
+                    key: key, pathCurrent: key.map { open.contains($0) } ?? false))
+                used.insert(name)
+                if let fileName { used.insert(fileName) }
+                node = n.backing
+            }
+            guard !layers.isEmpty else { continue }
+            devices.append(LiveDevice(device: s.device ?? "", qdev: s.qdev, layers: layers))
+        }
+        // A stray file node under a stray format node is one stray, reported once by its format node.
+        let unused = named.filter { !used.contains($0.nodeName) }
+        let strayFormats = Set(unused.filter { $0.drv != "file" }.map(\.file))
+        let strays = unused.filter { $0.drv != "file" || !strayFormats.contains($0.file) }
+            .map { LiveStrayNode(nodeName: $0.nodeName, driver: $0.drv, filename: $0.file) }
+        return LiveView(pid: pid, monitor: client.address, devices: devices,
+                        jobs: jobs.map { LiveJob(id: $0.device, type: $0.type, offset: $0.offset, length: $0.len, ready: $0.ready ?? false, status: $0.status ?? "") },
+                        strays: strays)
+    }
+
+    /// Device and inode of every regular file the process has open.
+    static func openFileKeys(_ pid: Int32) -> Set<FileKey> {
+        var keys: Set<FileKey> = []
+        guard let d = opendir("/proc/\(pid)/fd") else { return keys }
+        defer { closedir(d) }
+        while let ent = readdir(d) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard Int(name) != nil else { continue }
+            var st = stat()
+            if stat("/proc/\(pid)/fd/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
+                keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
+            }
+        }
+        return keys
+    }
+
+    /// A relative node filename is QEMU's own (its cwd at start, `/` once daemonized): resolve through /proc/PID/cwd.
+    static func keyOf(_ path: String, pid: Int32) -> FileKey? {
+        var st = stat()
+        let full = path.hasPrefix("/") ? path : "/proc/\(pid)/cwd/" + path
+        guard stat(full, &st) == 0 else { return nil }
+        return FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
+    }
+}
+
+/// `query-blockstats` entries: the chain's shape (the format node, its file child as `parent`, its `backing`).
+final class StatsNode: Decodable {
+    let device: String?
+    let qdev: String?
+    let nodeName: String?
+    let parent: StatsNode?
+    let backing: StatsNode?
+    enum CodingKeys: String, CodingKey { case device, qdev, nodeName = "node-name", parent, backing }
+}
+
+/// `query-named-block-nodes {"flat": true}` entries.
+struct NamedNode: Decodable {
+    struct Image: Decodable {
+        let backingFilename: String?
+        let backingFilenameFormat: String?
+        enum CodingKeys: String, CodingKey { case backingFilename = "backing-filename", backingFilenameFormat = "backing-filename-format" }
+    }
+    let nodeName: String
+    let drv: String
+    let file: String
+    let ro: Bool
+    let image: Image?
+    enum CodingKeys: String, CodingKey { case nodeName = "node-name", drv, file, ro, image }
+}
+
+/// `query-block-jobs` entries.
+struct JobInfo: Decodable {
+    let device: String
+    let type: String
+    let len: UInt64
+    let offset: UInt64
+    let ready: Bool?
+    let status: String?
+}
