@@ -42,9 +42,9 @@ public struct QemuProcess: Sendable, Equatable {
         return name.hasPrefix("qemu-system-") || name == "qemu-kvm" || name == "kvm"
     }
 
-    /// Reads `/proc/PID`, finds the monitors named on the command line and probes each (≤ `probeTimeoutMS` apiece).
-    /// Nil when the process is gone or is not a QEMU.
-    public static func inspect(pid: Int32, probeTimeoutMS: Int32 = 300) -> QemuProcess? {
+    /// Reads `/proc/PID`, finds the monitors named on the command line and, when `probe`, probes each
+    /// (≤ `probeTimeoutMS` apiece; unprobed monitors say free). Nil when the process is gone or is not a QEMU.
+    public static func inspect(pid: Int32, probe: Bool = true, probeTimeoutMS: Int32 = 300) -> QemuProcess? {
         let args = readArguments(pid)
         guard isQemu(args) else { return nil }
         let specs = MonitorSpec.parse(args)
@@ -61,7 +61,7 @@ public struct QemuProcess: Sendable, Equatable {
                 address = sockets.unixAddress(fd: n)
             }
             guard let address else { continue }
-            monitors.append(QemuMonitor(kind: spec.kind, address: address, state: probe(address, timeoutMS: probeTimeoutMS)))
+            monitors.append(QemuMonitor(kind: spec.kind, address: address, state: probe ? Self.probe(address, timeoutMS: probeTimeoutMS) : .free))
         }
         return QemuProcess(pid: pid, arguments: args, monitors: monitors,
                            libvirtDomain: libvirtDomain(pid: pid, arguments: args, monitorByFD: byFD))
