@@ -22,10 +22,12 @@ public struct LiveLayer: Sendable, Equatable {
     public var backingFilename: String?
     /// The recorded backing format.
     public var backingFormat: String?
-    /// The file behind `filename` today, by device and inode (nil when the path leads nowhere).
+    /// The file QEMU has open for this layer, by device and inode (nil when it cannot be told).
     package var key: FileKey?
-    /// False when `filename` no longer leads to a file QEMU has open (it was moved or replaced since).
+    /// False when `filename` no longer leads to the file QEMU has open (it was moved or replaced since).
     public var pathCurrent: Bool
+    /// Where the open file is now, as the kernel names it (differs from `filename` after a move; nil if unknown).
+    public var currentPath: String?
 }
 
 /// One guest disk's chain, top first.
@@ -90,7 +92,7 @@ public struct LiveView: Sendable, Equatable {
         let named = try client.execute("query-named-block-nodes", ["flat": true], as: [NamedNode].self)
         let jobs = try client.execute("query-block-jobs", as: [JobInfo].self)
         let byName = Dictionary(named.map { ($0.nodeName, $0) }, uniquingKeysWith: { a, _ in a })
-        let open = openFileKeys(pid)
+        let open = OpenFiles(pid: pid)
         var used: Set<String> = []
         var devices: [LiveDevice] = []
         for s in stats {
@@ -99,11 +101,13 @@ public struct LiveView: Sendable, Equatable {
             while let n = node, let name = n.nodeName, let info = byName[name], layers.count < 10_000 {
                 let fileName = n.parent?.nodeName
                 let path = fileName.flatMap { byName[$0]?.file } ?? info.file
-                let key = keyOf(path, pid: pid)
+                let atPath = keyOf(path, pid: pid)
                 layers.append(LiveLayer(
                     nodeName: name, fileNodeName: fileName, driver: info.drv, filename: path, readOnly: info.ro,
                     backingFilename: info.image?.backingFilename, backingFormat: info.image?.backingFilenameFormat,
-                    key: key, pathCurrent: key.map { open.contains($0) } ?? false))
+                    key: atPath.flatMap { open.byKey[$0] != nil ? $0 : nil },
+                    pathCurrent: atPath.map { open.byKey[$0] != nil } ?? false,
+                    currentPath: atPath.flatMap { open.byKey[$0] }))
                 used.insert(name)
                 if let fileName { used.insert(fileName) }
                 node = n.backing
@@ -111,6 +115,7 @@ public struct LiveView: Sendable, Equatable {
             guard !layers.isEmpty else { continue }
             devices.append(LiveDevice(device: s.device ?? "", qdev: s.qdev, layers: layers))
         }
+        open.pairMoved(&devices, sizes: byName.mapValues { $0.image?.virtualSize })
         // A stray file node under a stray format node is one stray, reported once by its format node.
         let unused = named.filter { !used.contains($0.nodeName) }
         let strayFormats = Set(unused.filter { $0.drv != "file" }.map(\.file))
@@ -119,22 +124,6 @@ public struct LiveView: Sendable, Equatable {
         return LiveView(pid: pid, monitor: client.address, devices: devices,
                         jobs: jobs.map { LiveJob(id: $0.device, type: $0.type, offset: $0.offset, length: $0.len, ready: $0.ready ?? false, status: $0.status ?? "") },
                         strays: strays)
-    }
-
-    /// Device and inode of every regular file the process has open.
-    static func openFileKeys(_ pid: Int32) -> Set<FileKey> {
-        var keys: Set<FileKey> = []
-        guard let d = opendir("/proc/\(pid)/fd") else { return keys }
-        defer { closedir(d) }
-        while let ent = readdir(d) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard Int(name) != nil else { continue }
-            var st = stat()
-            if stat("/proc/\(pid)/fd/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
-                keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
-            }
-        }
-        return keys
     }
 
     /// A relative node filename is QEMU's own (its cwd at start, `/` once daemonized): resolve through /proc/PID/cwd.
@@ -161,7 +150,10 @@ struct NamedNode: Decodable {
     struct Image: Decodable {
         let backingFilename: String?
         let backingFilenameFormat: String?
-        enum CodingKeys: String, CodingKey { case backingFilename = "backing-filename", backingFilenameFormat = "backing-filename-format" }
+        let virtualSize: UInt64?
+        enum CodingKeys: String, CodingKey {
+            case backingFilename = "backing-filename", backingFilenameFormat = "backing-filename-format", virtualSize = "virtual-size"
+        }
     }
     let nodeName: String
     let drv: String

@@ -86,7 +86,7 @@ extension LiveSession {
         let name = Self.backingName(for: image, to: newBase, recorded: layer.backingFilename, style: style)
         var save: HeaderBackup
         do { save = try HeaderBackup.save(image) } catch { throw .failed(path: image, error.description) }
-        out.savedHeader = HeaderBackup.saveFile(for: id)
+        out.savedHeader = FileIdentity.of(path: image).map { HeaderBackup.saveFile(for: $0) }
         out.steps.append("saved the header of \(image)")
         let reopened = try reopen(layer, below: backing, readOnly: false)
         let job = "imgtool-fix-backing-\(getpid())"

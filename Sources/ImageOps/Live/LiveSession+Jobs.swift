@@ -78,11 +78,12 @@ extension LiveSession {
         for d in before.devices { for l in d.layers { inChain[l.nodeName] = l } }
         var deleted: [String] = []
         for stray in after.strays where inChain[stray.nodeName] != nil || stray.nodeName.hasPrefix("imgtool-") {
-            guard !stray.nodeName.hasPrefix("#") else { continue }
+            // A file node is listed beside its format node when the latter carries a json: name; it goes with it.
+            guard !stray.nodeName.hasPrefix("#"), !deleted.contains(stray.nodeName) else { continue }
             try execute("blockdev-del", ["node-name": stray.nodeName])
             deleted.append(stray.nodeName)
             // A file node added on its own stays behind its format node; a `#block` one goes with it.
-            if let fileNode = inChain[stray.nodeName]?.fileNodeName, !fileNode.hasPrefix("#") {
+            if let fileNode = inChain[stray.nodeName]?.fileNodeName, !fileNode.hasPrefix("#"), !deleted.contains(fileNode) {
                 try execute("blockdev-del", ["node-name": fileNode])
                 deleted.append(fileNode)
             }

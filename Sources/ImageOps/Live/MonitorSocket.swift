@@ -25,6 +25,8 @@ final class MonitorSocket {
     /// Why a socket operation failed; each case names the address.
     enum Error: Swift.Error, Sendable, Equatable {
         case connect(MonitorAddress, String)
+        /// The listener's queue is full: clients (or closed probes) wait there until the connected client leaves.
+        case queueFull(MonitorAddress)
         case timedOut(MonitorAddress, String)
         case closed(MonitorAddress)
         case io(MonitorAddress, String)
@@ -62,7 +64,7 @@ final class MonitorSocket {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
             // A unix connect either completes or fails at once (EAGAIN: the listener's queue is full, as busy as it gets).
-            guard rc == 0 else { throw .connect(address, errnoText()) }
+            guard rc == 0 else { throw errno == EAGAIN ? .queueFull(address) : .connect(address, errnoText()) }
             return s
         case .tcp(let host, let port):
             var hints = addrinfo()

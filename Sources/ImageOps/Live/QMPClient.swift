@@ -134,6 +134,7 @@ public final class QMPClient {
     private static func map(_ error: any Swift.Error, _ what: String) -> Error {
         switch error as? MonitorSocket.Error {
         case .connect(let a, let why)?: return .socket(a, why)
+        case .queueFull(let a)?: return .busy(a)
         case .timedOut(let a, _)?: return .timedOut(a, command: what)
         case .closed(let a)?: return .socket(a, "QEMU closed the connection")
         case .io(let a, let why)?: return .socket(a, why)

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import ImageOps
+import QCow2
+import TestSupport
+
+/// Finding QEMU's monitors from /proc and telling free from busy, against a real QEMU; command-line parsing alone.
+@Suite(.serialized)
+struct LiveDiscoveryTests {
+    @Test func commandLineMonitorsAreParsedInEveryForm() {
+        let args = ["qemu-system-x86_64", "-qmp", "unix:/run/a.sock,server=on,wait=off", "--monitor", "tcp:127.0.0.1:30320,server,nowait",
+                    "-chardev", "socket,id=m1,path=/tmp/x,,y.sock,server=on", "-mon", "chardev=m1,mode=control",
+                    "-chardev", "socket,id=m2,fd=23,server=on", "-mon", "chardev=m2",
+                    "-qmp=tcp:[::1]:4444,server=on", "-drive", "file=unix:/not/a/monitor"]
+        let specs = MonitorSpec.parse(args)
+        #expect(specs == [
+            MonitorSpec(kind: .qmp, endpoint: .unix("/run/a.sock")),
+            MonitorSpec(kind: .hmp, endpoint: .tcp(host: "127.0.0.1", port: 30320)),
+            MonitorSpec(kind: .qmp, endpoint: .tcp(host: "::1", port: 4444)),
+            MonitorSpec(kind: .qmp, endpoint: .unix("/tmp/x,y.sock")),
+            MonitorSpec(kind: .hmp, endpoint: .fd(23)),
+        ])
+        #expect(QemuProcess.isQemu(["/usr/bin/qemu-system-x86_64"]))
+        #expect(!QemuProcess.isQemu(["/usr/bin/qemu-img"]))
+    }
+
+    @Test func monitorsAreFoundFreeThenBusyAndTheFirstClientKeepsWorking() throws {
+        let dir = try TempDir("live-who")
+        try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("top.qcow2"), "4M"])
+        let vm = try TestVM(dir: dir.path, .drive(dir.file("top.qcow2")))
+        defer { vm.stop() }
+
+        let found = try #require(QemuProcess.inspect(pid: vm.pid))
+        #expect(found.libvirtDomain == nil)
+        #expect(found.monitors == [QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free),
+                                   QemuMonitor(kind: .hmp, address: .unix(vm.hmp), state: .free)])
+
+        let first = try QMPClient.connect(.unix(vm.qmp))
+        defer { first.close() }
+        #expect(first.version.hasPrefix("7.") || first.version.hasPrefix("8.") || first.version.hasPrefix("9."))
+        let start = Date()
+        let busy = try #require(QemuProcess.inspect(pid: vm.pid))
+        #expect(busy.qmp?.state == .busy)
+        #expect(Date().timeIntervalSince(start) < 1.0)
+        #expect(throws: QMPClient.Error.busy(.unix(vm.qmp))) { try QMPClient.connect(.unix(vm.qmp)) }
+        #expect(throws: LiveError.busy(path: dir.file("top.qcow2"), pid: vm.pid, address: vm.qmp)) {
+            try LiveSession.open(dir.file("top.qcow2"), virsh: { $0 })
+        }
+        // The probes left nothing queued: the first client still gets answers.
+        let status = try #require(try first.execute("query-status") as? [String: Any])
+        #expect(status["status"] as? String == "prelaunch")
+        first.close()
+        // QEMU accepts (and drops) the probes' closed connections one by one before it greets anyone again.
+        var state = QemuMonitor.State.busy
+        for _ in 0..<10 where state == .busy {
+            state = QemuProcess.inspect(pid: vm.pid, probeTimeoutMS: 100)?.qmp?.state ?? .busy
+        }
+        #expect(state == .free)
+    }
+
+    @Test func aLiveViewMatchesFilesByDeviceAndInodeAndSeesAMovedLayer() throws {
+        let dir = try TempDir("live-view")
+        try QemuImg.run(["create", "-q", "-f", "raw", dir.file("base.raw"), "4M"])
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", dir.file("mid.qcow2")])
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir.file("top.qcow2")])
+        let vm = try TestVM(dir: dir.path, .drive(dir.file("top.qcow2")))
+        defer { vm.stop() }
+
+        let session = try LiveSession.open(dir.file("top.qcow2"), virsh: { $0 })
+        defer { session.close() }
+        var view = try session.view()
+        let disk = try #require(view.devices.first)
+        #expect(disk.device == "d0")
+        #expect(disk.layers.map(\.driver) == ["qcow2", "qcow2", "raw"])
+        #expect(disk.layers.map(\.readOnly) == [false, true, true])
+        #expect(disk.layers.allSatisfy { $0.pathCurrent })
+        #expect(disk.layers[1].backingFilename == "base.raw")
+        #expect(view.strays.isEmpty)
+        // Another name of the same file finds the same layer.
+        try FileManager.default.createSymbolicLink(atPath: dir.file("alias.qcow2"), withDestinationPath: dir.file("mid.qcow2"))
+        let alias = try session.locate(dir.file("alias.qcow2"), in: view)
+        #expect(alias.index == 1)
+        // Moved away: QEMU still reads the old inode; its recorded path now leads nowhere.
+        try FileManager.default.moveItem(atPath: dir.file("mid.qcow2"), toPath: dir.file("moved.qcow2"))
+        view = try session.view()
+        #expect(view.devices.first?.layers.map(\.pathCurrent) == [true, false, true])
+        let moved = try session.locate(dir.file("moved.qcow2"), in: view)
+        #expect(moved.index == 1)
+    }
+
+    @Test func anImageNobodyHoldsIsNotLive() throws {
+        let dir = try TempDir("live-none")
+        try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("idle.qcow2"), "1M"])
+        #expect(throws: LiveError.notRunning(path: dir.file("idle.qcow2"))) {
+            try LiveSession.open(dir.file("idle.qcow2"), virsh: { $0 })
+        }
+    }
+}
