@@ -13,7 +13,7 @@ struct Imgtool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
-        subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
+        subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Commit.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
 
     /// Our own errors become `imgtool: error: …` and exit 1; everything else keeps ArgumentParser's handling
     /// (usage errors exit 64, ExitCode passes through).

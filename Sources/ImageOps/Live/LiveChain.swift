@@ -80,6 +80,11 @@ public struct LiveView: Sendable, Equatable {
     /// Nodes open outside every chain (left over by an earlier change, or added by hand).
     public var strays: [LiveStrayNode]
 
+    /// The view narrowed to one disk, without stray nodes (for showing one chain).
+    public func only(_ device: LiveDevice) -> LiveView {
+        LiveView(pid: pid, monitor: monitor, devices: [device], jobs: jobs, strays: [])
+    }
+
     /// The disk whose chain holds the file `key`, and the layer's index in it.
     package func locate(_ key: FileKey) -> (device: LiveDevice, index: Int)? {
         for d in devices { if let i = d.layers.firstIndex(where: { $0.key == key }) { return (d, i) } }

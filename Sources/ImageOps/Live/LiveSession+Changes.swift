@@ -16,7 +16,7 @@ public struct LiveOutcome: Sendable {
 extension LiveSession {
     /// `overlay BASE [OVERLAY] --live`: qemu-img makes the overlay (relative backing name, never overwriting), then
     /// QEMU opens it (`blockdev-add`) and switches the disk to it (`blockdev-snapshot`).
-    public func overlay(base: String, overlay: String?, qemuImg: QemuImg) async throws(LiveError) -> LiveOutcome {
+    public func overlay(base: String, overlay: String?, absolute: Bool = false, qemuImg: QemuImg, dryRun: Bool = false) async throws(LiveError) -> LiveOutcome {
         var out = LiveOutcome()
         let before = try view()
         let (device, index) = try locate(base, in: before)
@@ -26,18 +26,26 @@ extension LiveSession {
         }
         let top = device.layers[0]
         let target = overlay ?? Operations.defaultOverlay(for: base)
+        let absTarget = Paths.absolute(target)
+        let name = absolute ? Paths.absolute(base) : Paths.relative(Paths.absolute(base), from: BackingPath.directory(absTarget))
+        // The size is given so qemu-img need not open a base the running VM writes.
+        let size = (try? ImageInfo.read(base))?.virtualSize
+        let create = QemuImgCommand.create(image: target, format: "qcow2", size: size, backing: name, backingFormat: top.driver)
+        if dryRun {
+            if Operations.exists(target) { throw .refused(path: target, reason: "already exists and imgtool does not overwrite", hint: "choose another name") }
+            out.steps = ["\(base) is the active layer of disk \(device.label) in QEMU PID \(process.pid)", qemuImg.commandLine(create),
+                         "then QMP: blockdev-add \(target), blockdev-snapshot onto node \(top.nodeName)"]
+            out.view = before
+            return out
+        }
         let fd = Glibc.open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             let why = errno == EEXIST ? "already exists and imgtool does not overwrite" : "cannot be created (\(errnoText()))"
             throw .refused(path: target, reason: why, hint: errno == EEXIST ? "choose another name" : nil)
         }
         Glibc.close(fd)
-        let absTarget = Paths.absolute(target)
-        let name = Paths.relative(Paths.absolute(base), from: BackingPath.directory(absTarget))
-        // The size is given so qemu-img need not open a base the running VM writes.
-        let size = (try? ImageInfo.read(base))?.virtualSize
         do {
-            _ = try await qemuImg.run(.create(image: target, format: "qcow2", size: size, backing: name, backingFormat: top.driver))
+            _ = try await qemuImg.run(create)
         } catch {
             unlink(target)
             throw .failed(path: target, error.description)
@@ -67,7 +75,7 @@ extension LiveSession {
 
     /// `fix-backing IMAGE --to PATH --live`: QEMU rewrites the backing name and format through a block-stream that
     /// has nothing to copy (its base is the direct backing node). PATH must be the file QEMU already reads.
-    public func fixBacking(_ image: String, to newBase: String, style: Operations.LinkStyle) throws(LiveError) -> LiveOutcome {
+    public func fixBacking(_ image: String, to newBase: String, style: Operations.LinkStyle, dryRun: Bool = false) throws(LiveError) -> LiveOutcome {
         var out = LiveOutcome()
         let before = try view()
         let (device, i) = try locate(image, in: before)
@@ -83,7 +91,14 @@ extension LiveSession {
             throw .refused(path: image, reason: "QEMU reads \(backing.filename) as its backing file and \(newBase) is another file; QEMU would go on reading the old one",
                            hint: "point --to at the file QEMU has open, or stop the VM and run imgtool fix-backing without --live")
         }
-        let name = Self.backingName(for: image, to: newBase, recorded: layer.backingFilename, style: style)
+        let name = LinkNames.name(for: image, to: newBase, recorded: layer.backingFilename, style: style)
+        if dryRun {
+            out.steps = ["\(newBase) is the file QEMU PID \(process.pid) reads as the backing file of \(image)",
+                         "would save the header of \(image) to \(HeaderBackup.directory())",
+                         "then QMP: block-stream \(layer.nodeName) onto its backing node \(backing.nodeName) with backing-file \(name)"]
+            out.view = before
+            return out
+        }
         var save: HeaderBackup
         do { save = try HeaderBackup.save(image) } catch { throw .failed(path: image, error.description) }
         out.savedHeader = FileIdentity.of(path: image).map { HeaderBackup.saveFile(for: $0) }
@@ -101,7 +116,7 @@ extension LiveSession {
     }
 
     /// `rebase IMAGE --flatten --live`: QEMU streams the whole backing chain's data into IMAGE and drops the link.
-    public func flatten(_ image: String, speed: UInt64? = nil, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
+    public func flatten(_ image: String, speed: UInt64? = nil, dryRun: Bool = false, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
         var out = LiveOutcome()
         let before = try view()
         let (device, i) = try locate(image, in: before)
@@ -109,6 +124,12 @@ extension LiveSession {
             throw .refused(path: image, reason: "has no backing file; there is nothing to flatten", hint: nil)
         }
         let layer = device.layers[i]
+        if dryRun {
+            out.steps = ["\(image) is layer \(i) of disk \(device.label) in QEMU PID \(process.pid), over \(device.layers.count - i - 1) backing layer(s)",
+                         "then QMP: block-stream \(layer.nodeName) (the whole backing chain copied in)"]
+            out.view = before
+            return out
+        }
         let reopened = try reopen(layer, below: device.layers[i + 1], readOnly: false)
         let job = "imgtool-stream-\(getpid())"
         var args: [String: Any] = ["job-id": job, "device": layer.nodeName]
@@ -124,7 +145,7 @@ extension LiveSession {
 
     /// `commit IMAGE [--base LAYER] --live`: QEMU merges IMAGE (and the layers between) into LAYER. The active layer
     /// pivots onto LAYER; a lower layer's overlay is repointed at LAYER, keeping its name's style.
-    public func commit(_ image: String, base: String?, speed: UInt64? = nil, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
+    public func commit(_ image: String, base: String?, speed: UInt64? = nil, dryRun: Bool = false, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
         var out = LiveOutcome()
         let before = try view()
         let (device, i) = try locate(image, in: before)
@@ -140,6 +161,12 @@ extension LiveSession {
             j = k
         }
         let target = device.layers[j]
+        if dryRun {
+            out.steps = ["\(image) is layer \(i) of disk \(device.label) in QEMU PID \(process.pid); \(target.filename) is layer \(j)",
+                         "then QMP: block-commit of \(device.layers[i].nodeName) into \(target.nodeName)" + (i == 0 ? ", block-job-complete when ready" : "")]
+            out.view = before
+            return out
+        }
         let below = j + 1 < device.layers.count ? device.layers[j + 1] : nil
         var reopened: [(LiveLayer, LiveLayer?)] = []
         if try reopen(target, below: below, readOnly: false) { reopened.append((target, below)) }
@@ -149,7 +176,7 @@ extension LiveSession {
             let above = device.layers[i - 1]
             if try reopen(above, below: device.layers[i], readOnly: false) { reopened.append((above, target)) }
             args["top-node"] = device.layers[i].nodeName
-            args["backing-file"] = Self.backingName(for: absolutePath(above.filename), to: absolutePath(target.filename),
+            args["backing-file"] = LinkNames.name(for: absolutePath(above.filename), to: absolutePath(target.filename),
                                                     recorded: above.backingFilename, style: .keep)
         }
         if let speed { args["speed"] = speed }
@@ -165,19 +192,6 @@ extension LiveSession {
         out.deletedNodes = try deleteDroppedNodes(before: before)
         out.view = try view()
         return out
-    }
-
-    /// The backing name to write into `image` for `target`: relative to the image's folder or absolute, as `style`
-    /// says; `.keep` follows the style of the name recorded now.
-    static func backingName(for image: String, to target: String, recorded: String?, style: Operations.LinkStyle) -> String {
-        let absolute: Bool
-        switch style {
-        case .absolute: absolute = true
-        case .relative: absolute = false
-        case .keep: absolute = recorded?.hasPrefix("/") ?? false
-        }
-        let abs = Paths.absolute(target)
-        return absolute ? abs : Paths.relative(abs, from: BackingPath.directory(Paths.absolute(image)))
     }
 
     /// A node name no node has yet.

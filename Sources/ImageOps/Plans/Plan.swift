@@ -34,7 +34,10 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
         case .refused(let path, let reason, let hint):
             return "\(path): \(reason); nothing was changed" + (hint.map { "\n  instead: \($0)" } ?? "")
         case .inUse(let path, let holders):
-            return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+            // A running QEMU can make the change itself: say so where the user looks first.
+            let live = holders.contains("qemu-system") || holders.contains("qemu-kvm")
+                ? "\n  instead: add --live to have the running QEMU make the change through its QMP monitor" : ""
+            return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)" + live
         }
     }
 }

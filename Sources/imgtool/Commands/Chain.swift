@@ -12,6 +12,9 @@ struct Chain: ParsableCommand {
     @Option(name: .long, help: "Stop following after this many backing links.")
     var maxDepth: Int = BackingChain.defaultMaxDepth
 
+    @Flag(name: .long, help: "Show the chain the running QEMU holding IMAGE has open beside the one on disk.")
+    var live = false
+
     @OptionGroup var options: ReadOptions
 
     func validate() throws {
@@ -19,6 +22,11 @@ struct Chain: ParsableCommand {
     }
 
     func run() throws {
+        if live {
+            let code = try LiveCommands.chain(image, output: options.output)
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         let code = try ReadCommands.chain(image, maxDepth: maxDepth, output: options.output.library)
         if code != 0 { throw ExitCode(code) }
     }

@@ -16,6 +16,7 @@ struct FixBacking: AsyncParsableCommand {
     @Flag(name: .long, help: "Write the name relative to the image's folder.") var relative = false
     @Flag(name: .long, help: "Write the name as an absolute path.") var absolute = false
     @Flag(name: .long, help: "Accept a format or virtual size that differs from what the image records.") var force = false
+    @Flag(name: .long, help: "The running QEMU holding IMAGE rewrites the name; PATH must be the file it reads.") var live = false
     @OptionGroup var change: ChangeOptions
 
     func validate() throws {
@@ -24,6 +25,7 @@ struct FixBacking: AsyncParsableCommand {
 
     func run() async throws {
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
+        if live { return try LiveCommands.fixBacking(images, to: to, style: style, options: change.library) }
         try await ChangeCommands.fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
     }
 }

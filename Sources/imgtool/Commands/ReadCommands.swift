@@ -55,6 +55,8 @@ public enum ReadCommands {
     public static func who(_ image: String, output: Output) throws -> Int32 {
         guard FileIdentity.of(path: image) != nil else { throw ImageFile.Error.missing(path: image) }
         let use = InUse.check(image)
+        // A QEMU holder's monitor: the QMP one when there is one (changes need it), else the human one.
+        let monitors = use.holders.map { h in QemuProcess.inspect(pid: h.pid).flatMap { $0.qmp ?? $0.monitors.first } }
         switch output {
         case .json:
             JSON.object([
@@ -62,14 +64,19 @@ public enum ReadCommands {
                 ("held", .bool(use.isHeld)),
                 ("write-locked", .bool(use.writeLocked)),
                 ("locked", .bool(use.locked)),
-                ("holders", .array(use.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })),
+                ("holders", .array(zip(use.holders, monitors).map { h, m in
+                    .object([("pid", .int(Int64(h.pid))), ("command-line", .string(h.commandLine)), ("monitor", m?.json ?? .null)])
+                })),
             ]).printToStandardOutput()
         case .human:
             if !use.isHeld {
                 printOut("\(image): no process holds it")
             } else {
                 printOut("\(image): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
-                for h in use.holders { printOut("  PID \(h.pid)  \(h.commandLine)") }
+                for (h, m) in zip(use.holders, monitors) {
+                    printOut("  PID \(h.pid)  \(Terminal.safe(h.commandLine))")
+                    if let m { printOut("    monitor: \(m.kind.rawValue) \(Terminal.safe(m.address.description)) (\(m.state.rawValue))") }
+                }
             }
         }
         return use.isHeld ? 2 : 0
