@@ -12,8 +12,6 @@ public struct LiveComparison: Sendable {
             case unreachable
             /// The on-disk chain goes on below what QEMU has open.
             case notOpen = "not-open"
-            /// The path QEMU opened no longer leads to that file (moved, replaced, deleted).
-            case moved
             /// A node is open in QEMU outside every chain.
             case strayNode = "stray-node"
         }
@@ -51,10 +49,8 @@ public struct LiveComparison: Sendable {
         do { disk = try BackingChain.follow(image) } catch { throw .failed(path: image, error.description) }
         let live = Array(device.layers[index...])
         var diffs: [Difference] = []
-        for (k, layer) in live.enumerated() where !layer.pathCurrent {
-            let now = layer.currentPath.map { "; it is now at \($0)" } ?? ""
-            diffs.append(Difference(layer: k, kind: .moved, message: "QEMU opened \(layer.filename), which no longer leads to the file it reads\(now)", suggestions: []))
-        }
+        // A layer QEMU opened under a name that has moved since is no difference by itself (the live tree shows where
+        // it is now); it is one when the link on disk no longer leads to it.
         for k in 1..<max(live.count, disk.layers.count) {
             let above = disk.layers.indices.contains(k - 1) ? disk.layers[k - 1].filename : image
             switch (live.indices.contains(k) ? live[k] : nil, disk.layers.indices.contains(k) ? disk.layers[k] : nil) {
@@ -72,7 +68,7 @@ public struct LiveComparison: Sendable {
             default: break
             }
             // Past the first disagreement the two chains are not comparable layer by layer.
-            if diffs.contains(where: { $0.kind != .moved }) { break }
+            if !diffs.isEmpty { break }
         }
         for s in view.strays {
             diffs.append(Difference(layer: nil, kind: .strayNode, message: "node \(s.nodeName) (\(s.driver), \(s.filename)) is open in QEMU outside every chain",

@@ -32,8 +32,8 @@ struct LiveDiscoveryTests {
 
         let found = try #require(QemuProcess.inspect(pid: vm.pid))
         #expect(found.libvirtDomain == nil)
-        #expect(found.monitors == [QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free),
-                                   QemuMonitor(kind: .hmp, address: .unix(vm.hmp), state: .free)])
+        #expect(found.monitors == [QemuMonitor(kind: .hmp, address: .unix(vm.hmp), state: .free),
+                                   QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free)])
 
         let first = try QMPClient.connect(.unix(vm.qmp))
         defer { first.close() }

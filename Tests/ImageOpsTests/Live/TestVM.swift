@@ -22,7 +22,9 @@ final class TestVM: @unchecked Sendable {
         case blockdev([(path: String, format: String)])
     }
 
-    init(dir: String, _ style: Style, extra: [String] = []) throws {
+    /// `libvirtDomain` starts QEMU the way libvirt does: the QMP socket bound beforehand and handed over as `fd=N`
+    /// (`-chardev socket,fd=N` + `-mon mode=control`), the domain named by `-name guest=`.
+    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil) throws {
         guard let qemu = which("qemu-system-x86_64") else {
             throw ToolError("qemu-system-x86_64 is not installed (scripts/setup, or apt-get install qemu-system-x86); this test needs a real QEMU")
         }
@@ -31,7 +33,16 @@ final class TestVM: @unchecked Sendable {
         hmp = dir + "/hmp.sock"
         let pidfile = dir + "/qemu.pid"
         var args = [qemu, "-machine", "pc", "-m", "16", "-nodefaults", "-display", "none", "-S", "-daemonize",
-                    "-pidfile", pidfile, "-qmp", "unix:\(qmp),server=on,wait=off", "-monitor", "unix:\(hmp),server=on,wait=off"]
+                    "-pidfile", pidfile, "-monitor", "unix:\(hmp),server=on,wait=off"]
+        if let libvirtDomain {
+            guard let python = which("python3") else { throw ToolError("python3 is needed to hand QEMU a bound socket") }
+            let launcher = "import socket,os,sys\ns=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);os.set_inheritable(s.fileno(),True)\n"
+                + "a=[x.replace('@FD@',str(s.fileno())) for x in sys.argv[2:]];os.execv(a[0],a)"
+            args = [python, "-c", launcher, qmp] + args + ["-name", "guest=\(libvirtDomain),debug-threads=on",
+                    "-chardev", "socket,id=charmonitor,fd=@FD@,server=on,wait=off", "-mon", "chardev=charmonitor,id=monitor,mode=control"]
+        } else {
+            args += ["-qmp", "unix:\(qmp),server=on,wait=off"]
+        }
         switch style {
         case .drive(let top):
             args += ["-drive", "file=\(top),if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,id=vd0"]
