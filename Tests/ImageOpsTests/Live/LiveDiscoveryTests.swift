@@ -27,25 +27,39 @@ struct LiveDiscoveryTests {
     @Test func monitorsAreFoundFreeThenBusyAndTheFirstClientKeepsWorking() throws {
         let dir = try TempDir("live-who")
         try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("top.qcow2"), "4M"])
-        let vm = try TestVM(dir: dir.path, .drive(dir.file("top.qcow2")))
+        // A TCP QMP monitor too, on a port unlikely to be taken (another run's would make QEMU fail to start).
+        let port = 40_000 + Int(getpid() % 20_000)
+        let vm = try TestVM(dir: dir.path, .drive(dir.file("top.qcow2")), extra: ["-qmp", "tcp:127.0.0.1:\(port),server=on,wait=off"])
         defer { vm.stop() }
 
         let found = try #require(QemuProcess.inspect(pid: vm.pid))
         #expect(found.libvirtDomain == nil)
         #expect(found.monitors == [QemuMonitor(kind: .hmp, address: .unix(vm.hmp), state: .free),
-                                   QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free)])
+                                   QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free),
+                                   QemuMonitor(kind: .qmp, address: .tcp(host: "127.0.0.1", port: port), state: .free)])
+        let overTCP = try QMPClient.connect(.tcp(host: "127.0.0.1", port: port))
+        #expect((try overTCP.execute("query-status") as? [String: Any])?["status"] as? String == "prelaunch")
+        overTCP.close()
+        do {
+            _ = try QMPClient.connect(.unix(vm.hmp))
+            Issue.record("the HMP monitor was taken for QMP")
+        } catch {
+            guard case .notQMP(let a, let greeting) = error else { Issue.record("\(error)"); return }
+            #expect(a == .unix(vm.hmp) && greeting.hasPrefix("QEMU"))
+        }
 
         let first = try QMPClient.connect(.unix(vm.qmp))
         defer { first.close() }
         #expect(first.version.hasPrefix("7.") || first.version.hasPrefix("8.") || first.version.hasPrefix("9."))
         let start = Date()
         let busy = try #require(QemuProcess.inspect(pid: vm.pid))
-        #expect(busy.qmp?.state == .busy)
+        #expect(busy.monitors.first { $0.address == .unix(vm.qmp) }?.state == .busy)
         #expect(Date().timeIntervalSince(start) < 1.0)
         #expect(throws: QMPClient.Error.busy(.unix(vm.qmp))) { try QMPClient.connect(.unix(vm.qmp)) }
-        #expect(throws: LiveError.busy(path: dir.file("top.qcow2"), pid: vm.pid, address: vm.qmp)) {
-            try LiveSession.open(dir.file("top.qcow2"), virsh: { $0 })
-        }
+        // With the unix monitor busy, a session takes the free TCP one.
+        let session = try LiveSession.open(dir.file("top.qcow2"), virsh: { $0 })
+        #expect(session.client.address == .tcp(host: "127.0.0.1", port: port))
+        session.close()
         // The probes left nothing queued: the first client still gets answers.
         let status = try #require(try first.execute("query-status") as? [String: Any])
         #expect(status["status"] as? String == "prelaunch")
@@ -53,7 +67,7 @@ struct LiveDiscoveryTests {
         // QEMU accepts (and drops) the probes' closed connections one by one before it greets anyone again.
         var state = QemuMonitor.State.busy
         for _ in 0..<10 where state == .busy {
-            state = QemuProcess.inspect(pid: vm.pid, probeTimeoutMS: 100)?.qmp?.state ?? .busy
+            state = QemuProcess.inspect(pid: vm.pid, probeTimeoutMS: 100)?.monitors.first { $0.address == .unix(vm.qmp) }?.state ?? .busy
         }
         #expect(state == .free)
     }
