@@ -25,6 +25,7 @@ public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable
     /// Preparing a file (qemu-img, a header save) failed.
     case failed(path: String, String)
 
+    /// The message for `imgtool: error:`, with what to do instead where there is something.
     public var description: String {
         switch self {
         case .notRunning(let p):

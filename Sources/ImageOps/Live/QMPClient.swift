@@ -18,6 +18,7 @@ public final class QMPClient {
         /// An answer was not the JSON QMP promises.
         case malformed(MonitorAddress, command: String, detail: String)
 
+        /// The message for the user, naming the monitor.
         public var description: String {
             switch self {
             case .busy(let a): return "the QMP monitor \(a) is busy: another client is connected"

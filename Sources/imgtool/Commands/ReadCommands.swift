@@ -56,7 +56,8 @@ public enum ReadCommands {
         guard FileIdentity.of(path: image) != nil else { throw ImageFile.Error.missing(path: image) }
         let use = InUse.check(image)
         // A QEMU holder's monitor: the QMP one when there is one (changes need it), else the human one.
-        let monitors = use.holders.map { h in QemuProcess.inspect(pid: h.pid).flatMap { $0.qmp ?? $0.monitors.first } }
+        let qemus = use.holders.map { QemuProcess.inspect(pid: $0.pid) }
+        let monitors = qemus.map { q in q.flatMap { $0.qmp ?? $0.monitors.first } }
         switch output {
         case .json:
             JSON.object([
@@ -76,6 +77,9 @@ public enum ReadCommands {
                 for (h, m) in zip(use.holders, monitors) {
                     printOut("  PID \(h.pid)  \(Terminal.safe(h.commandLine))")
                     if let m { printOut("    monitor: \(m.kind.rawValue) \(Terminal.safe(m.address.description)) (\(m.state.rawValue))") }
+                }
+                for case let q? in qemus {
+                    if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Terminal.safe(d))): change its disks with virsh") }
                 }
             }
         }
