@@ -93,9 +93,11 @@ public struct LiveView: Sendable, Equatable {
 
     /// Reads the view through `client`. `pid` is the QEMU's, for checking which files it really has open.
     public static func read(_ client: QMPClient, pid: Int32) throws(QMPClient.Error) -> LiveView {
-        let stats = try client.execute("query-blockstats", as: [StatsNode].self)
-        let named = try client.execute("query-named-block-nodes", ["flat": true], as: [NamedNode].self)
-        let jobs = try client.execute("query-block-jobs", as: [JobInfo].self)
+        let answers = try client.executeAll([("query-blockstats", nil), ("query-named-block-nodes", ["flat": true]), ("query-block-jobs", nil)])
+        guard answers.count == 3 else { throw QMPClient.Error.malformed(client.address, command: "query-blockstats", detail: "answers missing") }
+        let stats = try client.decode(answers[0], as: [StatsNode].self, command: "query-blockstats")
+        let named = try client.decode(answers[1], as: [NamedNode].self, command: "query-named-block-nodes")
+        let jobs = try client.decode(answers[2], as: [JobInfo].self, command: "query-block-jobs")
         let byName = Dictionary(named.map { ($0.nodeName, $0) }, uniquingKeysWith: { a, _ in a })
         let open = OpenFiles(pid: pid)
         var used: Set<String> = []

@@ -2,9 +2,9 @@ import QCow2
 
 /// Why a live operation was refused or failed. Every case names the image; refusals say what to do instead.
 public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
-    /// No process holds the image: there is nothing live to talk to.
+    /// No QEMU holds the image: there is nothing live to talk to.
     case notRunning(path: String)
-    /// More than one process holds it: which QEMU would be the one to ask is not clear.
+    /// More than one QEMU holds it: which one to ask is not clear.
     case severalHolders(path: String, holders: [String])
     /// The one holder is not a QEMU.
     case notQemu(path: String, pid: Int32, commandLine: String)
@@ -31,7 +31,7 @@ public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable
         case .notRunning(let p):
             return "\(p): no running QEMU holds it; nothing was changed\n  instead: run the same command without --live"
         case .severalHolders(let p, let h):
-            return "\(p): held by several processes (\(h.joined(separator: ", "))); --live needs exactly one QEMU; nothing was changed"
+            return "\(p): held by several QEMU processes (\(h.joined(separator: ", "))); --live needs exactly one; nothing was changed"
         case .notQemu(let p, let pid, let cmd):
             return "\(p): held by PID \(pid) (\(cmd)), which is not QEMU; nothing was changed"
         case .noMonitor(let p, let pid, let hmp):
@@ -68,14 +68,15 @@ public final class LiveSession {
     /// Finds the QEMU holding `image` and connects to its QMP monitor. `virsh` makes the command a libvirt user
     /// should run instead, from the domain name.
     public static func open(_ image: String, virsh: (String) -> String) throws(LiveError) -> LiveSession {
-        let use = InUse.check(image)
-        guard !use.holders.isEmpty else { throw .notRunning(path: image) }
-        guard use.holders.count == 1, let holder = use.holders.first else {
-            throw .severalHolders(path: image, holders: use.holders.map { "PID \($0.pid)" })
+        guard let id = FileIdentity.of(path: image) else { throw .refused(path: image, reason: "does not exist", hint: nil) }
+        let pids = QemuProcess.holders(of: FileKey(id))
+        guard !pids.isEmpty else { throw .notRunning(path: image) }
+        guard pids.count == 1, let pid = pids.first else {
+            throw .severalHolders(path: image, holders: pids.map { "PID \($0)" })
         }
         // The probe is skipped: connecting is the probe, and a second connection would only cost time.
-        guard let process = QemuProcess.inspect(pid: holder.pid, probe: false) else {
-            throw .notQemu(path: image, pid: holder.pid, commandLine: holder.commandLine)
+        guard let process = QemuProcess.inspect(pid: pid, probe: false) else {
+            throw .notQemu(path: image, pid: pid, commandLine: InUse.commandLine(pid))
         }
         if let domain = process.libvirtDomain {
             throw .libvirt(path: image, pid: process.pid, domain: domain, virsh: virsh(domain))

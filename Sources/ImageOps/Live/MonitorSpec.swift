@@ -111,10 +111,11 @@ struct SocketTable {
     let inodeByFD: [Int32: UInt64]
     /// Listening unix sockets in its namespace: inode → bound path.
     let unixListening: [UInt64: String]
-    /// Listening TCP sockets: inode → port.
+    /// Listening TCP sockets: inode → port (read only when a monitor is on TCP: the kernel walks its whole
+    /// connection table to list them, the largest cost of discovery on a busy host).
     let tcpListening: [UInt64: Int]
 
-    init(pid: Int32) {
+    init(pid: Int32, tcp wantTCP: Bool = true) {
         self.pid = pid
         var fds: [Int32: UInt64] = [:]
         if let d = opendir("/proc/\(pid)/fd") {
@@ -143,7 +144,7 @@ struct SocketTable {
         }
         unixListening = unix
         var tcp: [UInt64: Int] = [:]
-        for table in ["tcp", "tcp6"] {
+        for table in wantTCP ? ["tcp", "tcp6"] : [] {
             guard let text = readSmallFile("/proc/\(pid)/net/\(table)", limit: 8 << 20) else { continue }
             for line in text.split(separator: 0x0A).dropFirst() {
                 let f = line.split(separator: 0x20, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }

@@ -65,7 +65,7 @@ public final class QMPClient {
                let major = v["major"] as? Int, let minor = v["minor"] as? Int, let micro = v["micro"] as? Int {
                 client.version = "\(major).\(minor).\(micro)"
             }
-            _ = try client.execute("qmp_capabilities")
+            _ = try client.executeAll([("qmp_capabilities", nil)])
         } catch let e as Error { s.close(); throw e } catch { s.close(); throw Self.map(error, "greeting") }
         return client
     }
@@ -76,32 +76,63 @@ public final class QMPClient {
     /// Runs `command` and returns its `return` value (decoded JSON: dictionary, array, or empty dictionary).
     @discardableResult
     public func execute(_ command: String, _ arguments: [String: Any]? = nil) throws(Error) -> Any {
-        var message: [String: Any] = ["execute": command]
-        if let arguments { message["arguments"] = arguments }
-        let data: Data
-        do { data = try JSONSerialization.data(withJSONObject: message) } catch {
-            throw .malformed(address, command: command, detail: "arguments are not JSON")
+        guard let line = try executeAll([(command, arguments)]).first,
+              let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let ret = obj["return"] else {
+            throw .malformed(address, command: command, detail: "no return value")
         }
-        do { try socket.send(Array(data) + [0x0A], timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, command) }
-        while true {
-            let obj = try nextObject(command, timeoutMS: answerTimeoutMS)
-            if obj["event"] != nil { events.append(obj); continue }
-            if let ret = obj["return"] { return ret }
-            if let err = obj["error"] as? [String: Any] {
-                throw .failed(address, command: command, errorClass: err["class"] as? String ?? "GenericError",
-                              message: err["desc"] as? String ?? "no description")
-            }
-            throw .malformed(address, command: command, detail: "neither return nor error")
-        }
+        return ret
     }
 
-    /// Runs `command` and decodes its `return` value as `T`.
+    /// Runs `command` and decodes its `return` value as `T`, straight from QEMU's bytes.
     public func execute<T: Decodable>(_ command: String, _ arguments: [String: Any]? = nil, as type: T.Type) throws(Error) -> T {
-        let ret = try execute(command, arguments)
-        do {
-            let data = try JSONSerialization.data(withJSONObject: ret, options: [.fragmentsAllowed])
-            return try JSONDecoder().decode(T.self, from: data)
-        } catch { throw .malformed(address, command: command, detail: "\(error)") }
+        guard let line = try executeAll([(command, arguments)]).first else { throw .malformed(address, command: command, detail: "no answer") }
+        return try decode(line, as: T.self, command: command)
+    }
+
+    /// Sends every command at once, then reads the answers in order (events between them are queued): one round
+    /// trip to QEMU instead of one per command, which matters on a loaded machine where each wake-up of QEMU waits
+    /// for a CPU. Returns each answer's line; a refused command throws.
+    public func executeAll(_ commands: [(String, [String: Any]?)]) throws(Error) -> [[UInt8]] {
+        var bytes: [UInt8] = []
+        for (command, arguments) in commands {
+            var message: [String: Any] = ["execute": command]
+            if let arguments { message["arguments"] = arguments }
+            guard let data = try? JSONSerialization.data(withJSONObject: message) else {
+                throw .malformed(address, command: command, detail: "arguments are not JSON")
+            }
+            bytes += Array(data) + [0x0A]
+        }
+        do { try socket.send(bytes, timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, commands.first?.0 ?? "") }
+        var answers: [[UInt8]] = []
+        for (command, _) in commands {
+            while true {
+                let line: [UInt8]?
+                do { line = try socket.readLine(timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, command) }
+                guard let line else { throw .timedOut(address, command: command) }
+                // Only the envelope is looked at here; a large answer is decoded once, into its type, by the caller.
+                guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
+                    throw .malformed(address, command: command, detail: String(decoding: line.prefix(120), as: UTF8.self))
+                }
+                if envelope.isEvent {
+                    if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { events.append(obj) }
+                    continue
+                }
+                if let err = envelope.error {
+                    throw .failed(address, command: command, errorClass: err.errorClass ?? "GenericError", message: err.desc ?? "no description")
+                }
+                guard envelope.hasReturn else { throw .malformed(address, command: command, detail: "neither return nor error") }
+                answers.append(line)
+                break
+            }
+        }
+        return answers
+    }
+
+    /// Decodes the `return` value of an answer line as `T`.
+    public func decode<T: Decodable>(_ line: [UInt8], as type: T.Type, command: String) throws(Error) -> T {
+        do { return try JSONDecoder().decode(Answer<T>.self, from: Data(line)).value } catch {
+            throw .malformed(address, command: command, detail: "\(error)")
+        }
     }
 
     /// Waits for the first queued or arriving event for which `matches` is true, and removes it from the queue.
@@ -122,16 +153,6 @@ public final class QMPClient {
         return nil
     }
 
-    private func nextObject(_ command: String, timeoutMS: Int32) throws(Error) -> [String: Any] {
-        let line: [UInt8]?
-        do { line = try socket.readLine(timeoutMS: timeoutMS) } catch { throw Self.map(error, command) }
-        guard let line else { throw .timedOut(address, command: command) }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-            throw .malformed(address, command: command, detail: String(decoding: line.prefix(120), as: UTF8.self))
-        }
-        return obj
-    }
-
     private static func map(_ error: any Swift.Error, _ what: String) -> Error {
         switch error as? MonitorSocket.Error {
         case .connect(let a, let why)?: return .socket(a, why)
@@ -142,4 +163,30 @@ public final class QMPClient {
         case nil: return .socket(.unix("?"), "\(error)")
         }
     }
+}
+
+/// What kind of line QEMU sent: an event, an answer, or an error.
+struct Envelope: Decodable {
+    struct Failure: Decodable {
+        let errorClass: String?
+        let desc: String?
+        enum CodingKeys: String, CodingKey { case errorClass = "class", desc }
+    }
+    let isEvent: Bool
+    let hasReturn: Bool
+    let error: Failure?
+    enum CodingKeys: String, CodingKey { case event, `return`, error }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        isEvent = c.contains(.event)
+        hasReturn = c.contains(.return)
+        error = try c.decodeIfPresent(Failure.self, forKey: .error)
+    }
+}
+
+/// An answer's `return` value as `T`.
+struct Answer<T: Decodable>: Decodable {
+    let value: T
+    enum CodingKeys: String, CodingKey { case value = "return" }
 }

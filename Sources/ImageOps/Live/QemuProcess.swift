@@ -48,7 +48,7 @@ public struct QemuProcess: Sendable, Equatable {
         let args = readArguments(pid)
         guard isQemu(args) else { return nil }
         let specs = MonitorSpec.parse(args)
-        let sockets = SocketTable(pid: pid)
+        let sockets = SocketTable(pid: pid, tcp: specs.contains { if case .tcp = $0.endpoint { true } else { false } })
         var monitors: [QemuMonitor] = []
         var byFD = false
         for spec in specs {
@@ -65,6 +65,24 @@ public struct QemuProcess: Sendable, Equatable {
         }
         return QemuProcess(pid: pid, arguments: args, monitors: monitors,
                            libvirtDomain: libvirtDomain(pid: pid, arguments: args, monitorByFD: byFD))
+    }
+
+    /// The QEMU processes (but us) with the file `key` open. Only QEMUs' descriptors are walked: a process is
+    /// told by its `comm` first, which costs one read where walking every process's descriptors costs thousands of
+    /// stats on a busy machine. (A non-QEMU holder does not stop QEMU changing its own chain; QEMU's locks guard it.)
+    package static func holders(of key: FileKey) -> [Int32] {
+        var found: [Int32] = []
+        let me = getpid()
+        guard let proc = opendir("/proc") else { return [] }
+        defer { closedir(proc) }
+        while let ent = readdir(proc) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), pid != me, let comm = readSmallFile("/proc/\(pid)/comm", limit: 64) else { continue }
+            // comm is cut at 15 bytes: "qemu-system-x86".
+            guard comm.starts(with: Array("qemu-".utf8)) || comm.starts(with: Array("kvm".utf8)) else { continue }
+            if OpenFiles(pid: pid).byKey[key] != nil { found.append(pid) }
+        }
+        return found.sorted()
     }
 
     /// Connects, reads the greeting for at most `timeoutMS`, closes at once. Silence (or a refused connection) is busy.

@@ -96,6 +96,7 @@ public enum ReadCommands {
         var positionals: [String] = []
         var output = Output.human
         var maxDepth = BackingChain.defaultMaxDepth
+        var live = false
         var i = 1
         while i < argv.count {
             let a = argv[i]
@@ -106,6 +107,8 @@ public enum ReadCommands {
             if command != "offset", a == "--output" || a.hasPrefix("--output=") {
                 guard let v = a == "--output" ? value() : String(a.dropFirst(9)), let o = Output(rawValue: v) else { return nil }
                 output = o
+            } else if command == "chain", a == "--live", !live {
+                live = true
             } else if command == "chain", a == "--max-depth" || a.hasPrefix("--max-depth=") {
                 guard let v = a == "--max-depth" ? value() : String(a.dropFirst(12)), let n = Int(v), n >= 1 else { return nil }
                 maxDepth = n
@@ -121,6 +124,8 @@ public enum ReadCommands {
             guard let number = Int(positionals[1]) else { return nil }
             return { try offset(positionals[0], number: number) }
         case ("info", 1): return { try info(positionals[0], output: output) }
+        case ("chain", 1) where live:
+            return { try LiveCommands.chain(positionals[0], output: output == .json ? .json : .human) }
         case ("chain", 1): return { try chain(positionals[0], maxDepth: maxDepth, output: output) }
         case ("partitions", 1): return { try partitions(positionals[0], output: output) }
         case ("who", 1): return { try who(positionals[0], output: output) }
