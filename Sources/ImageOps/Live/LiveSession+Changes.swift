@@ -110,8 +110,9 @@ extension LiveSession {
         if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
         do { try save.recordAfter() } catch { throw .failed(path: image, error.description) }
         out.steps.append("QEMU wrote backing name \(name) (\(backing.driver)) into \(image)")
-        out.deletedNodes = try deleteDroppedNodes(before: before)
-        out.view = try view()
+        let cleanup = try deleteDroppedNodes(before: before)
+        out.deletedNodes = cleanup.deleted
+        if let current = cleanup.view { out.view = current } else { out.view = try view() }
         return out
     }
 
@@ -138,8 +139,9 @@ extension LiveSession {
         try waitForJob(job, progress: progress)
         if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: nil, readOnly: true) }
         out.steps.append("QEMU copied the data of \(device.layers.count - i - 1) backing layer(s) into \(image); it has no backing file now")
-        out.deletedNodes = try deleteDroppedNodes(before: before)
-        out.view = try view()
+        let cleanup = try deleteDroppedNodes(before: before)
+        out.deletedNodes = cleanup.deleted
+        if let current = cleanup.view { out.view = current } else { out.view = try view() }
         return out
     }
 
@@ -189,8 +191,9 @@ extension LiveSession {
         out.steps.append(i == 0
             ? "QEMU merged \(image) into \(target.filename) and switched disk \(device.label) to it"
             : "QEMU merged \(image) into \(target.filename) and repointed \(device.layers[i - 1].filename) at it")
-        out.deletedNodes = try deleteDroppedNodes(before: before)
-        out.view = try view()
+        let cleanup = try deleteDroppedNodes(before: before)
+        out.deletedNodes = cleanup.deleted
+        if let current = cleanup.view { out.view = current } else { out.view = try view() }
         return out
     }
 

@@ -72,7 +72,8 @@ extension LiveSession {
 
     /// Deletes nodes that the change took out of the chain (they were in `before` and are strays now) and every
     /// stray node imgtool added (`imgtool-…`): such nodes stay open, holding their files' locks, until deleted.
-    func deleteDroppedNodes(before: LiveView) throws(LiveError) -> [String] {
+    /// Returns the names deleted and, when nothing was deleted, the view read (still current, so callers reuse it).
+    func deleteDroppedNodes(before: LiveView) throws(LiveError) -> (deleted: [String], view: LiveView?) {
         let after = try view()
         var inChain: [String: LiveLayer] = [:]
         for d in before.devices { for l in d.layers { inChain[l.nodeName] = l } }
@@ -88,7 +89,7 @@ extension LiveSession {
                 deleted.append(fileNode)
             }
         }
-        return deleted
+        return (deleted, deleted.isEmpty ? after : nil)
     }
 }
 
