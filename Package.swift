@@ -20,9 +20,11 @@ let package = Package(
         // The system's zlib and zstd, for compressed qcow2 clusters (Debian: zlib1g-dev, libzstd-dev).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // statfs(2) from the C library (Glibc's Swift module leaves it out).
+        .systemLibrary(name: "CLinux"),
         .target(
             name: "QCow2",
-            dependencies: ["CZlib", "CZstd", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["CZlib", "CZstd", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -39,6 +41,7 @@ let package = Package(
             dependencies: [
                 "QCow2", "ImageOps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),

@@ -13,7 +13,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", pkgConfig: "zlib"),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd"),
-        .target(name: "QCow2", dependencies: ["CZlib", "CZstd", .product(name: "SystemPackage", package: "swift-system")]),
+        .systemLibrary(name: "CLinux"),
+        .target(name: "QCow2", dependencies: ["CZlib", "CZstd", "CLinux", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "ImageOps", dependencies: [
             "QCow2", "CZlib", .product(name: "SystemPackage", package: "swift-system"),
             .product(name: "Subprocess", package: "swift-subprocess"),
@@ -21,5 +22,6 @@ let package = Package(
         .executableTarget(name: "FuzzHeader", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzPartitions", dependencies: ["ImageOps", "QCow2"]),
         .executableTarget(name: "FuzzImage", dependencies: ["ImageOps", "QCow2"]),
+        .executableTarget(name: "FuzzGuest", dependencies: ["QCow2"]),
     ]
 )

@@ -12,7 +12,20 @@
 
 /// An error whose description is a complete message for the user (it names the file and the field), so the CLI
 /// prints it as `imgtool: error: …` and exits 1.
-public protocol ReportableError: Error, CustomStringConvertible {}
+public protocol ReportableError: Error, CustomStringConvertible {
+    /// The message's first line. The CLI shows it with every control character escaped, so a file name holding a
+    /// newline cannot start a line of its own.
+    var headline: String { get }
+    /// Lines that follow it (a hint, another program's output), each shown escaped and indented.
+    var details: [String] { get }
+}
+
+extension ReportableError {
+    /// The whole description, by default: one line.
+    public var headline: String { description }
+    /// None, by default.
+    public var details: [String] { [] }
+}
 
 extension ImageFile.Error: ReportableError {}
 extension QCow2Header.Error: ReportableError {}

@@ -2,83 +2,77 @@ import QCow2
 import ArgumentParser
 import ImageOps
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 @main
-struct Imgtool: AsyncParsableCommand {
+struct Imgtool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
         subcommands: [Info.self, Chain.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Commit.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
 
-    /// Our own errors become `imgtool: error: …` and exit 1; everything else keeps ArgumentParser's handling
-    /// (usage errors exit 64, ExitCode passes through).
-    static func main() async {
-        let argv = Array(CommandLine.arguments.dropFirst())
-        let parsed = negativeSizesLast(argv)
-        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let fast = ReadCommands.fastPath(argv) {
-            do {
-                exit(try fast())
-            } catch let error as any ReportableError {
-                printError("imgtool: error: \(error.description)")
-                exit(1)
-            } catch {
-                exit(withError: error)
-            }
+    /// Synchronous on purpose (see Entry.swift): reads run on the main thread, commands that await run through
+    /// `awaiting`, which ends the process. Our own errors become `imgtool: error: …` and exit 1; usage errors
+    /// `imgtool: error: …` with the usage line and exit 64 (the contract's form); help and `ExitCode` pass through.
+    static func main() {
+        let argv = prepare(Array(CommandLine.arguments.dropFirst()))
+        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = FastPath.parse(argv) {
+            // The reading requests stay synchronous: awaiting would start the runtime's threads for nothing.
+            if request.isReading { reporting { exit(try request.runReading()) } }
+            awaiting { exit(try await request.run()) }
         }
-        if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = ChangeCommands.fastPath(argv) {
-            do {
-                // The checks and a dry run stay synchronous: awaiting would start the runtime's threads for nothing.
-                let plans = try ChangeCommands.plans(for: request)
-                if request.options.dryRun {
-                    for plan in plans { try ChangeCommands.describe(plan, request.options) }
-                } else {
-                    try await ChangeCommands.execute(plans, for: request)
+        reporting {
+            var command: any ParsableCommand
+            do { command = try parseAsRoot(argv) } catch { exitForUsage(error) }
+            if let async = command as? any AsyncParsableCommand {
+                awaiting {
+                    var async = async
+                    try await async.run()
                 }
-                exit(0)
-            } catch let error as any ReportableError {
-                printError("imgtool: error: \(error.description)")
-                exit(1)
-            } catch {
-                exit(withError: error)
             }
+            try command.run()
         }
-        do {
-            var command = try parseAsRoot(parsed)
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
-            }
-        } catch let error as any ReportableError {
-            printError("imgtool: error: \(error.description)")
-            exit(1)
-        } catch {
-            exit(withError: error)
-        }
+        exit(0)
     }
 
-    /// `resize IMAGE -1G`: a size like `-1G` is no option, but ArgumentParser would read it as one. Move it to the
-    /// end behind `--` so it parses as the positional it is (qemu-img makes users type the `--` themselves).
-    static func negativeSizesLast(_ argv: [String]) -> [String] {
-        guard argv.first == "resize", !argv.contains("--") else { return argv }
-        func isNegativeSize(_ a: String) -> Bool { a.count > 1 && a.hasPrefix("-") && a.dropFirst().first?.isNumber == true }
-        let negatives = argv.filter(isNegativeSize)
-        guard negatives.count == 1 else { return argv }
-        return argv.filter { !isNegativeSize($0) } + ["--"] + negatives
+    /// Ends the process for an error ArgumentParser knows: help and versions as it prints them, `ExitCode` as given,
+    /// and a usage error in the contract's form (`imgtool: error: …`, then the usage line), exit 64.
+    static func exitForUsage(_ error: any Swift.Error) -> Never {
+        let code = exitCode(for: error)
+        guard code == .validationFailure else { exit(withError: error) }
+        var text = fullMessage(for: error)
+        if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+        // The message may quote what was typed: each of its lines shown escaped.
+        printError("imgtool: error: " + text.split(separator: "\n", omittingEmptySubsequences: false).map { Untrusted.shown(String($0)) }.joined(separator: "\n"))
+        exit(code.rawValue)
+    }
+
+    /// Rewrites argv so a negative number reaches the command as the value it is, not as an unknown option:
+    /// `resize IMAGE -1G` and `offset IMAGE -1` get it as a positional (behind `--`), `--max-depth -1` becomes
+    /// `--max-depth=-1`. The command's own check then says what is wrong with it.
+    static func prepare(_ argv: [String]) -> [String] {
+        func isNegativeNumber(_ a: String) -> Bool { a.count > 1 && a.hasPrefix("-") && a.dropFirst().first?.isNumber == true }
+        var out: [String] = []
+        var i = 0
+        while i < argv.count {
+            if argv[i] == "--" { out += argv[i...]; return out }
+            if argv[i] == "--max-depth", i + 1 < argv.count, isNegativeNumber(argv[i + 1]) {
+                out.append("--max-depth=" + argv[i + 1])
+                i += 2
+                continue
+            }
+            out.append(argv[i])
+            i += 1
+        }
+        guard let first = out.first, first == "resize" || first == "offset" else { return out }
+        let negatives = out.filter(isNegativeNumber)
+        guard negatives.count == 1 else { return out }
+        return out.filter { !isNegativeNumber($0) } + ["--"] + negatives
     }
 
     /// Ends the process with `code` (ArgumentParser's own `exit` would shadow the C one here).
     static func exit(_ code: Int32) -> Never {
-        #if canImport(Glibc)
         Glibc.exit(code)
-        #else
-        Musl.exit(code)
-        #endif
     }
 }
 

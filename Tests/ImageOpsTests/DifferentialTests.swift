@@ -13,21 +13,40 @@ struct DifferentialTests {
     ]
     static let comparedSpecific = ["compat", "compression-type", "extended-l2", "refcount-bits", "lazy-refcounts", "corrupt", "data-file"]
 
-    static func compare(_ ours: [String: Any], _ theirs: [String: Any], _ what: String) {
+    /// Keys qemu-img prints that imgtool does not, each for a reason: `snapshots` (imgtool prints a count,
+    /// `snapshot-count`), `children` (a newer qemu-img's node tree).
+    static let theirsOnly: Set<String> = ["snapshots", "children"]
+    /// Formats whose `format-specific` block imgtool does not print yet (VMDK's CIDs and extent list, LUKS's key
+    /// slots): a gap the README names, not a disagreement — where both print a value, it is still compared.
+    static let noFormatSpecific: Set<String> = ["vmdk", "luks"]
+
+    /// Every key both print is compared with its type (`false` is not `0`), recursively, format-specific included;
+    /// the keys the contract names must be printed by both or by neither.
+    static func compare(_ ours: JSONValue, _ theirs: JSONValue, _ what: String) {
         for key in compared {
-            let a = ours[key].map { "\($0)" }
-            // qemu-img leaves "encrypted" out when false; we do the same.
-            let b = theirs[key].map { "\($0)" }
-            #expect(a == b, "\(what): \(key): imgtool \(a ?? "nil") vs qemu-img \(b ?? "nil")")
+            #expect(ours[key] == theirs[key], "\(what): \(key): imgtool \(ours[key]?.description ?? "nil") vs qemu-img \(theirs[key]?.description ?? "nil")")
         }
-        let ourData = ((ours["format-specific"] as? [String: Any])?["data"] as? [String: Any]) ?? [:]
-        let theirData = ((theirs["format-specific"] as? [String: Any])?["data"] as? [String: Any]) ?? [:]
-        for key in comparedSpecific {
-            let a = ourData[key].map { "\($0)" }
-            let b = theirData[key].map { "\($0)" }
-            #expect(a == b, "\(what): format-specific.\(key): imgtool \(a ?? "nil") vs qemu-img \(b ?? "nil")")
+        var allowed = theirsOnly
+        if case .string(let f) = theirs["format"] ?? .null, noFormatSpecific.contains(f) { allowed.insert("format-specific") }
+        for key in Set(theirs.members.keys).subtracting(ours.members.keys).subtracting(allowed) {
+            Issue.record("\(what): qemu-img prints \(key) (\(theirs[key]?.description ?? "")), imgtool does not")
         }
-        #expect((ourData["encrypt"] as? [String: Any])?["format"] as? String == (theirData["encrypt"] as? [String: Any])?["format"] as? String)
+        common(ours, theirs, what)
+    }
+
+    /// Equal wherever both have a value: objects by the keys both print, arrays element by element.
+    static func common(_ ours: JSONValue, _ theirs: JSONValue, _ path: String) {
+        switch (ours, theirs) {
+        case (.object(let a), .object(let b)):
+            for key in Set(a.keys).intersection(b.keys).sorted() {
+                if let x = a[key], let y = b[key] { common(x, y, path + "." + key) }
+            }
+        case (.array(let a), .array(let b)):
+            #expect(a.count == b.count, "\(path): \(a.count) elements vs qemu-img's \(b.count)")
+            for (i, (x, y)) in zip(a, b).enumerated() { common(x, y, path + "[\(i)]") }
+        default:
+            #expect(ours == theirs, "\(path): imgtool \(ours) vs qemu-img \(theirs)")
+        }
     }
 
     /// One image of the corpus: the qemu-img commands that make it (run in the corpus folder).
@@ -111,13 +130,12 @@ struct DifferentialTests {
         try root.mkdir("corpus/sub")
         for cmd in c.commands { try QemuImg.run(cmd, cwd: corpus) }
         let rel = "corpus/" + c.name
-        let theirs = try #require(try QemuImg.info(rel, cwd: root.path) as? [String: Any])
+        let theirs = try QemuImg.infoValue(rel, cwd: root.path)
         let r = try ImgtoolBinary.run(["info", "--output", "json", rel], cwd: root.path)
         #expect(r.status == 0, "\(r.stderr)")
-        let ours = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let ours = try JSONValue.parse(r.stdout)
         Self.compare(ours, theirs, c.name)
-        #expect(ours["filename"] as? String == rel)
-        #expect(ours["actual-size"] as? Int == theirs["actual-size"] as? Int)
+        #expect(ours["filename"] == .string(rel))
     }
 
     /// Chains of depth 1 to 50, qcow2 and raw bases, relative and absolute links, every layer compared.
@@ -144,17 +162,16 @@ struct DifferentialTests {
             belowFormat = "qcow2"
         }
         let rel = "corpus/" + below
-        let theirs = try #require(try QemuImg.info(rel, chain: true, cwd: root.path) as? [[String: Any]])
+        let theirs = try QemuImg.infoValue(rel, chain: true, cwd: root.path).elements
         let r = try ImgtoolBinary.run(["chain", "--output", "json", rel], cwd: root.path)
         #expect(r.status == 0, "\(r.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(report["healthy"] as? Bool == true)
-        let layers = try #require(report["layers"] as? [[String: Any]])
+        let layers = try JSONValue.parse(r.stdout)["layers"]?.elements ?? []
         #expect(layers.count == depth + 1)
         #expect(theirs.count == depth + 1)
         for (i, (a, b)) in zip(layers, theirs).enumerated() {
             Self.compare(a, b, "layer \(i)")
-            #expect(a["filename"] as? String == b["filename"] as? String, "layer \(i) filename")
         }
     }
 }

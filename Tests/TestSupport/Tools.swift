@@ -81,6 +81,14 @@ public enum QemuImg {
         let text = try run(args, cwd: cwd)
         return try JSONSerialization.jsonObject(with: Data(text.utf8))
     }
+
+    /// `qemu-img info --output=json [--backing-chain]` with its types kept.
+    public static func infoValue(_ path: String, chain: Bool = false, cwd: String? = nil) throws -> JSONValue {
+        var args = ["info", "--output=json"]
+        if chain { args.append("--backing-chain") }
+        args.append(path)
+        return try JSONValue.parse(try run(args, cwd: cwd))
+    }
 }
 
 /// The imgtool binary built beside the test runner.

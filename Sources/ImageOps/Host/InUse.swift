@@ -38,7 +38,9 @@ public struct InUse: Sendable, Equatable {
     public static func check(_ path: String) -> InUse {
         guard let id = FileIdentity.of(path: path) else { return InUse(holders: [], writeLocked: false, locked: false) }
         // Only files QEMU could use as images carry its locks; a character device is not opened at all.
-        let (locked, write) = id.kind == .regular || id.kind == .blockDevice ? qemuLocks(path) : (false, false)
+        // Nor is a file on procfs or sysfs: opening one can act (as /proc/kmsg's open does).
+        let probe = (id.kind == .regular || id.kind == .blockDevice) && PseudoFileSystem.of(path: path) == nil
+        let (locked, write) = probe ? qemuLocks(path) : (false, false)
         return InUse(holders: holders(of: id), writeLocked: write, locked: locked)
     }
 
@@ -100,7 +102,7 @@ public struct InUse: Sendable, Equatable {
     }
 
     static func commandLine(_ pid: Int32) -> String {
-        guard let file = try? ImageFile.open("/proc/\(pid)/cmdline"),
+        guard let file = try? ImageFile.open("/proc/\(pid)/cmdline", kernelFile: true),
               let bytes = try? file.read(at: 0, count: 4096) else { return "?" }
         let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
         return parts.isEmpty ? "?" : parts.joined(separator: " ")

@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Path arithmetic for writing backing names: absolute forms and a name relative to an overlay's folder.
 public enum Paths {

@@ -25,26 +25,41 @@ public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable
     /// Preparing a file (qemu-img, a header save) failed.
     case failed(path: String, String)
 
-    /// The message for `imgtool: error:`, with what to do instead where there is something.
-    public var description: String {
+    /// The whole message: the headline and, indented, what to do instead.
+    public var description: String { ([headline] + details.map { "  " + $0 }).joined(separator: "\n") }
+
+    /// What to do instead, when there is something (the virsh command for libvirt).
+    public var details: [String] {
+        switch self {
+        case .notRunning: return ["instead: run the same command without --live"]
+        case .noMonitor: return ["instead: start QEMU with -qmp unix:PATH,server=on,wait=off"]
+        case .busy: return ["instead: disconnect that client and try again"]
+        case .libvirt(_, _, _, let virsh): return ["instead: \(virsh)"]
+        case .refused(_, _, let hint?): return ["instead: \(hint)"]
+        default: return []
+        }
+    }
+
+    /// The message's first line, for `imgtool: error:`.
+    public var headline: String {
         switch self {
         case .notRunning(let p):
-            return "\(p): no running QEMU holds it; nothing was changed\n  instead: run the same command without --live"
+            return "\(p): no running QEMU holds it; nothing was changed"
         case .severalHolders(let p, let h):
             return "\(p): held by several QEMU processes (\(h.joined(separator: ", "))); --live needs exactly one; nothing was changed"
         case .notQemu(let p, let pid, let cmd):
             return "\(p): held by PID \(pid) (\(cmd)), which is not QEMU; nothing was changed"
         case .noMonitor(let p, let pid, let hmp):
             let extra = hmp.map { " (only a human monitor at \($0), which cannot make these changes)" } ?? ""
-            return "\(p): QEMU PID \(pid) has no QMP monitor imgtool can reach\(extra); nothing was changed\n  instead: start QEMU with -qmp unix:PATH,server=on,wait=off"
+            return "\(p): QEMU PID \(pid) has no QMP monitor imgtool can reach\(extra); nothing was changed"
         case .busy(let p, let pid, let a):
-            return "\(p): the QMP monitor \(a) of QEMU PID \(pid) is busy (another client is connected); nothing was changed\n  instead: disconnect that client and try again"
-        case .libvirt(let p, let pid, let d, let virsh):
-            return "\(p): QEMU PID \(pid) is managed by libvirt (domain \(d)); nothing was changed\n  instead: \(virsh)"
+            return "\(p): the QMP monitor \(a) of QEMU PID \(pid) is busy (another client is connected); nothing was changed"
+        case .libvirt(let p, let pid, let d, _):
+            return "\(p): QEMU PID \(pid) is managed by libvirt (domain \(d)); nothing was changed"
         case .notInChain(let p, let pid):
             return "\(p): QEMU PID \(pid) has it open, but not as a layer of any disk; nothing was changed"
-        case .refused(let p, let reason, let hint):
-            return "\(p): \(reason); nothing was changed" + (hint.map { "\n  instead: \($0)" } ?? "")
+        case .refused(let p, let reason, _):
+            return "\(p): \(reason); nothing was changed"
         case .qmp(let p, let e): return "\(p): \(e.description)"
         case .jobFailed(let p, let job, let m): return "\(p): QEMU's job \(job) failed: \(m)"
         case .failed(let p, let m): return "\(p): \(m)"

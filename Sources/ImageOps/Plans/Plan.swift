@@ -33,11 +33,26 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
         switch self {
         case .refused(let path, let reason, let hint):
             return "\(path): \(reason); nothing was changed" + (hint.map { "\n  instead: \($0)" } ?? "")
-        case .inUse(let path, let holders):
+        case .inUse:
+            return ([headline] + details.map { "  " + $0 }).joined(separator: "\n")
+        }
+    }
+
+    public var headline: String {
+        switch self {
+        case .refused(let path, let reason, _): return "\(path): \(reason); nothing was changed"
+        case .inUse(let path, let holders): return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+        }
+    }
+
+    public var details: [String] {
+        switch self {
+        case .refused(_, _, let hint?): return ["instead: \(hint)"]
+        case .refused: return []
+        case .inUse(_, let holders):
             // A running QEMU can make the change itself: say so where the user looks first.
-            let live = holders.contains("qemu-system") || holders.contains("qemu-kvm")
-                ? "\n  instead: add --live to have the running QEMU make the change through its QMP monitor" : ""
-            return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)" + live
+            let qemu = holders.contains("qemu-system") || holders.contains("qemu-kvm")
+            return qemu ? ["instead: add --live to have the running QEMU make the change through its QMP monitor"] : []
         }
     }
 }

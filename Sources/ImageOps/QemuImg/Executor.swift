@@ -41,6 +41,7 @@ public enum Executor {
         var lines = plan.checks.map { "checked: " + $0 }
         for image in plan.saveHeaders { lines.append("would save the header of \(image) to \(HeaderBackup.directory())") }
         lines += plan.commands.map { qemuImg.commandLine($0) }
-        return lines.joined(separator: "\n")
+        // The checks name files: each line is shown escaped, so none can hold a raw escape or forge a line.
+        return lines.map(Untrusted.shown).joined(separator: "\n")
     }
 }

@@ -34,6 +34,17 @@ public struct QemuImg: Sendable {
                 return "qemu-img did not complete (\(reason)): \(cmd)"
             }
         }
+
+        public var headline: String {
+            if case .failed(let cmd, let status, _) = self { return "qemu-img failed (exit \(status)): \(cmd)" }
+            return description
+        }
+
+        /// qemu-img's own stderr, line by line (it prints file names raw: each line is shown escaped, indented).
+        public var details: [String] {
+            guard case .failed(_, _, let stderr) = self else { return [] }
+            return stderr.split(separator: "\n").map(String.init)
+        }
     }
 
     /// Finds qemu-img: an explicit path first, then `IMGTOOL_QEMU_IMG`, then PATH.

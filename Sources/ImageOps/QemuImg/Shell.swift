@@ -1,9 +1,23 @@
 /// Shell quoting for the command lines we print (dry runs, suggestions), so they can be pasted as they are.
 public enum Shell {
-    /// `arg` quoted for a POSIX shell when it needs it.
+    /// `arg` quoted for a POSIX shell when it needs it. An argument holding a control character (or a bidi/zero-width mark) gets bash's `$'…'` quoting with `\xNN`
+    /// escapes: a printed command line then sends nothing raw to the terminal, and still pastes exactly.
     public static func quote(_ arg: String) -> String {
         if !arg.isEmpty, arg.unicodeScalars.allSatisfy({ safe.contains($0) }) { return arg }
-        return "'" + arg.replacingAll("'", with: "'\\''") + "'"
+        guard arg.unicodeScalars.contains(where: Untrusted.isDangerous) else {
+            return "'" + arg.replacingAll("'", with: "'\\''") + "'"
+        }
+        var out = "$'"
+        for c in arg.unicodeScalars {
+            if c == "'" || c == "\\" {
+                out += "\\" + String(c)
+            } else if Untrusted.isDangerous(c) {
+                for b in String(c).utf8 { out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16) }
+            } else {
+                out.unicodeScalars.append(c)
+            }
+        }
+        return out + "'"
     }
 
     /// A whole command line.

@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// `imgtool scan DIR`: every image under DIR read natively (both cores), the chains as a forest, every broken link
 /// with candidates found under DIR, loops, and images a process holds.
@@ -136,7 +132,7 @@ public struct Scan: Sendable {
                 return .rawMaybe(Image(info))
             } catch {
                 switch error {
-                case .header, .file(.unreadable): return .unreadable(error.description)
+                case .header, .invalid, .file(.unreadable): return .unreadable(error.description)
                 default: return .nothing
                 }
             }

@@ -21,6 +21,8 @@ public enum BackingLink {
             return (.unreadable, error.description)
         case .header(let h):
             return (.invalidHeader, "backing file has an invalid header: \(h.description)")
+        case .invalid(let h):
+            return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(h.description)")
         }
     }
 

@@ -78,7 +78,7 @@ public struct FormatDetails: Sendable, Equatable {
                 let count = w.starts(with: Array("WithoutFreeSpace".utf8)) ? sectors & 0xFFFF_FFFF : sectors
                 if count <= UInt64.max / 512 { d.virtualSize = count * 512 }
             }
-        case .qcow2, .raw:
+        case .qcow2, .raw, .bochs, .cloop, .dmg:
             break
         }
         return d

@@ -1,6 +1,6 @@
 /// A disk image format, named as qemu-img names it.
 public enum ImageFormat: String, Sendable, Equatable, CaseIterable {
-    case qcow2, qcow, qed, vmdk, vdi, vhdx, vpc, luks, parallels, raw
+    case qcow2, qcow, qed, vmdk, vdi, vhdx, vpc, luks, parallels, bochs, cloop, dmg, raw
 
     /// Recognises qemu-img's format names (the ones `-F` and the backing format extension use).
     public init?(qemuName: String) {

@@ -40,11 +40,14 @@ public struct ImageInfo: Sendable, Equatable {
         case file(ImageFile.Error)
         /// The file has qcow2's magic but a header QEMU would refuse.
         case header(QCow2Header.Error)
+        /// Another format's header that QEMU would refuse to open.
+        case invalid(FormatError)
 
         public var description: String {
             switch self {
             case .file(let e): return e.description
             case .header(let e): return e.description
+            case .invalid(let e): return e.description
             }
         }
     }
@@ -60,7 +63,8 @@ public struct ImageInfo: Sendable, Equatable {
     public static func read(_ file: ImageFile) throws(Error) -> ImageInfo {
         let prefix: [UInt8]
         do { prefix = try file.read(at: 0, count: QCow2Header.firstRead) } catch { throw .file(error) }
-        let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
+        var probe = ImageFormat.probe(prefix, fileSize: file.stat.size, filename: file.path)
+        if probe.format == .vmdk { probe = ImageFormat.vmdkProbe(file, probe) }
         var info = ImageInfo(
             filename: file.path, format: probe.format, virtualSize: probe.virtualSize,
             actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil)
@@ -70,6 +74,15 @@ public struct ImageInfo: Sendable, Equatable {
             }
             info.details = details
             if let size = details.virtualSize { info.virtualSize = size }
+            do throws(FormatError) {
+                if let size = try FormatCheck.validate(probe.format, file) { info.virtualSize = size }
+            } catch {
+                throw .invalid(error)
+            }
+            // qemu-img reports a size for every image it opens; so does imgtool, or it refuses.
+            if info.virtualSize == nil {
+                throw .invalid(FormatError(path: file.path, format: probe.format, field: "size", reason: "the header gives no virtual size"))
+            }
         }
         if probe.format == .qcow2 {
             do throws(QCow2Header.Error) {

@@ -31,7 +31,7 @@ public final class GuestDisk {
             case .open(let e): return e.description
             case .brokenChain(let path, let problem): return "\(path): the backing chain is broken (\(problem)); run imgtool chain \(path)"
             case .encrypted(let path): return "\(path): the image is encrypted; imgtool does not read encrypted guest data"
-            case .unsupportedFormat(let path, let format): return "\(path): guest reads of \(format) images are not supported (qcow2 and raw are)"
+            case .unsupportedFormat(let path, let format): return "\(path): guest reads of \(format) images are not supported"
             case .corrupt(let path, let field, let offset, let reason): return "\(path): corrupt \(field) at offset \(offset): \(reason)"
             case .io(let e): return e.description
             case .tooLarge(let n): return "a single read of \(n) bytes is larger than the 64 MiB imgtool reads at once"
@@ -82,7 +82,7 @@ public final class GuestDisk {
             }
             return QCow2Layer(file: file, data: data, header: header, backing: backing)
         default:
-            throw .unsupportedFormat(path: info.filename, format: info.format.rawValue)
+            return try otherLayer(for: info, file: file, backing: backing)
         }
     }
 

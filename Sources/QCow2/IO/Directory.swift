@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Walks folders with readdir: no Foundation, bounded depth and entry count so a huge tree cannot stall a report.
 package enum Directory {

@@ -1,12 +1,6 @@
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// An image file opened read-only and read with `pread`: only the bytes asked for, never the whole file.
 public final class ImageFile {
@@ -49,13 +43,17 @@ public final class ImageFile {
     /// Opens `path` read-only. Directories and other non-files are refused here so no caller reads one by mistake.
     /// Non-blocking, because a plain open of a FIFO waits for a writer forever (a scan must not hang on one); the
     /// flag changes nothing for the regular files and block devices that get past the check.
-    public static func open(_ path: String) throws(Error) -> ImageFile {
+    /// `kernelFile` lets a caller that means to read the kernel's own files (`/proc/PID/cmdline`) past the check.
+    public static func open(_ path: String, kernelFile: Bool = false) throws(Error) -> ImageFile {
         // Look before opening: opening a character device can act by itself (a watchdog arms, a tape rewinds), and
         // a hostile image can name one as its backing file. The check after opening still decides (the name may
         // change in between); this one only keeps us from opening what we would refuse anyway.
         if let seen = FileIdentity.of(path: path), seen.kind != .regular, seen.kind != .blockDevice {
             throw .notAFile(path: path, kind: seen.kind.rawValue)
         }
+        // Files of the kernel's pseudo file systems look regular to stat, but reading one can consume it
+        // (/proc/kmsg eats the kernel log) or block; none is a disk image.
+        if !kernelFile, let fs = PseudoFileSystem.of(path: path) { throw .notAFile(path: path, kind: "file on \(fs)") }
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
@@ -67,6 +65,10 @@ public final class ImageFile {
         guard let identity = FileIdentity.of(fd) else {
             try? fd.close()
             throw .unreadable(path: path, errno: errno)
+        }
+        if !kernelFile, let fs = PseudoFileSystem.of(fd: fd.rawValue) {
+            try? fd.close()
+            throw .notAFile(path: path, kind: "file on \(fs)")
         }
         switch identity.kind {
         case .regular, .blockDevice: break

@@ -1,9 +1,10 @@
 import CZlib
 import QCow2
 
-/// A partition table as the guest sees it: MBR (with the extended chain) or GPT.
+/// A partition table as the guest sees it: MBR (with the extended chain), GPT, or the Sun, SGI and BSD labels that
+/// sfdisk also reads.
 public struct PartitionTable: Sendable, Equatable {
-    /// "mbr", "gpt" or "none".
+    /// "mbr", "gpt", "sun", "sgi", "bsd" or "none": the labels `sfdisk` reads, so a recognised label is never "none".
     public var kind: String
     /// Logical sector size the table was found with.
     public var sectorSize: UInt64
@@ -18,7 +19,7 @@ public struct PartitionTable: Sendable, Equatable {
     public struct Partition: Sendable, Equatable {
         /// Its number as Linux names it (sda1…, logicals from 5).
         public var number: Int
-        /// MBR type as two hex digits, or the GPT type GUID.
+        /// MBR type as two hex digits, the GPT type GUID, or the Sun tag, SGI or BSD type in hex as sfdisk prints it.
         public var type: String
         /// A readable name for the type.
         public var typeName: String
@@ -76,12 +77,16 @@ public struct PartitionTable: Sendable, Equatable {
         }
         // No valid header at either size: a protective MBR still says GPT, so say what is wrong with it.
         if diskSize >= 1024, let damaged = try GPT.read(diskSize: diskSize, sectorSize: 512, reportDamaged: true, get) { return damaged }
-        let mbr = try get(0, 512)
-        let w = ByteWindow(mbr)
-        guard w.u8(510) == 0x55, w.u8(511) == 0xAA else {
-            return PartitionTable(kind: "none", sectorSize: 512, diskSize: diskSize, partitions: [], warnings: [])
+        // Then libfdisk's order: DOS, BSD, SGI, Sun.
+        let sector0 = try get(0, 512)
+        if MBR.isLabel(sector0) { return try MBR.read(sector0, diskSize: diskSize, get) }
+        if diskSize >= 1024 {
+            let sector1 = try get(512, 512)
+            if OtherLabels.isBSD(sector1) { return OtherLabels.bsd(sector1, diskSize: diskSize) }
         }
-        return try MBR.read(mbr, diskSize: diskSize, get)
+        if OtherLabels.isSGI(sector0) { return OtherLabels.sgi(sector0, diskSize: diskSize) }
+        if OtherLabels.isSun(sector0) { return OtherLabels.sun(sector0, diskSize: diskSize) }
+        return PartitionTable(kind: "none", sectorSize: 512, diskSize: diskSize, partitions: [], warnings: [])
     }
 }
 

@@ -33,11 +33,12 @@ public struct Verification: Sendable {
             return v
         }
         let prefix: [UInt8]
-        do { prefix = try file.read(at: 0, count: ImageFormat.probeBytes) } catch {
+        do { prefix = try file.read(at: 0, count: QCow2Header.firstRead) } catch {
             add("readable", true, error.description)
             return v
         }
-        let probe = ImageFormat.probe(prefix, fileSize: file.stat.size)
+        var probe = ImageFormat.probe(prefix, fileSize: file.stat.size, filename: path)
+        if probe.format == .vmdk { probe = ImageFormat.vmdkProbe(file, probe) }
         v.format = probe.format.rawValue
         if let claimed {
             if claimed != probe.format.rawValue {
@@ -48,7 +49,7 @@ public struct Verification: Sendable {
         }
         switch probe.format {
         case .qcow2: verifyQCow2(file, prefix, &v)
-        case .vmdk: verifyVMDK(file, prefix, probe, &v)
+        case .vmdk: verifyVMDK(file, prefix, &v)
         case .qed:
             let w = ByteWindow(prefix)
             if let off = w.u32LE(56), off != 0 { add("backing file", true, "QED image names a backing file") }
@@ -65,11 +66,16 @@ public struct Verification: Sendable {
                 for (i, b) in prefix.prefix(512).enumerated() where !(64..<68).contains(i) { sum &+= UInt32(b) }
                 if ~sum != stored { add("header", true, "VHD footer checksum does not match") }
             }
-            if let parentLocatorType = w.u32BE(60), parentLocatorType == 4 { add("backing file", true, "a differencing VHD names a parent disk") }
+            // QEMU's vpc driver opens a differencing disk (type 4) as if it were dynamic: it never opens the parent, so
+            // the guest reads zeros wherever the parent holds data. Hyper-V and VirtualBox do open the parent its
+            // locators name. Either way the disk is not this file alone.
+            if let diskType = w.u32BE(60), diskType == 4 {
+                add("backing file", true, "a differencing VHD: its data is incomplete without the parent disk it names (QEMU reads it as standalone and shows zeros where the parent has data; Hyper-V and VirtualBox open that parent)")
+            }
         case .vhdx:
             let head: [UInt8] = (try? file.read(at: 64 * 1024, count: 4)) ?? []
             if head != Array("head".utf8) { add("header", true, "VHDX header signature missing at 64 KiB") }
-        case .luks, .parallels, .raw, .qcow:
+        case .luks, .parallels, .raw, .qcow, .bochs, .cloop, .dmg:
             if probe.format == .qcow { add("format", true, "qcow (version 1) is obsolete and can name a backing file") }
         }
         if probe.format == .vmdk || probe.format == .qcow {
@@ -77,6 +83,12 @@ public struct Verification: Sendable {
                 try? file.read(at: offset, count: count)
             }
             if let parent = details.backingFile { add("backing file", true, "names a backing file: \(parent)") }
+        }
+        // What QEMU's open refuses cannot be trusted either: the header is not what qemu-img would read.
+        if probe.format != .qcow2 && probe.format != .raw {
+            do throws(FormatError) { _ = try FormatCheck.validate(probe.format, file) } catch {
+                add("header: \(error.field)", true, error.description)
+            }
         }
         for other in alsoLooksLike(file, prefix, probe.format) {
             add("polyglot", true, "is a \(probe.format.rawValue) image but also carries \(other): tools that probe differently would see different disks")
@@ -101,6 +113,8 @@ public struct Verification: Sendable {
         if bytes(at: 32769, 5) == Array("CD001".utf8) { found.append("an ISO 9660 volume descriptor at byte 32769") }
         if format != .vdi, w.u32LE(64) == 0xBEDA_107F { found.append("a VDI signature at byte 64") }
         if w.slice(512, 8).map(Array.init) == Array("EFI PART".utf8) { found.append("a GPT header at byte 512") }
+        // A disk of 4 KiB sectors keeps its GPT header at byte 4096.
+        if bytes(at: 4096, 8) == Array("EFI PART".utf8) { found.append("a GPT header at byte 4096") }
         if format != .vpc, size >= 1024, bytes(at: size - 512, 8) == Array("conectix".utf8) {
             found.append("a VHD footer in its last 512 bytes")
         }
@@ -134,29 +148,5 @@ public struct Verification: Sendable {
         }
         if h.cryptMethod != 0 { add("encryption", false, "encrypted (\(h.encryptionName ?? "?")); qemu-img needs the key to read it") }
         if !h.unknownExtensions.isEmpty { add("extensions", false, "unknown header extensions: \(h.unknownExtensions.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))") }
-    }
-
-    static func verifyVMDK(_ file: ImageFile, _ prefix: [UInt8], _ probe: ProbeResult, _ v: inout Verification) {
-        func add(_ check: String, _ unsafe: Bool, _ message: String) { v.findings.append(Finding(check: check, unsafe: unsafe, message: message)) }
-        var createType = probe.vmdkCreateType
-        var extents = probe.vmdkExtents
-        let w = ByteWindow(prefix)
-        if w.starts(with: Array("KDMV".utf8)) {
-            // A sparse extent may embed a descriptor: offset and size in sectors at 28 and 36.
-            let off = w.u64LE(28) ?? 0, sectors = w.u64LE(36) ?? 0
-            if off > 0 && sectors > 0 {
-                guard sectors <= 2048, off <= file.stat.size / 512 else { add("descriptor", true, "embedded descriptor out of bounds"); return }
-                let text = (try? file.read(at: off * 512, count: Int(sectors * 512))) ?? []
-                let d = ImageFormat.vmdkDescriptor(Array(Array("# Disk DescriptorFile\n".utf8) + text))
-                createType = d.vmdkCreateType
-                extents = d.vmdkExtents
-            }
-        }
-        let allowed: Set<String> = ["monolithicSparse", "streamOptimized"]
-        if let t = createType, !allowed.contains(t) { add("vmdk createType", true, "createType \(t) is not self-contained (only monolithicSparse and streamOptimized are)") }
-        let own = BackingPath.fileName(file.path)
-        for e in extents where e != own || !w.starts(with: Array("KDMV".utf8)) {
-            add("vmdk extent", true, "an extent names another file: \(e)")
-        }
     }
 }

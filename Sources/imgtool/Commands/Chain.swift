@@ -2,8 +2,9 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct Chain: ParsableCommand {
+struct Chain: ParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
+        commandName: "chain",
         abstract: "Show the backing chain, top first, as far as it can be followed, and how to fix a break.")
 
     @Argument(help: "The top image.")
@@ -21,13 +22,12 @@ struct Chain: ParsableCommand {
         guard maxDepth >= 1 else { throw ValidationError("--max-depth must be at least 1") }
     }
 
+    var request: Request {
+        live ? .liveChain(image: image, output: options.output.library) : .chain(image: image, maxDepth: maxDepth, output: options.output.library)
+    }
+
     func run() throws {
-        if live {
-            let code = try LiveCommands.chain(image, output: options.output)
-            if code != 0 { throw ExitCode(code) }
-            return
-        }
-        let code = try ReadCommands.chain(image, maxDepth: maxDepth, output: options.output.library)
+        let code = try request.runReading()
         if code != 0 { throw ExitCode(code) }
     }
 }

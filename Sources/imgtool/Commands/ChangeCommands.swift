@@ -24,7 +24,7 @@ public enum ChangeCommands {
         if options.dryRun { return try describe(plan, options) }
         let tool = try QemuImg.locate(options.qemuImg)
         let outcome = try await Executor.execute(plan, qemuImg: tool)
-        for saved in outcome.saved { printOut("saved the old header to \(saved) (imgtool undo puts it back)") }
+        for saved in outcome.saved { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back)") }
         for image in plan.show {
             let chain = try BackingChain.follow(image)
             printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
@@ -67,7 +67,7 @@ public enum ChangeCommands {
                 throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(request.to))",
                                           hint: "imgtool scan . to see every link")
             }
-            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(BackingPath.fileName(request.to)): \(targets.joined(separator: ", "))")
+            printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(Untrusted.shown(BackingPath.fileName(request.to))): \(Untrusted.shown(targets.joined(separator: ", ")))")
         }
         var plans: [Plan] = []
         for image in targets { plans.append(try Operations.fixBacking(image, to: request.to, style: request.style, force: request.force)) }
@@ -77,64 +77,7 @@ public enum ChangeCommands {
     /// Runs checked plans; with no image named, ends with the list of what it fixed.
     public static func execute(_ plans: [Plan], for request: FixBackingRequest) async throws {
         for plan in plans { try await carryOut(plan, request.options) }
-        if request.images.isEmpty { printOut("fixed: \(plans.flatMap(\.show).joined(separator: ", "))") }
+        if request.images.isEmpty { printOut("fixed: \(Untrusted.shown(plans.flatMap(\.show).joined(separator: ", ")))") }
     }
 
-    /// `imgtool fix-backing [IMAGE…] --to PATH`: with no IMAGE, the broken overlays in the current folder that name
-    /// PATH's file name. Every image is checked before any is changed, so a refusal leaves all of them as they were.
-    public static func fixBacking(_ request: FixBackingRequest) async throws {
-        let checked = try plans(for: request)
-        if request.options.dryRun {
-            for plan in checked { try describe(plan, request.options) }
-            return
-        }
-        try await execute(checked, for: request)
-    }
-
-    /// Recognises `fix-backing [IMAGE…] --to PATH [--relative|--absolute] [--force] [--dry-run] [--qemu-img PATH]`
-    /// without ArgumentParser. Anything else — help, both link styles, a missing `--to`, an option it does not know,
-    /// `--` — returns nil and goes through the full parser, which explains the mistake.
-    public static func fastPath(_ argv: [String]) -> FixBackingRequest? {
-        guard argv.first == "fix-backing" else { return nil }
-        var images: [String] = []
-        var to: String?
-        var relative = false, absolute = false, force = false, dryRun = false
-        var qemuImg: String?
-        var i = 1
-        while i < argv.count {
-            let a = argv[i]
-            func value(_ name: String) -> String? {
-                if a.hasPrefix(name + "=") { return String(a.dropFirst(name.count + 1)) }
-                i += 1
-                return i < argv.count ? argv[i] : nil
-            }
-            if a == "--relative" {
-                if relative { return nil }
-                relative = true
-            } else if a == "--absolute" {
-                if absolute { return nil }
-                absolute = true
-            } else if a == "--force" {
-                if force { return nil }
-                force = true
-            } else if a == "--dry-run" {
-                if dryRun { return nil }
-                dryRun = true
-            } else if a == "--to" || a.hasPrefix("--to=") {
-                guard to == nil, let v = value("--to"), !v.isEmpty, !v.hasPrefix("-") else { return nil }
-                to = v
-            } else if a == "--qemu-img" || a.hasPrefix("--qemu-img=") {
-                guard qemuImg == nil, let v = value("--qemu-img"), !v.hasPrefix("-") else { return nil }
-                qemuImg = v
-            } else {
-                guard !a.hasPrefix("-"), !a.isEmpty else { return nil }
-                images.append(a)
-            }
-            i += 1
-        }
-        guard let to, !(relative && absolute) else { return nil }
-        let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        let options = Options(dryRun: dryRun, qemuImg: qemuImg)
-        return FixBackingRequest(images: images, to: to, style: style, force: force, options: options)
-    }
 }

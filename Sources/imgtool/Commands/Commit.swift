@@ -28,9 +28,9 @@ struct Commit: AsyncParsableCommand {
         let checked = try Operations.commit(image, base: base, store: store, force: force, progress: isatty(1) == 1 && !change.dryRun)
         try await change.carryOut(checked.plan)
         if !change.dryRun {
-            printOut("committed \(Terminal.safe(image)) into \(Terminal.safe(checked.base))")
+            printOut("committed \(Untrusted.shown(image)) into \(Untrusted.shown(checked.base))")
             if !checked.endangered.isEmpty {
-                printError("imgtool: warning: --force: \(checked.endangered.map(Terminal.safe).joined(separator: ", ")) \(checked.endangered.count == 1 ? "was" : "were") backed by a layer that changed; \(checked.endangered.count == 1 ? "its" : "their") guest data is no longer what it was")
+                printError("imgtool: warning: --force: \(checked.endangered.map(Untrusted.shown).joined(separator: ", ")) \(checked.endangered.count == 1 ? "was" : "were") backed by a layer that changed; \(checked.endangered.count == 1 ? "its" : "their") guest data is no longer what it was")
             }
         }
     }

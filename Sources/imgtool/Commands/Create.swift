@@ -3,7 +3,7 @@ import ArgumentParser
 import ImageOps
 
 struct Create: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a new image; never overwrites.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a new image; never overwrites.")
 
     @Argument(help: "The new image file.") var image: String
     @Argument(help: "Virtual size: bytes, or a number with K, M, G, T (powers of 1024).") var size: String

@@ -2,7 +2,7 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct FixBacking: AsyncParsableCommand {
+struct FixBacking: AsyncParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
         commandName: "fix-backing",
         abstract: "Repoint a backing link at PATH without touching guest data (a checked qemu-img rebase -u).",
@@ -23,9 +23,16 @@ struct FixBacking: AsyncParsableCommand {
         if relative && absolute { throw ValidationError("--relative and --absolute exclude each other") }
     }
 
-    func run() async throws {
+    var request: Request {
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        if live { return try LiveCommands.fixBacking(images, to: to, style: style, options: change.library) }
-        try await ChangeCommands.fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
+        return .fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
+    }
+
+    func run() async throws {
+        if live {
+            let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
+            return try LiveCommands.fixBacking(images, to: to, style: style, options: change.library)
+        }
+        _ = try await request.run()
     }
 }

@@ -11,7 +11,7 @@ import Musl
 /// terminal), then shows the live chain. Refusals name the PID and monitor, and for libvirt the virsh command.
 enum LiveCommands {
     /// `chain IMAGE --live`: 0 when both chains agree and are healthy, 2 otherwise.
-    static func chain(_ image: String, output: OutputFormat) throws -> Int32 {
+    static func chain(_ image: String, output: ReadCommands.Output) throws -> Int32 {
         let session = try LiveSession.open(image) { "virsh domblklist \($0) --details; virsh qemu-monitor-command \($0) --pretty '{\"execute\":\"query-named-block-nodes\",\"arguments\":{\"flat\":true}}'" }
         defer { session.close() }
         let comparison = try LiveComparison.read(image, session: session)
@@ -73,9 +73,9 @@ enum LiveCommands {
     /// The steps, the nodes deleted and the live chain afterwards.
     static func report(_ out: LiveOutcome, dryRun: Bool) {
         let style = Style.forStandardOutput()
-        for step in out.steps { printOut((dryRun ? "checked: " : "") + Terminal.safe(step)) }
-        if let saved = out.savedHeader { printOut("saved the old header to \(Terminal.safe(saved)) (imgtool undo puts it back once the VM stops)") }
-        if !out.deletedNodes.isEmpty { printOut("closed nodes no longer in any chain: \(out.deletedNodes.map(Terminal.safe).joined(separator: ", "))") }
+        for step in out.steps { printOut((dryRun ? "checked: " : "") + Untrusted.shown(step)) }
+        if let saved = out.savedHeader { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back once the VM stops)") }
+        if !out.deletedNodes.isEmpty { printOut("closed nodes no longer in any chain: \(out.deletedNodes.map(Untrusted.shown).joined(separator: ", "))") }
         if dryRun { printOut("dry run: nothing was changed"); return }
         if let view = out.view { printOut(view.human(style: style)) }
     }

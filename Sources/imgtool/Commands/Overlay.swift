@@ -4,6 +4,7 @@ import ImageOps
 
 struct Overlay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "overlay",
         abstract: "Create a qcow2 overlay on BASE, recording BASE's format; never overwrites.")
 
     @Argument(help: "The base image.") var base: String

@@ -2,48 +2,18 @@ import QCow2
 import ArgumentParser
 import ImageOps
 
-struct Partitions: ParsableCommand {
+struct Partitions: ParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
+        commandName: "partitions",
         abstract: "Show the partition table the guest sees (raw directly, qcow2 through its chain) and how to mount each.")
 
     @Argument(help: "The image.") var image: String
     @OptionGroup var options: ReadOptions
 
+    var request: Request { .partitions(image: image, output: options.output.library) }
+
     func run() throws {
-        let code = try ReadCommands.partitions(image, output: options.output.library)
+        let code = try request.runReading()
         if code != 0 { throw ExitCode(code) }
-    }
-}
-
-struct Offset: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print partition N's byte offset, for mount -o loop,offset=$(imgtool offset disk.raw 1).")
-
-    @Argument(help: "The image.") var image: String
-    @Argument(help: "The partition number (logical partitions from 5).") var number: Int
-
-    func run() throws {
-        let code = try ReadCommands.offset(image, number: number)
-        if code != 0 { throw ExitCode(code) }
-    }
-}
-
-struct MbrWrap: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "mbr-wrap",
-        abstract: "Write a 16 KiB MBR file whose one partition covers PARTITION, to boot it as a whole disk.")
-
-    @Argument(help: "The bare partition (or a file holding one filesystem).") var partition: String
-    @Option(name: .long, help: "The MBR file (default: PARTITION.mbr); never overwritten.") var out: String?
-    @Option(name: .long, help: "Partition type in hex (default 83, Linux).") var type: String = "83"
-    @Flag(name: .long, help: "Check only; write nothing.") var dryRun = false
-
-    func validate() throws {
-        guard UInt8(type, radix: 16) != nil else { throw ValidationError("--type must be a hex byte such as 83 or 0c") }
-    }
-
-    func run() throws {
-        let lines = try MBRWrap.write(partition: partition, out: out ?? partition + ".mbr", type: UInt8(type, radix: 16) ?? 0x83, dryRun: dryRun)
-        printOut(lines.joined(separator: "\n"))
     }
 }

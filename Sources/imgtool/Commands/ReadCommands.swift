@@ -43,11 +43,7 @@ public enum ReadCommands {
     /// `imgtool offset`: prints partition `number`'s byte offset; a missing partition is refused (exit 1).
     public static func offset(_ image: String, number: Int) throws -> Int32 {
         let report = try PartitionReport.read(image)
-        guard let p = report.table.partition(number), !p.extended else {
-            let have = report.table.partitions.filter { !$0.extended }.map { String($0.number) }.joined(separator: ", ")
-            throw ChangeError.refused(path: image, reason: "has no partition \(number)" + (have.isEmpty ? "" : " (it has \(have))"), hint: "imgtool partitions \(image)")
-        }
-        printOut(String(p.offset(report.table.sectorSize)))
+        printOut(String(try report.offset(of: number)))
         return 0
     }
 
@@ -71,65 +67,18 @@ public enum ReadCommands {
             ]).printToStandardOutput()
         case .human:
             if !use.isHeld {
-                printOut("\(image): no process holds it")
+                printOut("\(Untrusted.shown(image)): no process holds it")
             } else {
-                printOut("\(image): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
+                printOut("\(Untrusted.shown(image)): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
                 for (h, m) in zip(use.holders, monitors) {
-                    printOut("  PID \(h.pid)  \(Terminal.safe(h.commandLine))")
-                    if let m { printOut("    monitor: \(m.kind.rawValue) \(Terminal.safe(m.address.description)) (\(m.state.rawValue))") }
+                    printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))")
+                    if let m { printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))") }
                 }
                 for case let q? in qemus {
-                    if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Terminal.safe(d))): change its disks with virsh") }
+                    if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Untrusted.shown(d))): change its disks with virsh") }
                 }
             }
         }
         return use.isHeld ? 2 : 0
-    }
-
-    /// Recognises the plain forms of the reading commands (`imgtool chain IMAGE [--output json] [--max-depth N]`,
-    /// `info`, `partitions`, `who`, `offset IMAGE N`) without ArgumentParser, whose reflection costs milliseconds of
-    /// start-up on every run. Anything else — help, a typo, an option it does not know — returns nil and goes
-    /// through the full parser, so usage errors keep its wording and exit 64.
-    public static func fastPath(_ argv: [String]) -> (() throws -> Int32)? {
-        guard argv.count >= 2, ["info", "chain", "partitions", "who", "offset"].contains(argv[0]) else { return nil }
-        let command = argv[0]
-        var positionals: [String] = []
-        var output = Output.human
-        var maxDepth = BackingChain.defaultMaxDepth
-        var live = false
-        var i = 1
-        while i < argv.count {
-            let a = argv[i]
-            func value() -> String? {
-                i += 1
-                return i < argv.count ? argv[i] : nil
-            }
-            if command != "offset", a == "--output" || a.hasPrefix("--output=") {
-                guard let v = a == "--output" ? value() : String(a.dropFirst(9)), let o = Output(rawValue: v) else { return nil }
-                output = o
-            } else if command == "chain", a == "--live", !live {
-                live = true
-            } else if command == "chain", a == "--max-depth" || a.hasPrefix("--max-depth=") {
-                guard let v = a == "--max-depth" ? value() : String(a.dropFirst(12)), let n = Int(v), n >= 1 else { return nil }
-                maxDepth = n
-            } else if a.hasPrefix("-") {
-                return nil
-            } else {
-                positionals.append(a)
-            }
-            i += 1
-        }
-        switch (command, positionals.count) {
-        case ("offset", 2):
-            guard let number = Int(positionals[1]) else { return nil }
-            return { try offset(positionals[0], number: number) }
-        case ("info", 1): return { try info(positionals[0], output: output) }
-        case ("chain", 1) where live:
-            return { try LiveCommands.chain(positionals[0], output: output == .json ? .json : .human) }
-        case ("chain", 1): return { try chain(positionals[0], maxDepth: maxDepth, output: output) }
-        case ("partitions", 1): return { try partitions(positionals[0], output: output) }
-        case ("who", 1): return { try who(positionals[0], output: output) }
-        default: return nil
-        }
     }
 }

@@ -8,6 +8,7 @@ import Glibc
 
 struct Rebase: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "rebase",
         abstract: "Put IMAGE on a new backing file (guest data kept), or flatten it; --unsafe rewrites the header only.")
 
     @Argument(help: "The image.") var image: String

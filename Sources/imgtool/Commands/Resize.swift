@@ -4,6 +4,7 @@ import ImageOps
 
 struct Resize: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "resize",
         abstract: "Grow an image, or shrink it with --shrink (refused when it would cut a partition or a GPT).")
 
     @Argument(help: "The image.") var image: String

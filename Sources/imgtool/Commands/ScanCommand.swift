@@ -13,10 +13,7 @@ struct ScanCommand: AsyncParsableCommand {
     @OptionGroup var options: ReadOptions
 
     func run() async throws {
-        var st = stat()
-        guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw ChangeError.refused(path: dir, reason: "is not a folder", hint: nil)
-        }
+        guard FileIdentity.of(path: dir)?.kind == .directory else { throw ReadError.notAFolder(path: dir) }
         let scan = await Scan.run(dir)
         if fixPlan {
             let plan = scan.fixPlan
@@ -30,7 +27,3 @@ struct ScanCommand: AsyncParsableCommand {
         if scan.hasBrokenLinks { throw ExitCode(2) }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -4,6 +4,7 @@ import ImageOps
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Vet an untrusted image before qemu-img opens it: exit 2 when it reaches outside itself or cannot be trusted.")
 
     @Argument(help: "The image.") var image: String

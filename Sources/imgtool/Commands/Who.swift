@@ -2,14 +2,16 @@ import QCow2
 import ArgumentParser
 import ImageOps
 
-struct Who: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the processes that hold IMAGE open (exit 2 when any).")
+struct Who: ParsableCommand, RequestCommand {
+    static let configuration = CommandConfiguration(commandName: "who", abstract: "Show the processes that hold IMAGE open (exit 2 when any).")
 
     @Argument(help: "The image.") var image: String
     @OptionGroup var options: ReadOptions
 
+    var request: Request { .who(image: image, output: options.output.library) }
+
     func run() throws {
-        let code = try ReadCommands.who(image, output: options.output.library)
+        let code = try request.runReading()
         if code != 0 { throw ExitCode(code) }
     }
 }

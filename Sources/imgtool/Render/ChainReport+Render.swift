@@ -28,17 +28,17 @@ extension ChainReport {
         for (i, layer) in chain.layers.enumerated() {
             let indent = String(repeating: "   ", count: max(0, i - 1))
             let branch = i == 0 ? "" : indent + "└─ "
-            var name = layer.filename
+            var name = Untrusted.shown(layer.filename)
             if i > 0, let recorded = chain.layers[i - 1].backingFilename, recorded != layer.filename {
-                name = "\(recorded) → \(layer.filename)"
+                name = "\(Untrusted.shown(recorded)) → \(name)"
             }
             lines.append(branch + name + "  " + style.dim(ImageReport.summary(layer)))
             let below = String(repeating: "   ", count: i)
             for (p, s) in zip(chain.problems, suggestions) where p.layer == i {
                 let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
-                lines.append(below + "└─ " + mark + ": " + p.backing + (p.backing == p.resolved ? "" : " → " + p.resolved))
-                lines.append(below + "   " + p.message)
-                for cmd in s { lines.append(below + "   fix: " + style.command(cmd)) }
+                lines.append(below + "└─ " + mark + ": " + Untrusted.shown(p.backing) + (p.backing == p.resolved ? "" : " → " + Untrusted.shown(p.resolved)))
+                lines.append(below + "   " + Untrusted.shown(p.message))
+                for cmd in s { lines.append(below + "   fix: " + style.command(Untrusted.shown(cmd))) }
             }
         }
         let broken = chain.problems.filter { !$0.kind.isWarning }.count

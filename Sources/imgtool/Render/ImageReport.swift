@@ -20,7 +20,7 @@ enum ImageReport {
         } else if info.isEncrypted {
             parts.append("encrypted")
         }
-        return parts.joined(separator: ", ")
+        return Untrusted.shown(parts.joined(separator: ", "))
     }
 
     /// The `imgtool info` page: one fact a line.
@@ -59,6 +59,7 @@ enum ImageReport {
             rows.append(("backing format", info.backingFormat ?? "none recorded"))
         }
         let width = rows.map(\.0.count).max() ?? 0
-        return rows.map { k, v in k + ":" + String(repeating: " ", count: width - k.count + 1) + v }.joined(separator: "\n")
+        // Every value may come from the image or the file system: shown escaped, one line each.
+        return rows.map { k, v in k + ":" + String(repeating: " ", count: width - k.count + 1) + Untrusted.shown(v) }.joined(separator: "\n")
     }
 }

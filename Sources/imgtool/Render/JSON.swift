@@ -75,25 +75,36 @@ public enum JSON: Sendable, Equatable {
     static func quote(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Nearly every string (paths, names) needs no escape: copy it whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        // 0x7F and 0xC2 (the lead byte of C1 controls) send a string the slow way too: DEL and C1 controls are
+        // escaped as \u00XX, still exact once parsed, never raw on a terminal that shows the JSON.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F || $0 == 0xC2 }) {
             out.append(contentsOf: s.utf8)
             out.append(UInt8(ascii: "\""))
             return
         }
-        for byte in s.utf8 {
+        for scalar in s.unicodeScalars {
+            guard scalar.value < 0x80 else {
+                if scalar.value <= 0x9F {
+                    out.append(contentsOf: Array("\\u00".utf8))
+                    out.append(contentsOf: Array(String(scalar.value, radix: 16).utf8))
+                } else {
+                    out.append(contentsOf: String(scalar).utf8)
+                }
+                continue
+            }
+            let byte = UInt8(scalar.value)
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
             case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
             case UInt8(ascii: "\n"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
             case UInt8(ascii: "\r"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
             case UInt8(ascii: "\t"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
+            case 0..<0x20, 0x7F:
                 let hex = Array("0123456789abcdef".utf8)
                 out.append(contentsOf: Array("\\u00".utf8))
                 out.append(hex[Int(byte >> 4)])
                 out.append(hex[Int(byte & 15)])
             default:
-                // UTF-8 passes through: JSON allows it, and String's utf8 view is always valid.
                 out.append(byte)
             }
         }

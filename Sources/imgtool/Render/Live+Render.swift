@@ -1,50 +1,27 @@
 import ImageOps
 import QCow2
 
-/// Text that reaches a terminal from images, file names or QEMU: every control byte shown escaped (`\x1b`, `\n`).
-enum Terminal {
-    /// `text` with control characters (C0, DEL, C1) written as `\n`, `\t` or `\xNN`.
-    static func safe(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
-        var out = ""
-        for u in text.unicodeScalars {
-            guard isControl(u) else { out.unicodeScalars.append(u); continue }
-            switch u {
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                let hex = String(u.value, radix: 16)
-                out += "\\x" + (hex.count < 2 ? "0" : "") + hex
-            }
-        }
-        return out
-    }
-
-    static func isControl(_ u: Unicode.Scalar) -> Bool { u.value < 0x20 || (0x7F...0x9F).contains(u.value) }
-}
-
 extension LiveView {
     /// Each disk's chain as QEMU has it open, running jobs, stray nodes.
     func human(style: Style) -> String {
-        var lines = ["QEMU PID \(pid), QMP monitor \(Terminal.safe(monitor.description))"]
+        var lines = ["QEMU PID \(pid), QMP monitor \(Untrusted.shown(monitor.description))"]
         for d in devices {
-            lines.append("disk \(Terminal.safe(d.label))" + (d.qdev.map { style.dim(" (\(Terminal.safe($0)))") } ?? ""))
+            lines.append("disk \(Untrusted.shown(d.label))" + (d.qdev.map { style.dim(" (\(Untrusted.shown($0)))") } ?? ""))
             for (i, l) in d.layers.enumerated() {
                 let branch = i == 0 ? "  " : "  " + String(repeating: "   ", count: i - 1) + "└─ "
-                var line = branch + Terminal.safe(l.filename) + "  " + style.dim("\(l.driver), node \(Terminal.safe(l.nodeName)), \(l.readOnly ? "read-only" : "read-write")")
+                var line = branch + Untrusted.shown(l.filename) + "  " + style.dim("\(l.driver), node \(Untrusted.shown(l.nodeName)), \(l.readOnly ? "read-only" : "read-write")")
                 if !l.pathCurrent {
-                    line += "  " + style.warn("moved" + (l.currentPath.map { ": now \(Terminal.safe($0))" } ?? ""))
+                    line += "  " + style.warn("moved" + (l.currentPath.map { ": now \(Untrusted.shown($0))" } ?? ""))
                 }
                 lines.append(line)
             }
         }
         for j in jobs {
             let pct = j.length > 0 ? Double(j.offset) * 100 / Double(j.length) : 0
-            lines.append("job \(Terminal.safe(j.id)): \(j.type) \(Int(pct))% (\(Sizes.human(j.offset)) of \(Sizes.human(j.length)))\(j.ready ? ", ready" : ""), \(j.status)")
+            lines.append("job \(Untrusted.shown(j.id)): \(j.type) \(Int(pct))% (\(Sizes.human(j.offset)) of \(Sizes.human(j.length)))\(j.ready ? ", ready" : ""), \(j.status)")
         }
         for s in strays {
-            lines.append(style.warn("open outside any chain:") + " node \(Terminal.safe(s.nodeName)) (\(s.driver), \(Terminal.safe(s.filename)))")
+            lines.append(style.warn("open outside any chain:") + " node \(Untrusted.shown(s.nodeName)) (\(s.driver), \(Untrusted.shown(s.filename)))")
         }
         return lines.joined(separator: "\n")
     }
@@ -97,7 +74,7 @@ extension LiveComparison {
 
     /// The live chain, the on-disk chain, and the differences.
     func human(style: Style) -> String {
-        var lines = ["live (QEMU PID \(view.pid), monitor \(Terminal.safe(view.monitor.description))):"]
+        var lines = ["live (QEMU PID \(view.pid), monitor \(Untrusted.shown(view.monitor.description))):"]
         let one = view.only(device)
         lines += one.human(style: style).split(separator: "\n").dropFirst().map { "  " + $0 }
         lines.append("on disk:")
@@ -107,8 +84,8 @@ extension LiveComparison {
         } else {
             lines.append(style.bad("\(differences.count) difference\(differences.count == 1 ? "" : "s"):"))
             for d in differences {
-                lines.append("  ✗ \(d.kind.rawValue): \(Terminal.safe(d.message))")
-                for s in d.suggestions { lines.append("    fix: " + style.command(Terminal.safe(s))) }
+                lines.append("  ✗ \(d.kind.rawValue): \(Untrusted.shown(d.message))")
+                for s in d.suggestions { lines.append("    fix: " + style.command(Untrusted.shown(s))) }
             }
         }
         return lines.joined(separator: "\n")

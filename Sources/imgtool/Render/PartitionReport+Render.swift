@@ -33,15 +33,15 @@ extension PartitionReport {
     /// A table a person reads at a glance, then how to mount each partition.
     func human(style: Style) -> String {
         let s = table.sectorSize
-        var lines = ["\(image): \(table.kind == "none" ? "no partition table" : table.kind.uppercased()), \(Sizes.human(table.diskSize)), \(s)-byte sectors"]
-        for w in table.warnings { lines.append(style.warn("warning: ") + w) }
+        var lines = ["\(Untrusted.shown(image)): \(table.kind == "none" ? "no partition table" : table.kind.uppercased()), \(Sizes.human(table.diskSize)), \(s)-byte sectors"]
+        for w in table.warnings { lines.append(style.warn("warning: ") + Untrusted.shown(w)) }
         guard !table.partitions.isEmpty else { return lines.joined(separator: "\n") }
         var rows = [["#", "boot", "start", "sectors", "offset", "size", "type", table.kind == "gpt" ? "name" : ""]]
         for p in table.partitions {
             let kind = p.extended ? " (extended container)" : p.logical ? " (logical)" : ""
             rows.append([
                 "\(p.number)", p.bootable ? "*" : "", "\(p.startSector)", "\(p.sectors)", "\(p.offset(s))",
-                Sizes.human(p.size(s)), p.typeName + (table.kind == "mbr" ? " (\(p.type))" : "") + kind, p.name ?? "",
+                Sizes.human(p.size(s)), p.typeName + (table.kind == "gpt" ? "" : " (\(p.type))") + kind, Untrusted.shown(p.name ?? ""),
             ])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
@@ -58,9 +58,9 @@ extension PartitionReport {
         for p in table.partitions where !p.extended {
             let recipe = mountRecipe(p)
             if format == .raw {
-                lines.append("  \(p.number): " + style.command(recipe[0]))
+                lines.append("  \(p.number): " + style.command(Untrusted.shown(recipe[0])))
             } else {
-                lines.append("  \(p.number): " + recipe.map(style.command).joined(separator: "; "))
+                lines.append("  \(p.number): " + recipe.map { style.command(Untrusted.shown($0)) }.joined(separator: "; "))
             }
         }
         return lines.joined(separator: "\n")

@@ -9,7 +9,7 @@ extension Scan {
             let image = nodes[p.node].image
             let line = Repoint.command(image.filename, format: image.format, resolved: p.resolved, to: p.candidates[0])
             // A qcow v1 or VMDK link cannot be rewritten; the plan still shows the symbolic link that mends it, as a comment.
-            return Repoint.canRewrite(image.format) ? line : "# \(image.filename) is \(image.format.rawValue), whose link qemu-img cannot rewrite: " + line
+            return Untrusted.shown(Repoint.canRewrite(image.format) ? line : "# \(image.filename) is \(image.format.rawValue), whose link qemu-img cannot rewrite: " + line)
         }
     }
 
@@ -177,7 +177,7 @@ extension Scan {
                 let branch = isRoot ? "" : above + (isLast[n] ? "└─ " : "├─ ")
                 let summary = infos[k].map(ImageReport.summary)
                     ?? ([node.image.format.rawValue] + (node.image.virtualSize.map { [Sizes.human($0) + " virtual"] } ?? [])).joined(separator: ", ")
-                var line = branch + node.image.filename + "  " + style.dim(summary)
+                var line = branch + Untrusted.shown(node.image.filename) + "  " + style.dim(Untrusted.shown(summary))
                 if !node.holders.isEmpty {
                     line += "  " + style.warn("held by " + node.holders.map { "PID \($0.pid)" }.joined(separator: ", "))
                 }
@@ -185,13 +185,13 @@ extension Scan {
                 let pad = isRoot ? "" : above + (isLast[n] ? "   " : "│  ")
                 for p in problemsOf[n] ?? [] {
                     let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
-                    out.line(pad + "   " + mark + ": " + p.message)
+                    out.line(pad + "   " + mark + ": " + Untrusted.shown(p.message))
                     if p.candidates.isEmpty {
-                        if !p.kind.isWarning && p.kind != .loop && p.kind != .protocol { out.line(pad + "     no candidate found under \(root)") }
+                        if !p.kind.isWarning && p.kind != .loop && p.kind != .protocol { out.line(pad + "     no candidate found under \(Untrusted.shown(root))") }
                     } else {
-                        for c in p.candidates { out.line(pad + "     candidate: " + c) }
+                        for c in p.candidates { out.line(pad + "     candidate: " + Untrusted.shown(c)) }
                         if p.candidates.count == 1 {
-                            out.line(pad + "     fix: " + style.command(Repoint.command(node.image.filename, format: node.image.format, resolved: p.resolved, to: p.candidates[0])))
+                            out.line(pad + "     fix: " + style.command(Untrusted.shown(Repoint.command(node.image.filename, format: node.image.format, resolved: p.resolved, to: p.candidates[0]))))
                         }
                     }
                 }
@@ -199,7 +199,7 @@ extension Scan {
             }
             start += slice.count
         }
-        for u in unreadable { out.line(style.bad("✗ ") + u.message) }
+        for u in unreadable { out.line(style.bad("✗ ") + Untrusted.shown(u.message)) }
         let s = summary
         var tail = "\(s.images) images in \(s.chains) chains"
         tail += s.broken + s.loops == 0 ? ", " + style.good("no broken links") : ", " + style.bad("\(s.broken) broken link\(s.broken == 1 ? "" : "s")")

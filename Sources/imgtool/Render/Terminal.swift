@@ -1,10 +1,7 @@
 import QCow2
 import ImageOps
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import SystemPackage
 
 /// Colour only on a terminal and never with NO_COLOR set.
 public struct Style: Sendable {
@@ -44,16 +41,8 @@ public func printOut(_ text: String) {
     writeAll(1, bytes)
 }
 
-/// write(2) until done: unbuffered, and no shared FILE* (which Swift 6 rightly calls unsafe).
+/// Writes every byte through swift-system's `writeAll` (which retries EINTR and short writes): unbuffered, and no
+/// shared FILE* (which Swift 6 rightly calls unsafe). A closed pipe ends the output quietly.
 func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { raw -> Int in
-            guard let base = raw.baseAddress else { return -1 }
-            return write(fd, base + done, raw.count - done)
-        }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        done += n
-    }
+    _ = try? FileDescriptor(rawValue: fd).writeAll(bytes)
 }

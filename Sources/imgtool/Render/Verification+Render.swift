@@ -14,8 +14,10 @@ extension Verification {
 
     /// One line per finding, then the verdict.
     func human(style: Style) -> String {
-        var lines = findings.map { ($0.unsafe ? style.bad("✗ ") : style.good("✓ ")) + $0.check + ": " + $0.message }
-        lines.append(safe ? style.good("\(image): safe") : style.bad("\(image): UNSAFE") + " — do not hand it to qemu-img as it is")
+        // Findings quote descriptor text and names from the image: escaped, so none can forge a verdict line.
+        var lines = findings.map { ($0.unsafe ? style.bad("✗ ") : style.good("✓ ")) + Untrusted.shown($0.check) + ": " + Untrusted.shown($0.message) }
+        let name = Untrusted.shown(image)
+        lines.append(safe ? style.good("\(name): safe") : style.bad("\(name): UNSAFE") + " — do not hand it to qemu-img as it is")
         return lines.joined(separator: "\n")
     }
 }

@@ -1,0 +1,101 @@
+import ImageOps
+import QCow2
+
+/// The one fast path: the plain forms of the commands people run in loops (`info`, `chain`, `partitions`, `offset`,
+/// `who`, `fix-backing`) read without ArgumentParser, whose start-up reflection costs more than these commands' own
+/// work. It is driven by the table below, which names the same options as the ArgumentParser commands; anything
+/// unusual — help, `--`, an unknown or repeated option, an empty value, a value that looks like an option, a value
+/// ArgumentParser would refuse — returns nil and goes through ArgumentParser, which explains the mistake. A test
+/// generates thousands of argument lists and checks that wherever this returns a request, `Imgtool.parseAsRoot`
+/// returns the same one.
+enum FastPath {
+    /// One command as the fast path knows it.
+    struct Spec: Sendable {
+        /// Flags (no value).
+        var flags: Set<String> = []
+        /// Options that take one value.
+        var options: Set<String> = []
+        /// How many positional arguments: at least, at most.
+        var positionals: ClosedRange<Int>
+        /// The request from what was read; nil when ArgumentParser should judge it.
+        var build: @Sendable (Parsed) -> Request?
+    }
+
+    /// What the generic pass read.
+    struct Parsed: Sendable {
+        var flags: Set<String> = []
+        var options: [String: String] = [:]
+        var positionals: [String] = []
+
+        /// `--output`, defaulting to human; nil for a value ArgumentParser refuses.
+        var output: ReadCommands.Output? {
+            guard let v = options["--output"] else { return .human }
+            return ReadCommands.Output(rawValue: v)
+        }
+    }
+
+    static let table: [String: Spec] = [
+        "info": Spec(options: ["--output"], positionals: 1...1) { p in
+            p.output.map { .info(image: p.positionals[0], output: $0) }
+        },
+        "who": Spec(options: ["--output"], positionals: 1...1) { p in
+            p.output.map { .who(image: p.positionals[0], output: $0) }
+        },
+        "partitions": Spec(options: ["--output"], positionals: 1...1) { p in
+            p.output.map { .partitions(image: p.positionals[0], output: $0) }
+        },
+        "chain": Spec(flags: ["--live"], options: ["--output", "--max-depth"], positionals: 1...1) { p in
+            var depth = BackingChain.defaultMaxDepth
+            if let v = p.options["--max-depth"] {
+                guard let n = Int(v), n >= 1 else { return nil }
+                depth = n
+            }
+            if p.flags.contains("--live") { return p.output.map { .liveChain(image: p.positionals[0], output: $0) } }
+            return p.output.map { .chain(image: p.positionals[0], maxDepth: depth, output: $0) }
+        },
+        "offset": Spec(positionals: 2...2) { p in
+            guard let n = Int(p.positionals[1]), n >= 1 else { return nil }
+            return .offset(image: p.positionals[0], number: n)
+        },
+        "fix-backing": Spec(flags: ["--relative", "--absolute", "--force", "--dry-run"], options: ["--to", "--qemu-img"], positionals: 0...Int.max) { p in
+            guard let to = p.options["--to"], !(p.flags.contains("--relative") && p.flags.contains("--absolute")) else { return nil }
+            let style: Operations.LinkStyle = p.flags.contains("--absolute") ? .absolute : p.flags.contains("--relative") ? .relative : .keep
+            let options = ChangeCommands.Options(dryRun: p.flags.contains("--dry-run"), qemuImg: p.options["--qemu-img"])
+            return .fixBacking(.init(images: p.positionals, to: to, style: style, force: p.flags.contains("--force"), options: options))
+        },
+    ]
+
+    /// The request `argv` (without the program name) asks for, or nil to let ArgumentParser decide.
+    static func parse(_ argv: [String]) -> Request? {
+        guard let name = argv.first, let spec = table[name] else { return nil }
+        var parsed = Parsed()
+        var i = 1
+        while i < argv.count {
+            let a = argv[i]
+            i += 1
+            if spec.flags.contains(a) {
+                guard parsed.flags.insert(a).inserted else { return nil }
+                continue
+            }
+            let (key, inline): (String, String?) = {
+                guard a.hasPrefix("--"), let eq = a.firstIndex(of: "=") else { return (a, nil) }
+                return (String(a[..<eq]), String(a[a.index(after: eq)...]))
+            }()
+            if spec.options.contains(key) {
+                let value: String
+                if let inline { value = inline } else {
+                    guard i < argv.count else { return nil }
+                    value = argv[i]
+                    i += 1
+                }
+                guard !value.isEmpty, !value.hasPrefix("-"), parsed.options.updateValue(value, forKey: key) == nil else { return nil }
+                continue
+            }
+            // Anything that looks like an option (and `--`, `-h`, an empty word) is ArgumentParser's to judge.
+            guard !a.isEmpty, !a.hasPrefix("-") else { return nil }
+            parsed.positionals.append(a)
+        }
+        guard spec.positionals.contains(parsed.positionals.count) else { return nil }
+        return spec.build(parsed)
+    }
+}
