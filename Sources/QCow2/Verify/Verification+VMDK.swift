@@ -6,17 +6,7 @@
 /// - A sparse header with capacity 0 and a descriptor offset makes QEMU open that embedded descriptor as a
 ///   descriptor file: then its extent lines are followed like a text descriptor's.
 /// - A text descriptor holds no data at all: every extent it names is another file.
-enum VMDKDescriptor {
-    /// createType as `vmdk_parse_description` reads it: the first "createType" anywhere, skip `="`, up to the next
-    /// quote. So `createType="streamOptimized" ` (VMware writes the trailing space) is "streamOptimized".
-    static func createType(_ text: [UInt8]) -> String? {
-        let key = Array("createType".utf8)
-        guard let at = firstIndex(of: key, in: text) else { return nil }
-        let start = at + key.count + 2
-        guard start < text.count, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-        return decodeText(text[start..<end])
-    }
-
+enum VMDKExtentLines {
     /// An extent line QEMU would act on.
     struct Extent: Equatable {
         /// RW, RDONLY or NOACCESS.
@@ -51,15 +41,6 @@ enum VMDKDescriptor {
         }
         return out
     }
-
-    /// The createTypes `vmdk_open_desc_file` accepts; any other and QEMU refuses to open the descriptor.
-    static let descriptorTypes: Set<String> = ["monolithicFlat", "vmfs", "vmfsSparse", "seSparse", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"]
-
-    static func firstIndex(of needle: [UInt8], in hay: [UInt8]) -> Int? {
-        guard !needle.isEmpty, hay.count >= needle.count else { return nil }
-        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && hay[i..<(i + needle.count)].elementsEqual(needle) { return i }
-        return nil
-    }
 }
 
 extension Verification {
@@ -86,16 +67,16 @@ extension Verification {
             // A descriptor file is read whole, up to 1 MiB as QEMU does: extent lines past the probe's prefix count.
             let whole = (try? file.read(at: 0, count: Int(min(file.stat.size, (1 << 20) - 1)))) ?? prefix
             descriptor = Array(whole.prefix { $0 != 0 })
-            switch VMDKDescriptor.createType(descriptor) {
-            case let t? where VMDKDescriptor.descriptorTypes.contains(t):
+            switch VMDKDescriptor.parse(descriptor).createType {
+            case let t? where VMDKDescriptor.descriptorFileTypes.contains(t):
                 add("vmdk createType", true, "a \(t) descriptor holds no data: the disk lives in the files its extents name")
             case let t?:
-                add("vmdk createType", true, "QEMU refuses a descriptor file of createType \(t) (only \(VMDKDescriptor.descriptorTypes.sorted().joined(separator: ", ")))")
+                add("vmdk createType", true, "QEMU refuses a descriptor file of createType \(t) (only \(VMDKDescriptor.descriptorFileTypes.sorted().joined(separator: ", ")))")
             case nil:
                 add("vmdk createType", true, "a descriptor without createType: QEMU refuses it")
             }
         }
-        for e in VMDKDescriptor.extents(descriptor) {
+        for e in VMDKExtentLines.extents(descriptor) {
             let note = e.access == "RW" ? "" : " (QEMU 7.2 skips \(e.access) extents; later versions open them)"
             add("vmdk extent", true, "a \(e.type) extent names another file: \(e.file)\(note)")
         }
