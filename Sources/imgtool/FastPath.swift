@@ -44,12 +44,13 @@ enum FastPath {
         "partitions": Spec(options: ["--output"], positionals: 1...1) { p in
             p.output.map { .partitions(image: p.positionals[0], output: $0) }
         },
-        "chain": Spec(options: ["--output", "--max-depth"], positionals: 1...1) { p in
+        "chain": Spec(flags: ["--live"], options: ["--output", "--max-depth"], positionals: 1...1) { p in
             var depth = BackingChain.defaultMaxDepth
             if let v = p.options["--max-depth"] {
                 guard let n = Int(v), n >= 1 else { return nil }
                 depth = n
             }
+            if p.flags.contains("--live") { return p.output.map { .liveChain(image: p.positionals[0], output: $0) } }
             return p.output.map { .chain(image: p.positionals[0], maxDepth: depth, output: $0) }
         },
         "offset": Spec(positionals: 2...2) { p in

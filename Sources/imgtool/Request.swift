@@ -7,6 +7,8 @@ import QCow2
 enum Request: Sendable, Equatable {
     case info(image: String, output: ReadCommands.Output)
     case chain(image: String, maxDepth: Int, output: ReadCommands.Output)
+    /// `chain IMAGE --live`: the running QEMU's chain beside the one on disk.
+    case liveChain(image: String, output: ReadCommands.Output)
     case partitions(image: String, output: ReadCommands.Output)
     case offset(image: String, number: Int)
     case who(image: String, output: ReadCommands.Output)
@@ -34,6 +36,7 @@ enum Request: Sendable, Equatable {
         switch self {
         case .info(let image, let output): return try ReadCommands.info(image, output: output)
         case .chain(let image, let maxDepth, let output): return try ReadCommands.chain(image, maxDepth: maxDepth, output: output)
+        case .liveChain(let image, let output): return try LiveCommands.chain(image, output: output)
         case .partitions(let image, let output): return try ReadCommands.partitions(image, output: output)
         case .offset(let image, let number): return try ReadCommands.offset(image, number: number)
         case .who(let image, let output): return try ReadCommands.who(image, output: output)

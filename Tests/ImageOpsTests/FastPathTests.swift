@@ -13,7 +13,7 @@ import TestSupport
         "info": ["a.img", "b.img", "--output", "json", "human", "yaml", "--output=json", "--output=", "--max-depth", "3"],
         "who": ["a.img", "--output", "json", "--output=human", "--output=xml", ""],
         "partitions": ["a.img", "b", "--output", "json", "--output=json", "-o", "--to"],
-        "chain": ["a.img", "b.img", "--output", "json", "--output=json", "--max-depth", "3", "0", "-1", "--max-depth=2", "--max-depth=", "x"],
+        "chain": ["a.img", "b.img", "--output", "json", "--output=json", "--max-depth", "3", "0", "-1", "--max-depth=2", "--max-depth=", "x", "--live"],
         "offset": ["a.img", "1", "5", "0", "-1", "one", "--output", "json"],
         "fix-backing": ["a.cow", "b.cow", "--to", "base.raw", "--to=base.raw", "--to=", "--relative", "--absolute", "--force",
                         "--dry-run", "--qemu-img", "/usr/bin/qemu-img", "--qemu-img=", "--qemu-img=/q", "-x"],

@@ -63,8 +63,8 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
             return "\(path): interrupted by \(Self.signalName(sig)); \(detail)"
         case .refused(let path, let reason, let hint):
             return "\(path): \(reason); nothing was changed" + (hint.map { "\n  instead: \($0)" } ?? "")
-        case .inUse(let path, let holders):
-            return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+        case .inUse:
+            return ([headline] + details.map { "  " + $0 }).joined(separator: "\n")
         }
     }
 
@@ -74,7 +74,8 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
         case .baseWritten(let path, let holders):
             return "\(path) is being written by \(holders); a qcow2 overlay on it would be corrupt as soon as it changes, so nothing was changed"
         case .qemuImgFailed(let path, let error, _): return "\(path): \(error.headline)"
-        default: return description
+        case .inUse(let path, let holders): return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+        case .pathMoved, .interrupted: return description
         }
     }
 
@@ -83,7 +84,11 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
         case .refused(_, _, let hint?): return ["instead: \(hint)"]
         case .baseWritten: return ["instead: stop the writer (or snapshot it inside QEMU: --live), then retry"]
         case .qemuImgFailed(_, let error, let detail): return error.details + (detail.isEmpty ? [] : [detail])
-        default: return []
+        case .inUse(_, let holders):
+            // A running QEMU can make the change itself: say so where the user looks first.
+            let qemu = holders.contains("qemu-system") || holders.contains("qemu-kvm")
+            return qemu ? ["instead: add --live to have the running QEMU make the change through its QMP monitor"] : []
+        case .refused, .pathMoved, .interrupted: return []
         }
     }
 
@@ -105,6 +110,14 @@ public enum Operations {
         let use = InUse.check(file)
         if use.isHeld { throw .inUse(path: file.path, holders: use.summary) }
         plan.checks.append("no process holds \(file.path)")
+    }
+
+    /// The same refusal for a layer checked by its path (commit's layers below the top, which qemu-img opens
+    /// through the chain).
+    static func requireNotHeld(_ path: String, _ plan: inout Plan) throws(ChangeError) {
+        let use = InUse.check(path)
+        if use.isHeld { throw .inUse(path: path, holders: use.summary) }
+        plan.checks.append("no process holds \(path)")
     }
 
     /// Refuses a base someone writes (lock byte 101): its content moves under a new overlay. A base that is only

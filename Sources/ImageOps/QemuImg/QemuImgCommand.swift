@@ -11,6 +11,8 @@ public enum QemuImgCommand: Sendable, Equatable {
     case rebase(image: String, format: String = "qcow2", backing: String, backingFormat: String?, unsafe: Bool, progress: Bool)
     /// `qemu-img resize -f FORMAT [--shrink] IMAGE SIZE`.
     case resize(image: String, format: String, size: UInt64, shrink: Bool)
+    /// `qemu-img commit -f FORMAT [-p] [-b BASE] IMAGE`: IMAGE's data (and the layers' between) written into BASE.
+    case commit(image: String, format: String, base: String?, progress: Bool)
 
     /// The arguments after `qemu-img`.
     public var arguments: [String] {
@@ -38,13 +40,19 @@ public enum QemuImgCommand: Sendable, Equatable {
             if shrink { a.append("--shrink") }
             a += [image, String(size)]
             return a
+        case .commit(let image, let format, let base, let progress):
+            var a = ["commit", "-f", format]
+            a.append(progress ? "-p" : "-q")
+            if let base { a += ["-b", base] }
+            a.append(image)
+            return a
         }
     }
 
     /// The image this command writes.
     public var target: String {
         switch self {
-        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _): image
+        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _), .commit(let image, _, _, _): image
         }
     }
 

@@ -13,13 +13,18 @@ struct Chain: ParsableCommand, RequestCommand {
     @Option(name: .long, help: "Stop following after this many backing links.")
     var maxDepth: Int = BackingChain.defaultMaxDepth
 
+    @Flag(name: .long, help: "Show the chain the running QEMU holding IMAGE has open beside the one on disk.")
+    var live = false
+
     @OptionGroup var options: ReadOptions
 
     func validate() throws {
         guard maxDepth >= 1 else { throw ValidationError("--max-depth must be at least 1") }
     }
 
-    var request: Request { .chain(image: image, maxDepth: maxDepth, output: options.output.library) }
+    var request: Request {
+        live ? .liveChain(image: image, output: options.output.library) : .chain(image: image, maxDepth: maxDepth, output: options.output.library)
+    }
 
     func run() throws {
         let code = try request.runReading()

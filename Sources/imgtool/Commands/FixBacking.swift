@@ -16,6 +16,7 @@ struct FixBacking: AsyncParsableCommand, RequestCommand {
     @Flag(name: .long, help: "Write the name relative to the image's folder.") var relative = false
     @Flag(name: .long, help: "Write the name as an absolute path.") var absolute = false
     @Flag(name: .long, help: "Accept a format or virtual size that differs from what the image records.") var force = false
+    @Flag(name: .long, help: "The running QEMU holding IMAGE rewrites the name; PATH must be the file it reads.") var live = false
     @OptionGroup var change: ChangeOptions
 
     func validate() throws {
@@ -28,6 +29,10 @@ struct FixBacking: AsyncParsableCommand, RequestCommand {
     }
 
     func run() async throws {
+        if live {
+            let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
+            return try LiveCommands.fixBacking(images, to: to, style: style, options: change.library)
+        }
         _ = try await request.run()
     }
 }

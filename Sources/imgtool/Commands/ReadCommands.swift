@@ -51,6 +51,9 @@ public enum ReadCommands {
     public static func who(_ image: String, output: Output) throws -> Int32 {
         guard FileIdentity.of(path: image) != nil else { throw ImageFile.Error.missing(path: image) }
         let use = InUse.check(image)
+        // A QEMU holder's monitor: the QMP one when there is one (changes need it), else the human one.
+        let qemus = use.holders.map { QemuProcess.inspect(pid: $0.pid) }
+        let monitors = qemus.map { q in q.flatMap { $0.qmp ?? $0.monitors.first } }
         switch output {
         case .json:
             JSON.object([
@@ -58,7 +61,9 @@ public enum ReadCommands {
                 ("held", .bool(use.isHeld)),
                 ("write-locked", .bool(use.writeLocked)),
                 ("locked", .bool(use.locked)),
-                ("holders", .array(use.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })),
+                ("holders", .array(zip(use.holders, monitors).map { h, m in
+                    .object([("pid", .int(Int64(h.pid))), ("command-line", .string(h.commandLine)), ("monitor", m?.json ?? .null)])
+                })),
             ]).printToStandardOutput()
         case .human:
             if !use.isHeld {
@@ -66,8 +71,14 @@ public enum ReadCommands {
             } else {
                 // Writing (byte 101) and protecting (201 alone) both forbid a change; only writing moves the content.
                 printOut("\(Untrusted.shown(image)): held" + (use.locked ? "; a holder is " + use.lock.words : ""))
-                for h in use.holders { printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))") }
+                for (h, m) in zip(use.holders, monitors) {
+                    printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))")
+                    if let m { printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))") }
+                }
                 if use.holders.isEmpty { printOut("  (the lock's owner is a process imgtool cannot see)") }
+                for case let q? in qemus {
+                    if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Untrusted.shown(d))): change its disks with virsh") }
+                }
             }
         }
         return use.isHeld ? 2 : 0

@@ -1,0 +1,95 @@
+import Foundation
+import QCow2
+
+extension LiveSession {
+    /// Waits for block job `id` to end, reporting progress from `query-block-jobs` about every 100 ms. An active
+    /// commit reports READY and waits for `block-job-complete`, which this sends (the pivot onto the base).
+    func waitForJob(_ id: String, progress: (LiveJob) -> Void) throws(LiveError) {
+        let ends: Set<String> = ["BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY"]
+        var completing = false
+        var missing = 0
+        while true {
+            let event: [String: Any]?
+            do {
+                event = try client.waitForEvent(timeoutMS: 100) { e in
+                    guard let name = e["event"] as? String, ends.contains(name) else { return false }
+                    return (e["data"] as? [String: Any])?["device"] as? String == id
+                }
+            } catch { throw .qmp(path: image, error) }
+            if let event, let name = event["event"] as? String {
+                let data = event["data"] as? [String: Any] ?? [:]
+                switch name {
+                case "BLOCK_JOB_READY":
+                    if let job = try currentJob(id) { progress(job) }
+                    if !completing {
+                        completing = true
+                        try execute("block-job-complete", ["device": id])
+                    }
+                    continue
+                case "BLOCK_JOB_CANCELLED":
+                    throw .jobFailed(path: image, job: id, message: "cancelled")
+                default:
+                    if let message = data["error"] as? String { throw .jobFailed(path: image, job: id, message: message) }
+                    let len = (data["len"] as? NSNumber)?.uint64Value ?? 0
+                    progress(LiveJob(id: id, type: data["type"] as? String ?? "", offset: (data["offset"] as? NSNumber)?.uint64Value ?? len,
+                                     length: len, ready: false, status: "concluded"))
+                    return
+                }
+            }
+            if let job = try currentJob(id) {
+                missing = 0
+                progress(job)
+            } else {
+                // Gone from the list without an end event yet: give the event a few rounds to arrive.
+                missing += 1
+                if missing > 20 { throw .jobFailed(path: image, job: id, message: "the job disappeared without reporting its end") }
+            }
+        }
+    }
+
+    /// The job's state now, or nil when QEMU no longer lists it.
+    func currentJob(_ id: String) throws(LiveError) -> LiveJob? {
+        let jobs: [JobInfo]
+        do { jobs = try client.execute("query-block-jobs", as: [JobInfo].self) } catch { throw .qmp(path: image, error) }
+        return jobs.first { $0.device == id }.map {
+            LiveJob(id: $0.device, type: $0.type, offset: $0.offset, length: $0.len, ready: $0.ready ?? false, status: $0.status ?? "")
+        }
+    }
+
+    /// Opens `layer` read-write when it was opened `read-only=on` by name (libvirt's and `-blockdev`'s way): QEMU
+    /// then refuses jobs that write to it. `-drive`'s implicit `#block` nodes are reopened by the job itself.
+    /// Returns whether a reopen happened, so the caller can put it back.
+    @discardableResult
+    func reopen(_ layer: LiveLayer, below: LiveLayer?, readOnly: Bool) throws(LiveError) -> Bool {
+        guard layer.readOnly != readOnly, !layer.nodeName.hasPrefix("#"), let fileNode = layer.fileNodeName else { return false }
+        var format: [String: Any] = ["driver": layer.driver, "node-name": layer.nodeName, "file": fileNode, "read-only": readOnly]
+        if layer.driver != "raw" { format["backing"] = below.map { $0.nodeName as Any } ?? NSNull() }
+        let file: [String: Any] = ["driver": "file", "node-name": fileNode, "filename": layer.filename, "read-only": readOnly]
+        // The file node first when opening up (the format node needs write access below it), last when closing down.
+        try execute("blockdev-reopen", ["options": readOnly ? [format, file] : [file, format]])
+        return true
+    }
+
+    /// Deletes nodes that the change took out of the chain (they were in `before` and are strays now) and every
+    /// stray node imgtool added (`imgtool-…`): such nodes stay open, holding their files' locks, until deleted.
+    /// Returns the names deleted and, when nothing was deleted, the view read (still current, so callers reuse it).
+    func deleteDroppedNodes(before: LiveView) throws(LiveError) -> (deleted: [String], view: LiveView?) {
+        let after = try view()
+        var inChain: [String: LiveLayer] = [:]
+        for d in before.devices { for l in d.layers { inChain[l.nodeName] = l } }
+        var deleted: [String] = []
+        for stray in after.strays where inChain[stray.nodeName] != nil || stray.nodeName.hasPrefix("imgtool-") {
+            // A file node is listed beside its format node when the latter carries a json: name; it goes with it.
+            guard !stray.nodeName.hasPrefix("#"), !deleted.contains(stray.nodeName) else { continue }
+            try execute("blockdev-del", ["node-name": stray.nodeName])
+            deleted.append(stray.nodeName)
+            // A file node added on its own stays behind its format node; a `#block` one goes with it.
+            if let fileNode = inChain[stray.nodeName]?.fileNodeName, !fileNode.hasPrefix("#"), !deleted.contains(fileNode) {
+                try execute("blockdev-del", ["node-name": fileNode])
+                deleted.append(fileNode)
+            }
+        }
+        return (deleted, deleted.isEmpty ? after : nil)
+    }
+}
+

@@ -1,0 +1,58 @@
+import QCow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The regular files a process has open, by device and inode, with the name the kernel gives each today. A file
+/// QEMU opened and someone then moved keeps its inode; `/proc/PID/fd/N` names its new place.
+struct OpenFiles {
+    /// Open file → its current path.
+    let byKey: [FileKey: String]
+
+    init(pid: Int32) {
+        var map: [FileKey: String] = [:]
+        if let d = opendir("/proc/\(pid)/fd") {
+            while let ent = readdir(d) {
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard Int(name) != nil else { continue }
+                let link = "/proc/\(pid)/fd/\(name)"
+                var st = stat()
+                guard stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
+                var buf = [CChar](repeating: 0, count: 4097)
+                let n = readlink(link, &buf, buf.count - 1)
+                let path = n > 0 ? String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : link
+                // Anonymous memory (memfd) is no image.
+                if path.hasPrefix("/memfd:") { continue }
+                map[FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))] = path
+            }
+            closedir(d)
+        }
+        byKey = map
+    }
+
+    /// Layers whose recorded path no longer leads to an open file are paired with the open files no layer claimed:
+    /// the one file left, or the one whose format and virtual size match the node's.
+    func pairMoved(_ devices: inout [LiveDevice], sizes: [String: UInt64?]) {
+        var claimed = Set(devices.flatMap { $0.layers.compactMap(\.key) })
+        for d in devices.indices {
+            for l in devices[d].layers.indices where devices[d].layers[l].key == nil {
+                let layer = devices[d].layers[l]
+                let free = byKey.filter { !claimed.contains($0.key) }
+                var pick: (key: FileKey, value: String)?
+                let fits = free.filter { candidate in
+                    guard let info = try? ImageInfo.read(candidate.value) else { return false }
+                    let size = sizes[layer.nodeName] ?? nil
+                    return info.format.rawValue == layer.driver && (size == nil || info.virtualSize == size)
+                }
+                if fits.count == 1 { pick = fits.first } else if free.count == 1 { pick = free.first }
+                guard let pick else { continue }
+                devices[d].layers[l].key = pick.key
+                devices[d].layers[l].currentPath = pick.value
+                claimed.insert(pick.key)
+            }
+        }
+    }
+}

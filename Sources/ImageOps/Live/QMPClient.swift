@@ -1,0 +1,192 @@
+import Foundation
+
+/// A QMP session with one running QEMU: JSON lines over its monitor socket, decoded by Foundation. Every read has a
+/// deadline; events that arrive between answers are queued so a block job's end is never missed.
+public final class QMPClient {
+    /// Why talking to QEMU failed. Each case names the monitor's address.
+    public enum Error: Swift.Error, Sendable, Equatable, CustomStringConvertible {
+        /// Another client is connected: QEMU accepted the connection but sent no greeting.
+        case busy(MonitorAddress)
+        /// The monitor speaks HMP, not QMP.
+        case notQMP(MonitorAddress, greeting: String)
+        /// The socket failed.
+        case socket(MonitorAddress, String)
+        /// QEMU did not answer `command` in time.
+        case timedOut(MonitorAddress, command: String)
+        /// QEMU refused `command`: its error class and description.
+        case failed(MonitorAddress, command: String, errorClass: String, message: String)
+        /// An answer was not the JSON QMP promises.
+        case malformed(MonitorAddress, command: String, detail: String)
+
+        /// The message for the user, naming the monitor.
+        public var description: String {
+            switch self {
+            case .busy(let a): return "the QMP monitor \(a) is busy: another client is connected"
+            case .notQMP(let a, _): return "\(a) is a human monitor (HMP), not QMP"
+            case .socket(let a, let why): return "QMP monitor \(a): \(why)"
+            case .timedOut(let a, let c): return "QMP monitor \(a) did not answer \(c) in time"
+            case .failed(_, let c, _, let m): return "QEMU refused \(c): \(m)"
+            case .malformed(let a, let c, let d): return "QMP monitor \(a) answered \(c) with something unreadable: \(d)"
+            }
+        }
+    }
+
+    /// The monitor this client talks to.
+    public let address: MonitorAddress
+    /// QEMU's version as the greeting states it, e.g. "7.2.22".
+    public private(set) var version: String = ""
+    /// Events received and not yet taken, oldest first (each a decoded JSON object).
+    private(set) var events: [[String: Any]] = []
+    private let socket: MonitorSocket
+    /// Deadline for each answer, in milliseconds.
+    var answerTimeoutMS: Int32 = 10_000
+
+    private init(socket: MonitorSocket) { self.socket = socket; address = socket.address }
+
+    /// Connects and negotiates capabilities. Silence for `greetingTimeoutMS` means another client holds the monitor:
+    /// the connection is closed at once, so it never becomes that monitor's next client.
+    public static func connect(_ address: MonitorAddress, greetingTimeoutMS: Int32 = 300) throws(Error) -> QMPClient {
+        let s: MonitorSocket
+        do { s = try MonitorSocket.connect(address, timeoutMS: greetingTimeoutMS) } catch { throw Self.map(error, "connect") }
+        let greeting: [UInt8]
+        do { greeting = try s.readSome(timeoutMS: greetingTimeoutMS) } catch { s.close(); throw Self.map(error, "greeting") }
+        guard !greeting.isEmpty else { s.close(); throw .busy(address) }
+        guard greeting.starts(with: Array(#"{"QMP""#.utf8)) else {
+            s.close()
+            throw .notQMP(address, greeting: String(decoding: greeting.prefix(80), as: UTF8.self))
+        }
+        s.unread(greeting)
+        let client = QMPClient(socket: s)
+        do {
+            guard let line = try s.readLine(timeoutMS: greetingTimeoutMS),
+                  let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let qmp = obj["QMP"] as? [String: Any] else { throw Error.malformed(address, command: "greeting", detail: "no QMP object") }
+            if let v = (qmp["version"] as? [String: Any])?["qemu"] as? [String: Any],
+               let major = v["major"] as? Int, let minor = v["minor"] as? Int, let micro = v["micro"] as? Int {
+                client.version = "\(major).\(minor).\(micro)"
+            }
+            _ = try client.executeAll([("qmp_capabilities", nil)])
+        } catch let e as Error { s.close(); throw e } catch { s.close(); throw Self.map(error, "greeting") }
+        return client
+    }
+
+    /// Ends the session.
+    public func close() { socket.close() }
+
+    /// Runs `command` and returns its `return` value (decoded JSON: dictionary, array, or empty dictionary).
+    @discardableResult
+    public func execute(_ command: String, _ arguments: [String: Any]? = nil) throws(Error) -> Any {
+        guard let line = try executeAll([(command, arguments)]).first,
+              let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let ret = obj["return"] else {
+            throw .malformed(address, command: command, detail: "no return value")
+        }
+        return ret
+    }
+
+    /// Runs `command` and decodes its `return` value as `T`, straight from QEMU's bytes.
+    public func execute<T: Decodable>(_ command: String, _ arguments: [String: Any]? = nil, as type: T.Type) throws(Error) -> T {
+        guard let line = try executeAll([(command, arguments)]).first else { throw .malformed(address, command: command, detail: "no answer") }
+        return try decode(line, as: T.self, command: command)
+    }
+
+    /// Sends every command at once, then reads the answers in order (events between them are queued): one round
+    /// trip to QEMU instead of one per command, which matters on a loaded machine where each wake-up of QEMU waits
+    /// for a CPU. Returns each answer's line; a refused command throws.
+    public func executeAll(_ commands: [(String, [String: Any]?)]) throws(Error) -> [[UInt8]] {
+        var bytes: [UInt8] = []
+        for (command, arguments) in commands {
+            var message: [String: Any] = ["execute": command]
+            if let arguments { message["arguments"] = arguments }
+            guard let data = try? JSONSerialization.data(withJSONObject: message) else {
+                throw .malformed(address, command: command, detail: "arguments are not JSON")
+            }
+            bytes += Array(data) + [0x0A]
+        }
+        do { try socket.send(bytes, timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, commands.first?.0 ?? "") }
+        var answers: [[UInt8]] = []
+        for (command, _) in commands {
+            while true {
+                let line: [UInt8]?
+                do { line = try socket.readLine(timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, command) }
+                guard let line else { throw .timedOut(address, command: command) }
+                // Only the envelope is looked at here; a large answer is decoded once, into its type, by the caller.
+                guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
+                    throw .malformed(address, command: command, detail: String(decoding: line.prefix(120), as: UTF8.self))
+                }
+                if envelope.isEvent {
+                    if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { events.append(obj) }
+                    continue
+                }
+                if let err = envelope.error {
+                    throw .failed(address, command: command, errorClass: err.errorClass ?? "GenericError", message: err.desc ?? "no description")
+                }
+                guard envelope.hasReturn else { throw .malformed(address, command: command, detail: "neither return nor error") }
+                answers.append(line)
+                break
+            }
+        }
+        return answers
+    }
+
+    /// Decodes the `return` value of an answer line as `T`.
+    public func decode<T: Decodable>(_ line: [UInt8], as type: T.Type, command: String) throws(Error) -> T {
+        do { return try JSONDecoder().decode(Answer<T>.self, from: Data(line)).value } catch {
+            throw .malformed(address, command: command, detail: "\(error)")
+        }
+    }
+
+    /// Waits for the first queued or arriving event for which `matches` is true, and removes it from the queue.
+    /// Nil when none came within `timeoutMS`.
+    public func waitForEvent(timeoutMS: Int32, _ matches: ([String: Any]) -> Bool) throws(Error) -> [String: Any]? {
+        if let i = events.firstIndex(where: matches) { return events.remove(at: i) }
+        let deadline = Clock.now + Int64(timeoutMS)
+        while Clock.now < deadline {
+            let left = Int32(clamping: max(1, deadline - Clock.now))
+            let line: [UInt8]?
+            do { line = try socket.readLine(timeoutMS: left) } catch { throw Self.map(error, "waiting for an event") }
+            guard let line else { return nil }
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
+            guard obj["event"] != nil else { continue }
+            if matches(obj) { return obj }
+            events.append(obj)
+        }
+        return nil
+    }
+
+    private static func map(_ error: any Swift.Error, _ what: String) -> Error {
+        switch error as? MonitorSocket.Error {
+        case .connect(let a, let why)?: return .socket(a, why)
+        case .queueFull(let a)?: return .busy(a)
+        case .timedOut(let a, _)?: return .timedOut(a, command: what)
+        case .closed(let a)?: return .socket(a, "QEMU closed the connection")
+        case .io(let a, let why)?: return .socket(a, why)
+        case nil: return .socket(.unix("?"), "\(error)")
+        }
+    }
+}
+
+/// What kind of line QEMU sent: an event, an answer, or an error.
+struct Envelope: Decodable {
+    struct Failure: Decodable {
+        let errorClass: String?
+        let desc: String?
+        enum CodingKeys: String, CodingKey { case errorClass = "class", desc }
+    }
+    let isEvent: Bool
+    let hasReturn: Bool
+    let error: Failure?
+    enum CodingKeys: String, CodingKey { case event, `return`, error }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        isEvent = c.contains(.event)
+        hasReturn = c.contains(.return)
+        error = try c.decodeIfPresent(Failure.self, forKey: .error)
+    }
+}
+
+/// An answer's `return` value as `T`.
+struct Answer<T: Decodable>: Decodable {
+    let value: T
+    enum CodingKeys: String, CodingKey { case value = "return" }
+}

@@ -1,0 +1,99 @@
+import QCow2
+
+/// A checked commit: the plan, and the images outside the chain that `--force` lets it endanger.
+public struct CommitPlan: Sendable {
+    /// The commands (qemu-img commit, then the repoint onto a deeper base).
+    public var plan: Plan
+    /// Images outside the chain backed by a layer the commit changes (empty unless `--force` let them through).
+    public var endangered: [String]
+    /// The layer the data goes into.
+    public var base: String
+}
+
+extension Operations {
+    /// `imgtool commit IMAGE [--base LAYER] [--store DIR] [--force]`: IMAGE's data (and the layers' between) merged
+    /// into LAYER by `qemu-img commit`. With a deeper LAYER the layers between are left invalid, so IMAGE is repointed
+    /// onto LAYER (header only: the guest sees the same bytes). Refused while a process holds any layer, and unless
+    /// `force` while an image outside the chain is backed by LAYER or a layer between.
+    public static func commit(_ image: String, base: String?, store: String?, force: Bool, progress: Bool) throws(ChangeError) -> CommitPlan {
+        var plan = Plan()
+        let info = try readImage(image, role: "the image")
+        guard info.format == .qcow2 || info.format == .qed else {
+            throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img commits qcow2 and QED overlays", hint: nil)
+        }
+        let chain = BackingChain.follow(from: info)
+        guard chain.layers.count > 1 else {
+            throw .refused(path: image, reason: "has no backing file to commit into", hint: nil)
+        }
+        var j = 1
+        if let base {
+            guard let id = FileIdentity.of(path: base) else { throw .refused(path: base, reason: "does not exist", hint: nil) }
+            guard let k = chain.layers.firstIndex(where: { FileKey($0.identity) == FileKey(id) }), k > 0 else {
+                throw .refused(path: base, reason: "is not in the backing chain of \(image)", hint: "imgtool chain \(Shell.quote(image))")
+            }
+            j = k
+        }
+        if let p = chain.problems.first(where: { !$0.kind.isWarning && $0.layer < j }) {
+            throw .refused(path: image, reason: "its backing chain is broken above the base (\(p.kind.rawValue): \(p.message))",
+                           hint: "imgtool chain \(Shell.quote(image))")
+        }
+        let target = chain.layers[j]
+        plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
+        for layer in chain.layers[0...j] { try requireNotHeld(layer.filename, &plan) }
+
+        // Anything else built on a layer that changes would read different data afterwards.
+        let changing = Set(chain.layers[1...j].map { FileKey($0.identity) })
+        let ours = Set(chain.layers[0..<j].map { FileKey($0.identity) })
+        var folders = Set(chain.layers.map { BackingPath.directory(Paths.absolute($0.filename)) })
+        var endangered: [String] = []
+        func look(_ root: String, depth: Int) {
+            Directory.walk(root, maxDepth: depth, limit: 100_000) { e in
+                guard !e.isDirectory, let other = try? ImageInfo.read(e.path), !ours.contains(FileKey(other.identity)),
+                      let name = other.backingFilename, !BackingPath.isProtocol(name),
+                      let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: e.path)),
+                      changing.contains(FileKey(below)) else { return }
+                if !endangered.contains(e.path) { endangered.append(e.path) }
+            }
+        }
+        if let store { look(store, depth: 64); folders.remove(Paths.absolute(store)) }
+        for folder in folders.sorted() { look(folder, depth: 0) }
+        endangered.sort()
+        if !endangered.isEmpty {
+            let list = endangered.joined(separator: ", ")
+            guard force else {
+                throw .refused(path: image, reason: "committing changes \(target.filename)\(j > 1 ? " and the layers above it" : ""), which \(endangered.count == 1 ? "another image uses" : "other images use") as backing: \(list); their guest data would be silently corrupted",
+                               hint: "flatten them first (imgtool rebase IMAGE --flatten), or pass --force to commit anyway")
+            }
+            plan.checks.append("--force: \(list) \(endangered.count == 1 ? "is" : "are") backed by a layer that changes and will read corrupted data")
+        } else {
+            plan.checks.append("no other image in the chain's folders\(store.map { " or under \($0)" } ?? "") is backed by a layer that changes")
+        }
+        plan.commands = [.commit(image: image, format: info.format.rawValue, base: j > 1 ? target.filename : nil, progress: progress)]
+        if j > 1 {
+            // qemu-img leaves the layers between invalid; IMAGE now reads its data straight from the base.
+            let name = LinkNames.name(for: image, to: target.filename, recorded: info.backingFilename, style: .keep)
+            plan.commands.append(.rebase(image: image, format: info.format.rawValue, backing: name,
+                                         backingFormat: target.format.rawValue, unsafe: true, progress: false))
+            plan.checks.append("afterwards \(image) is repointed at \(name): the layers between drop out of its chain")
+        }
+        plan.progress = progress
+        plan.show = [image]
+        return CommitPlan(plan: plan, endangered: endangered, base: target.filename)
+    }
+}
+
+/// Backing names as the user's link style asks.
+public enum LinkNames {
+    /// The name to write into `image` for `target`: relative to the image's folder or absolute, as `style` says;
+    /// `.keep` follows the style of the name recorded now.
+    public static func name(for image: String, to target: String, recorded: String?, style: Operations.LinkStyle) -> String {
+        let absolute: Bool
+        switch style {
+        case .absolute: absolute = true
+        case .relative: absolute = false
+        case .keep: absolute = recorded?.hasPrefix("/") ?? false
+        }
+        let abs = Paths.absolute(target)
+        return absolute ? abs : Paths.relative(abs, from: BackingPath.directory(Paths.absolute(image)))
+    }
+}

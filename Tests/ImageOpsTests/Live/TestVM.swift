@@ -1,0 +1,146 @@
+import Foundation
+@testable import ImageOps
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real QEMU (TCG, paused with -S, no guest) on a test's images, with a QMP and an HMP monitor in its folder.
+/// Stopped by the PID in its pidfile when the test calls `stop()` (from a `defer`) and again on deinit.
+final class TestVM: @unchecked Sendable {
+    let dir: String
+    let qmp: String
+    let hmp: String
+    let pid: Int32
+
+    /// How the disk is attached.
+    enum Style {
+        /// `-drive file=TOP,if=none,id=d0` + virtio-blk: QEMU opens the chain from the headers (`#block` nodes).
+        case drive(String)
+        /// libvirt's way: every layer a named `-blockdev`, backing layers `read-only=on`. Paths top first, formats beside.
+        case blockdev([(path: String, format: String)])
+    }
+
+    /// `libvirtDomain` starts QEMU the way libvirt does: the QMP socket bound beforehand and handed over as `fd=N`
+    /// (`-chardev socket,fd=N` + `-mon mode=control`), the domain named by `-name guest=`.
+    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil) throws {
+        guard let qemu = which("qemu-system-x86_64") else {
+            throw ToolError("qemu-system-x86_64 is not installed (scripts/setup, or apt-get install qemu-system-x86); this test needs a real QEMU")
+        }
+        self.dir = dir
+        qmp = dir + "/qmp.sock"
+        hmp = dir + "/hmp.sock"
+        let pidfile = dir + "/qemu.pid"
+        var args = [qemu, "-machine", "pc", "-m", "16", "-nodefaults", "-display", "none", "-S", "-daemonize",
+                    "-pidfile", pidfile, "-monitor", "unix:\(hmp),server=on,wait=off"]
+        if let libvirtDomain {
+            guard let python = which("python3") else { throw ToolError("python3 is needed to hand QEMU a bound socket") }
+            let launcher = "import socket,os,sys\ns=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);os.set_inheritable(s.fileno(),True)\n"
+                + "a=[x.replace('@FD@',str(s.fileno())) for x in sys.argv[2:]];os.execv(a[0],a)"
+            args = [python, "-c", launcher, qmp] + args + ["-name", "guest=\(libvirtDomain),debug-threads=on",
+                    "-chardev", "socket,id=charmonitor,fd=@FD@,server=on,wait=off", "-mon", "chardev=charmonitor,id=monitor,mode=control"]
+        } else {
+            args += ["-qmp", "unix:\(qmp),server=on,wait=off"]
+        }
+        switch style {
+        case .drive(let top):
+            args += ["-drive", "file=\(top),if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,id=vd0"]
+        case .blockdev(let layers):
+            for (n, layer) in layers.enumerated().reversed() {
+                let ro = n == 0 ? "" : ",read-only=on"
+                args += ["-blockdev", "driver=file,node-name=f\(n),filename=\(layer.path)\(ro)"]
+                var fmt = "driver=\(layer.format),node-name=n\(n),file=f\(n)\(ro)"
+                if n + 1 < layers.count { fmt += ",backing=n\(n + 1)" } else if layer.format != "raw" { fmt += ",backing=null" }
+                args += ["-blockdev", fmt]
+            }
+            args += ["-device", "virtio-blk-pci,drive=n0,id=vd0"]
+        }
+        args += extra
+        let status = shell(args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/qemu.err")
+        let err = (try? String(contentsOfFile: dir + "/qemu.err", encoding: .utf8)) ?? ""
+        guard status == 0, let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ToolError("QEMU did not start (\(status)): \(err)")
+        }
+        self.pid = pid
+    }
+
+    deinit { stop() }
+
+    /// Stops QEMU by its PID and waits until it is gone (it releases its locks on exit).
+    func stop() {
+        guard running else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<200 where running { usleep(5_000) }
+        if running { kill(pid, SIGKILL); usleep(50_000) }
+    }
+
+    /// Alive and not a zombie (a daemonized QEMU's parent here may never reap it).
+    var running: Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
+        return state != "Z" && state != "X"
+    }
+
+    /// Runs an HMP command on the second monitor and returns its output (HMP errors are text too).
+    @discardableResult
+    func hmpCommand(_ line: String) throws -> String {
+        let s = try MonitorSocket.connect(.unix(hmp), timeoutMS: 2000)
+        defer { s.close() }
+        _ = try readUntilPrompt(s)
+        try s.send(Array((line + "\n").utf8), timeoutMS: 2000)
+        let out = try readUntilPrompt(s)
+        return out
+    }
+
+    /// Writes `pattern` over `length` bytes at `offset` through the guest's disk (qemu-io on the device).
+    func guestWrite(pattern: UInt8, offset: Int, length: Int) throws {
+        // The BlockBackend belongs to the virtio-blk device inside the PCI proxy that has the id.
+        let out = try hmpCommand("qemu-io -d /machine/peripheral/vd0/virtio-backend \"write -P \(pattern) \(offset) \(length)\"")
+        // qemu-io prints its "wrote" line to QEMU's own stdout (here /dev/null); the monitor shows only errors.
+        guard !out.contains("Error"), !out.contains("error") else {
+            throw ToolError("guest write failed: \(out.split(separator: "\n").suffix(2).joined(separator: " "))")
+        }
+    }
+
+    private func readUntilPrompt(_ s: MonitorSocket) throws -> String {
+        var text = ""
+        let deadline = Date().addingTimeInterval(5)
+        while !text.hasSuffix("(qemu) ") {
+            guard Date() < deadline else { throw ToolError("HMP: no prompt; got \(text)") }
+            text += String(decoding: try s.readSome(timeoutMS: 1000), as: UTF8.self)
+        }
+        return text
+    }
+}
+
+/// Expected guest bytes, kept in a raw file beside the images: every guest write is applied to it too.
+struct ExpectedDisk {
+    let path: String
+
+    /// Starts from the guest view of `image` (its whole chain), converted to raw by qemu-img.
+    init(from image: String, at path: String) throws {
+        self.path = path
+        try QemuImg.run(["convert", "-O", "raw", image, path])
+    }
+
+    /// Runs qemu-io (qemu-utils) on an image that no VM holds.
+    static func qemuIO(_ args: [String], cwd: String? = nil) throws {
+        guard let tool = which("qemu-io") else { throw ToolError("qemu-io is not installed (apt-get install qemu-utils)") }
+        let r = try runProgram(tool, args, cwd: cwd)
+        guard r.status == 0, !r.stdout.contains("error") else { throw ToolError("qemu-io \(args) failed: \(r.stdout)\(r.stderr)") }
+    }
+
+    /// The same write as the guest's.
+    func write(pattern: UInt8, offset: Int, length: Int) throws {
+        try Self.qemuIO(["-f", "raw", "-c", "write -P \(pattern) \(offset) \(length)", path])
+    }
+
+    /// Throws unless `image` (with its chain) shows the guest the same bytes.
+    func check(_ image: String) throws {
+        let r = try runProgram(try QemuImg.path(), ["compare", "-f", "raw", path, image])
+        guard r.status == 0 else { throw ToolError("guest data differs: \(r.stdout)\(r.stderr)") }
+    }
+}
