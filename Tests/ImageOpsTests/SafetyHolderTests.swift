@@ -49,6 +49,18 @@ struct SafetyHolderTests {
         #expect(f.saves().isEmpty, "\(f.saves())")
     }
 
+    /// A `create` that qemu-img cannot finish (no room): the file imgtool reserved is removed, the error says why.
+    @Test func failedCreateLeavesNoFile() throws {
+        let f = try SafetyFixture()
+        let small = try f.tmpfs("tiny-images", size: "4k")
+        defer { f.unmount(small) }
+        let r = try f.imgtool(["create", small + "/new.qcow2", "1G"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains(small + "/new.qcow2:"), "\(r.stderr)")
+        #expect(r.stderr.contains("was removed"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty)
+    }
+
     /// A save store on a read-only mount: the same refusal, said in words.
     @Test func readOnlySaveStoreRefuses() throws {
         let f = try SafetyFixture()
