@@ -41,8 +41,18 @@ public func printOut(_ text: String) {
     writeAll(1, bytes)
 }
 
-/// Writes every byte through swift-system's `writeAll` (which retries EINTR and short writes): unbuffered, and no
+/// Writes every byte through swift-system's `write` (which retries EINTR), short writes continued: unbuffered, and no
 /// shared FILE* (which Swift 6 rightly calls unsafe). A closed pipe ends the output quietly.
 func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    _ = try? FileDescriptor(rawValue: fd).writeAll(bytes)
+    // swift-system's `writeAll` is generic over the sequence and not specialized here: its first call instantiates
+    // metadata at run time (a sixth of `imgtool info`'s instructions, callgrind). Its `write` of a raw buffer is
+    // not generic and retries on EINTR; the loop finishes partial writes as `writeAll` would.
+    let descriptor = FileDescriptor(rawValue: fd)
+    bytes.withUnsafeBytes { raw in
+        var done = 0
+        while done < raw.count {
+            guard let n = try? descriptor.write(UnsafeRawBufferPointer(rebasing: raw[done...])), n > 0 else { return }
+            done += n
+        }
+    }
 }
