@@ -84,6 +84,7 @@ public enum JSON: Sendable, Equatable {
     /// A newline and 64 spaces: one copy covers the indentation of any level a report reaches.
     static let newlineAndSpaces: [UInt8] = [UInt8(ascii: "\n")] + Array(repeating: UInt8(ascii: " "), count: 64)
 
+    /// A newline and the indentation of `level`, when pretty-printing.
     static func newline(_ out: inout [UInt8], indent: Int, level: Int) {
         guard indent > 0 else { return }
         var spaces = indent * level
