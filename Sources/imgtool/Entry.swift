@@ -40,14 +40,15 @@ extension Imgtool {
         exit(0)
     }
 
-    /// Our own errors become `imgtool: error: …` and exit 1; everything else is ArgumentParser's (see
-    /// `exitForUsage`: usage errors in the contract's form, exit 64; ExitCode passes through; help exits 0).
+    /// Our own errors become `imgtool: error: …` and exit 1 (an interrupted change 128 + the signal, as a shell
+    /// reports one); everything else is ArgumentParser's (see `exitForUsage`: usage errors in the contract's form,
+    /// exit 64; ExitCode passes through; help exits 0).
     static func report(_ error: any Error) -> Never {
         // (printReportable: the headline and each detail line shown escaped, so no name in them reaches the
         // terminal raw or forges a line.)
         if let error = error as? any ReportableError {
             printReportable(error)
-            exit(1)
+            exit((error as? ChangeError)?.exitCode ?? 1)
         }
         exitForUsage(error)
     }

@@ -1,4 +1,5 @@
 import QCow2
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -9,34 +10,85 @@ import Musl
 /// The header cluster saved before a header-only change (`fix-backing`, `rebase --unsafe`), so `undo` can put it
 /// back. Saves live in `$IMGTOOL_STATE_DIR`, else `$XDG_STATE_HOME/imgtool/undo`, else `~/.local/state/imgtool/undo`,
 /// one file per image named by device and inode (a rename of the image does not lose its save).
+///
+/// A save is written whole and fsynced as `DEV-INO.pending` before qemu-img starts; once qemu-img is done the header
+/// it wrote is added and the save becomes `DEV-INO.hdr`. A pending save found later means imgtool was stopped in
+/// between: `undo` then tells from the image which of the two headers it holds.
 public struct HeaderBackup: Sendable, Equatable {
+    /// What the change writes: the backing name and format asked of qemu-img. It lets `undo` recognise the header
+    /// qemu-img wrote when imgtool was stopped before it could record it.
+    public struct Intent: Sendable, Equatable {
+        /// The backing name written ("" for none).
+        public var backing: String
+        /// The backing format recorded ("" for none).
+        public var backingFormat: String
+
+        /// The change as asked.
+        public init(backing: String, backingFormat: String) {
+            (self.backing, self.backingFormat) = (backing, backingFormat)
+        }
+    }
+
     /// The image path when it was saved (for messages).
     public var path: String
+    /// The image's device when it was saved: a save is put back only onto that file.
+    public var device: UInt64
+    /// The image's inode when it was saved.
+    public var inode: UInt64
+    /// The change asked of qemu-img.
+    public var intent: Intent
     /// Bytes of cluster 0 before the change.
     public var before: [UInt8]
-    /// Bytes of cluster 0 after the change (empty until the change is recorded).
+    /// File size before the change.
+    public var sizeBefore: UInt64
+    /// Bytes of cluster 0 after the change (empty while the save is pending).
     public var after: [UInt8]
     /// File size after the change.
     public var sizeAfter: UInt64
 
-    /// Why a save could not be made or used.
+    /// Why a save could not be made or used. Every case names the image; an errno is said in words.
     public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
         /// No save for this image.
-        case noSave(path: String, saveFile: String)
-        /// The image changed after the save: putting the old header back could lose data.
+        case noSave(path: String, folder: String)
+        /// The image holds neither header: putting the old one back could lose data.
         case changedSince(path: String, detail: String)
         /// The save file is damaged.
-        case badSave(saveFile: String, field: String)
-        /// Reading or writing failed.
+        case badSave(path: String, saveFile: String, field: String)
+        /// The save could not be written before the change: nothing was changed.
+        case cannotSave(path: String, folder: String, errno: Int32)
+        /// Reading or writing the image failed.
         case io(path: String, what: String, errno: Int32)
+        /// Another process holds the image.
+        case inUse(path: String, holders: String)
 
         public var description: String {
             switch self {
-            case .noSave(let path, let f): return "\(path): no saved header to put back (looked for \(f))"
-            case .changedSince(let path, let detail): return "\(path): the image changed after imgtool's last change (\(detail)); undo refused, the image is left as it is"
-            case .badSave(let f, let field): return "\(f): saved header is damaged (field \(field))"
-            case .io(let path, let what, let e): return "\(path): could not \(what) (errno \(e))"
+            case .noSave(let path, let folder):
+                return "\(path): no saved header to put back (imgtool keeps them in \(folder))"
+            case .changedSince(let path, let detail):
+                return "\(path): \(detail); undo refused, the image is left as it is"
+            case .badSave(let path, let f, let field):
+                return "\(path): its saved header in \(f) is damaged (field \(field)); undo refused, the image is left as it is"
+            case .cannotSave(let path, let folder, let e):
+                return "\(path): could not save its header in \(folder) (\(Errno(rawValue: e).description)); nothing was changed"
+                    + "\n  instead: free space there, or point IMGTOOL_STATE_DIR at a writable folder"
+            case .io(let path, let what, let e):
+                return "\(path): could not \(what) (\(Errno(rawValue: e).description))"
+            case .inUse(let path, let holders):
+                return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
             }
+        }
+
+        public var headline: String {
+            if case .cannotSave(let path, let folder, let e) = self {
+                return "\(path): could not save its header in \(folder) (\(Errno(rawValue: e).description)); nothing was changed"
+            }
+            return description
+        }
+
+        public var details: [String] {
+            if case .cannotSave = self { return ["instead: free space there, or point IMGTOOL_STATE_DIR at a writable folder"] }
+            return []
         }
     }
 
@@ -53,119 +105,70 @@ public struct HeaderBackup: Sendable, Equatable {
         return s.isEmpty ? nil : s
     }
 
-    /// The save file for an image.
-    public static func saveFile(for id: FileIdentity) -> String {
-        directory() + "/\(id.device)-\(id.inode).hdr"
-    }
+    /// The save file of a completed change to the file `id`.
+    public static func saveFile(for id: FileIdentity) -> String { saveFile(id.device, id.inode) }
 
-    /// Reads cluster 0 of `path` (the whole of what a header-only change rewrites).
+    /// The save file of a change to `id` that is under way, or was stopped before it completed.
+    public static func pendingFile(for id: FileIdentity) -> String { pendingFile(id.device, id.inode) }
+
+    static func saveFile(_ device: UInt64, _ inode: UInt64) -> String { directory() + "/\(device)-\(inode).hdr" }
+    static func pendingFile(_ device: UInt64, _ inode: UInt64) -> String { directory() + "/\(device)-\(inode).pending" }
+
+    /// Reads cluster 0 of `file` (the whole of what a header-only change rewrites).
     static func headerBytes(_ file: ImageFile) throws(Error) -> [UInt8] {
         let info: ImageInfo
-        do { info = try ImageInfo.read(file) } catch { throw .io(path: file.path, what: "read the header", errno: EIO) }
+        do { info = try ImageInfo.read(file) } catch { throw .io(path: file.path, what: "read its header", errno: EIO) }
         // qcow2 rewrites within cluster 0; QED within its header clusters, from which qemu-img writes at most the
         // 64-byte header and the name, so 64 KiB (QED's default header) covers it.
         let length = Int(min(info.qcow2?.clusterSize ?? 65536, max(file.stat.size, 512)))
-        do { return try file.read(at: 0, count: length) } catch { throw .io(path: file.path, what: "read the header", errno: EIO) }
+        do { return try file.read(at: 0, count: length) } catch {
+            throw .io(path: file.path, what: "read its header", errno: errnoOf(error))
+        }
     }
 
-    /// Saves the header of `path` before a change.
-    public static func save(_ path: String) throws(Error) -> HeaderBackup {
-        let file: ImageFile
-        do { file = try ImageFile.open(path) } catch { throw .io(path: path, what: "open", errno: ENOENT) }
-        let backup = HeaderBackup(path: path, before: try headerBytes(file), after: [], sizeAfter: 0)
-        try backup.write(to: saveFile(for: file.stat))
+    private static func errnoOf(_ error: ImageFile.Error) -> Int32 {
+        switch error {
+        case .io(_, _, let e), .unreadable(_, let e): return e
+        default: return EIO
+        }
+    }
+
+    /// Saves the header of the held `file` before a change, as a pending save: written whole and fsynced, or not at
+    /// all (a failure leaves no file behind and throws `cannotSave`).
+    public static func begin(_ file: ImageFile, intent: Intent) throws(Error) -> HeaderBackup {
+        let backup = HeaderBackup(path: file.path, device: file.stat.device, inode: file.stat.inode, intent: intent,
+                                  before: try headerBytes(file), sizeBefore: file.stat.size, after: [], sizeAfter: 0)
+        try SaveFile.write(backup.encoded(), to: pendingFile(for: file.stat), image: file.path)
         return backup
     }
 
-    /// Records the state after the change, so `undo` can tell whether anything changed since.
-    public mutating func recordAfter() throws(Error) {
-        let file: ImageFile
-        do { file = try ImageFile.open(path) } catch { throw .io(path: path, what: "open", errno: ENOENT) }
+    /// Records the header qemu-img wrote and turns the pending save into the image's save. Returns the save file.
+    public mutating func complete(_ file: ImageFile) throws(Error) -> String {
+        guard let now = FileIdentity.of(fd: file) else { throw .io(path: path, what: "stat it", errno: errno) }
         after = try Self.headerBytes(file)
-        sizeAfter = file.stat.size
-        try write(to: Self.saveFile(for: file.stat))
+        sizeAfter = now.size
+        let done = Self.saveFile(for: file.stat)
+        try SaveFile.write(encoded(), to: done, image: path)
+        SaveFile.remove(Self.pendingFile(for: file.stat))
+        return done
     }
 
-    // Format: "imgtool-undo 1\n" then "path=…\nbefore=N\nafter=M\nsize=S\n\n" then N + M bytes.
-    func write(to saveFile: String) throws(Error) {
-        try Self.makeDirectories(BackingPath.directory(saveFile))
-        var bytes = Array("imgtool-undo 1\npath=\(path.replacingAll("\n", with: " "))\nbefore=\(before.count)\nafter=\(after.count)\nsize=\(sizeAfter)\n\n".utf8)
-        bytes += before
-        bytes += after
-        let tmp = saveFile + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io(path: tmp, what: "create the save file", errno: errno) }
-        let ok = bytes.withUnsafeBytes { raw -> Bool in
-            var done = 0
-            while done < raw.count {
-                guard let base = raw.baseAddress else { return false }
-                let n = Glibc.write(fd, base + done, raw.count - done)
-                if n <= 0 { return false }
-                done += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok, rename(tmp, saveFile) == 0 else { throw .io(path: saveFile, what: "write the save file", errno: errno) }
+    /// Drops the pending save of a change that did not happen.
+    public func discard() {
+        SaveFile.remove(Self.pendingFile(device, inode))
     }
 
-    static func makeDirectories(_ dir: String) throws(Error) {
-        var path = ""
-        for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
-            path += "/" + part
-            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .io(path: path, what: "create the folder", errno: errno) }
-        }
+    /// True when `file` still holds exactly the header saved (and its size): the change left no trace.
+    public func isUnchanged(_ file: ImageFile) -> Bool {
+        guard let now = FileIdentity.of(fd: file), now.size == sizeBefore,
+              let bytes = try? file.read(at: 0, count: before.count) else { return false }
+        return bytes == before
     }
+}
 
-    /// Loads the save for the image at `path`.
-    public static func load(for path: String) throws(Error) -> HeaderBackup {
-        guard let id = FileIdentity.of(path: path) else { throw .io(path: path, what: "stat", errno: ENOENT) }
-        let file = saveFile(for: id)
-        guard let handle = try? ImageFile.open(file) else { throw .noSave(path: path, saveFile: file) }
-        // Saves are at most two 2 MiB clusters and a short text head.
-        guard handle.stat.size <= 5 << 20, let bytes = try? handle.read(at: 0, count: Int(handle.stat.size)) else {
-            throw .badSave(saveFile: file, field: "size")
-        }
-        guard let split = bytes.firstRange(of: [10, 10]) else { throw .badSave(saveFile: file, field: "head") }
-        let head = String(decoding: bytes[..<split.lowerBound], as: UTF8.self).split(separator: "\n")
-        guard head.first == "imgtool-undo 1" else { throw .badSave(saveFile: file, field: "magic") }
-        var fields: [String: String] = [:]
-        for line in head.dropFirst() {
-            if let eq = line.firstIndex(of: "=") { fields[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
-        }
-        guard let nb = fields["before"].flatMap(Int.init), let na = fields["after"].flatMap(Int.init),
-              let size = fields["size"].flatMap(UInt64.init), nb >= 0, na >= 0 else { throw .badSave(saveFile: file, field: "lengths") }
-        let body = bytes[split.upperBound...]
-        guard nb <= body.count, body.count - nb == na else { throw .badSave(saveFile: file, field: "length") }
-        let before = Array(body.prefix(nb)), after = Array(body.suffix(na))
-        return HeaderBackup(path: fields["path"] ?? path, before: before, after: after, sizeAfter: size)
-    }
-
-    /// Puts the saved header back when the image is exactly as imgtool left it. Returns the save file, which is
-    /// removed after a successful undo.
-    public static func restore(_ path: String, dryRun: Bool) throws(Error) -> String {
-        let backup = try load(for: path)
-        guard let id = FileIdentity.of(path: path) else { throw .io(path: path, what: "stat", errno: ENOENT) }
-        let saveFile = saveFile(for: id)
-        guard !backup.after.isEmpty else { throw .changedSince(path: path, detail: "the change was saved but never completed") }
-        let file: ImageFile
-        do { file = try ImageFile.open(path) } catch { throw .io(path: path, what: "open", errno: ENOENT) }
-        let now: [UInt8]
-        do { now = try file.read(at: 0, count: backup.after.count) } catch { throw .io(path: path, what: "read", errno: EIO) }
-        guard now == backup.after else { throw .changedSince(path: path, detail: "its header differs from the one imgtool wrote") }
-        guard file.stat.size == backup.sizeAfter else {
-            throw .changedSince(path: path, detail: "its size is \(file.stat.size), imgtool left it at \(backup.sizeAfter)")
-        }
-        if dryRun { return saveFile }
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, what: "open for writing", errno: errno) }
-        defer { close(fd) }
-        let ok = backup.before.withUnsafeBytes { raw -> Bool in
-            guard let base = raw.baseAddress else { return false }
-            return pwrite(fd, base, raw.count, 0) == raw.count && fsync(fd) == 0
-        }
-        guard ok else { throw .io(path: path, what: "write the saved header back", errno: errno) }
-        unlink(saveFile)
-        return saveFile
+extension FileIdentity {
+    /// `fstat` of the file `file` holds, now (its size may have changed since it was opened).
+    static func of(fd file: ImageFile) -> FileIdentity? {
+        FileIdentity.of(path: "/proc/self/fd/\(file.rawDescriptor)")
     }
 }

@@ -6,7 +6,7 @@ import Glibc
 import Musl
 #endif
 
-/// Who holds an image: processes with a descriptor on it, and QEMU's OFD locks on it.
+/// Who holds an image: processes with a descriptor on it, and what QEMU's OFD locks on it say.
 public struct InUse: Sendable, Equatable {
     /// A process with the image open.
     public struct Holder: Sendable, Equatable {
@@ -16,42 +16,85 @@ public struct InUse: Sendable, Equatable {
         public var commandLine: String
     }
 
+    /// What QEMU's lock bytes say, strongest first. Both `writing` and `protecting` mean "do not change this file";
+    /// only `writing` means its content is moving (never build an overlay on it).
+    public enum Lock: String, Sendable, Equatable {
+        /// Byte 101: a holder has write permission (a VM's active layer, `qemu-nbd` read-write).
+        case writing
+        /// Byte 201 without 101: a holder forbids others to write but does not write itself (a running VM's backing
+        /// files, `qemu-nbd -r`).
+        case protecting
+        /// Other lock bytes only (a reader that shares everything).
+        case reading
+        /// No lock byte held.
+        case none
+
+        /// The lock in words, for messages.
+        public var words: String {
+            switch self {
+            case .writing: return "writing it (QEMU's write permission, lock byte 101, is held)"
+            case .protecting: return "protecting it: reads it and forbids others to write (lock byte 201), as a running VM does to its backing files"
+            case .reading: return "reading it (QEMU's read lock is held)"
+            case .none: return "no QEMU lock"
+            }
+        }
+    }
+
     /// Every process (but us) with a descriptor on the image's device and inode.
     public var holders: [Holder]
-    /// Someone holds QEMU's write permission lock (byte 101) or refuses to share writing (byte 201).
-    public var writeLocked: Bool
-    /// Any QEMU lock byte (100–299) is held.
-    public var locked: Bool
+    /// The strongest QEMU lock held on the image.
+    public var lock: Lock
 
+    /// Someone holds QEMU's write permission (byte 101): the contract's `write-locked`.
+    public var writeLocked: Bool { lock == .writing }
+    /// Any QEMU lock byte (100–299) is held.
+    public var locked: Bool { lock != .none }
     /// True when changing the image now would race another process.
     public var isHeld: Bool { !holders.isEmpty || locked }
 
-    /// One line naming the holders, for refusals.
-    public var summary: String {
+    /// The holders by PID and command line, or a note that the lock's owner is not visible to us.
+    public var who: String {
         var parts = holders.map { "PID \($0.pid) (\($0.commandLine))" }
-        if parts.isEmpty && locked { parts.append("a process imgtool cannot see (QEMU's lock is held)") }
-        return parts.joined(separator: ", ") + (writeLocked ? "; QEMU's write lock is held" : "")
+        if parts.isEmpty && locked { parts.append("a process imgtool cannot see") }
+        return parts.joined(separator: ", ")
     }
+
+    /// One line naming the holders and what their lock says, for refusals.
+    public var summary: String { who + (locked ? "; \(holders.count > 1 ? "a holder" : "it") is " + lock.words : "") }
 
     /// Looks for holders of `path`. Opening the image read-only and asking `F_OFD_GETLK` finds QEMU's locks without
     /// taking any; scanning `/proc/*/fd` finds the PIDs (an OFD lock's owner is not shown in /proc/locks).
     public static func check(_ path: String) -> InUse {
-        guard let id = FileIdentity.of(path: path) else { return InUse(holders: [], writeLocked: false, locked: false) }
+        guard let id = FileIdentity.of(path: path) else { return InUse(holders: [], lock: .none) }
         // Only files QEMU could use as images carry its locks; a character device is not opened at all.
         // Nor is a file on procfs or sysfs: opening one can act (as /proc/kmsg's open does).
-        let probe = (id.kind == .regular || id.kind == .blockDevice) && PseudoFileSystem.of(path: path) == nil
-        let (locked, write) = probe ? qemuLocks(path) : (false, false)
-        return InUse(holders: holders(of: id), writeLocked: write, locked: locked)
+        guard id.kind == .regular || id.kind == .blockDevice, PseudoFileSystem.of(path: path) == nil else {
+            return InUse(holders: holders(of: id), lock: .none)
+        }
+        // Non-blocking: opening a FIFO would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { return InUse(holders: holders(of: id), lock: .none) }
+        defer { close(fd) }
+        var st = stat()
+        // The name may have changed between the stat and the open: ask about the file opened.
+        guard fstat(fd, &st) == 0 else { return InUse(holders: holders(of: id), lock: .none) }
+        let opened = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
+        return InUse(holders: holders(of: opened), lock: lockState(fd))
+    }
+
+    /// Looks for holders of the file `file` has open: the very file checked, whatever its name names now.
+    public static func check(_ file: ImageFile) -> InUse {
+        let key = FileKey(file.stat)
+        guard file.stat.kind == .regular || file.stat.kind == .blockDevice else { return InUse(holders: holders(of: key), lock: .none) }
+        return InUse(holders: holders(of: key), lock: lockState(file.rawDescriptor))
     }
 
     // F_OFD_GETLK (Linux): not exported by every libc header Swift sees.
     static let F_OFD_GETLK: Int32 = 36
 
-    static func qemuLocks(_ path: String) -> (locked: Bool, write: Bool) {
-        // Non-blocking: opening a FIFO would otherwise wait for a writer.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { return (false, false) }
-        defer { close(fd) }
+    /// The strongest lock others hold on the file `fd` has open. OFD locks belong to open file descriptions, so a
+    /// descriptor of ours that holds none can ask about everyone else's.
+    static func lockState(_ fd: Int32) -> Lock {
         func conflicts(_ start: Int, _ length: Int) -> Bool {
             var fl = flock()
             fl.l_type = Int16(F_WRLCK)
@@ -62,13 +105,14 @@ public struct InUse: Sendable, Equatable {
             guard fcntl(fd, F_OFD_GETLK, &fl) == 0 else { return false }
             return fl.l_type != Int16(F_UNLCK)
         }
-        let write = conflicts(101, 1) || conflicts(201, 1)
-        let any = write || conflicts(100, 200)
-        return (any, write)
+        if conflicts(101, 1) { return .writing }
+        if conflicts(201, 1) { return .protecting }
+        return conflicts(100, 200) ? .reading : .none
     }
 
-    static func holders(of id: FileIdentity) -> [Holder] {
-        let wanted = FileKey(id)
+    static func holders(of id: FileIdentity) -> [Holder] { holders(of: FileKey(id)) }
+
+    static func holders(of wanted: FileKey) -> [Holder] {
         var found: [Holder] = []
         walkOpenFiles { pid, keys in
             if keys.contains(wanted) { found.append(Holder(pid: pid, commandLine: commandLine(pid))) }

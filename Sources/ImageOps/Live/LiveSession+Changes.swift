@@ -99,16 +99,25 @@ extension LiveSession {
             out.view = before
             return out
         }
+        // The same save an offline fix-backing makes: complete and fsynced before QEMU writes, finished after.
+        let held: ImageFile
+        do { held = try ImageFile.open(image) } catch { throw .failed(path: image, error.description) }
         var save: HeaderBackup
-        do { save = try HeaderBackup.save(image) } catch { throw .failed(path: image, error.description) }
-        out.savedHeader = FileIdentity.of(path: image).map { HeaderBackup.saveFile(for: $0) }
+        do { save = try HeaderBackup.begin(held, intent: .init(backing: name, backingFormat: backing.driver)) } catch { throw .failed(path: image, error.description) }
+        out.savedHeader = HeaderBackup.saveFile(for: held.stat)
         out.steps.append("saved the header of \(image)")
-        let reopened = try reopen(layer, below: backing, readOnly: false)
-        let job = "imgtool-fix-backing-\(getpid())"
-        try execute("block-stream", ["job-id": job, "device": layer.nodeName, "base-node": backing.nodeName, "backing-file": name])
-        try waitForJob(job) { _ in }
-        if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
-        do { try save.recordAfter() } catch { throw .failed(path: image, error.description) }
+        do throws(LiveError) {
+            let reopened = try reopen(layer, below: backing, readOnly: false)
+            let job = "imgtool-fix-backing-\(getpid())"
+            try execute("block-stream", ["job-id": job, "device": layer.nodeName, "base-node": backing.nodeName, "backing-file": name])
+            try waitForJob(job) { _ in }
+            if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
+        } catch {
+            // QEMU wrote nothing: no save is left behind (a header it did change keeps its pending save for undo).
+            if save.isUnchanged(held) { save.discard() }
+            throw error
+        }
+        do { _ = try save.complete(held) } catch { throw .failed(path: image, error.description) }
         out.steps.append("QEMU wrote backing name \(name) (\(backing.driver)) into \(image)")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted

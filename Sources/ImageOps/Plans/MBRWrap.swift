@@ -1,4 +1,5 @@
 import QCow2
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,11 @@ public enum MBRWrap {
 
     /// Checks and writes the MBR file; never overwrites. Returns the lines that join the two.
     public static func write(partition: String, out: String, type: UInt8, dryRun: Bool) throws(ChangeError) -> [String] {
+        // Type 0 marks an unused entry: every reader would see no partition at all.
+        guard type != 0 else {
+            throw .refused(path: out, reason: "partition type 00 marks an empty entry, so the disk would have no partition",
+                           hint: "--type 83 (Linux), or the type that matches the filesystem")
+        }
         var st = stat()
         guard stat(partition, &st) == 0 else { throw .refused(path: partition, reason: "does not exist", hint: nil) }
         var size = UInt64(max(st.st_size, 0))
@@ -57,15 +63,25 @@ public enum MBRWrap {
             "# then boot /dev/md0; or, as a plain file: cat \(q(out)) \(q(partition)) > disk.raw",
         ]
         if dryRun { return ["would write \(out): 16 KiB, one partition of type \(MBR.hex(type)) at sector 32 covering \(size / 512) sectors"] + lines }
-        let fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .refused(path: out, reason: "cannot be created (errno \(errno))", hint: nil) }
-        let data = bytes(partitionSize: size, type: type)
-        let ok = data.withUnsafeBytes { raw -> Bool in
-            guard let base = raw.baseAddress else { return false }
-            return Glibc.write(fd, base, raw.count) == raw.count
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(
+                FilePath(out), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch {
+            throw .refused(path: out, reason: "cannot be created (\(((error as? Errno) ?? .ioError).description))", hint: nil)
         }
-        close(fd)
-        guard ok else { unlink(out); throw .refused(path: out, reason: "could not be written", hint: nil) }
+        let created = FileIdentity.of(path: "/proc/self/fd/\(fd.rawValue)")
+        do {
+            try fd.closeAfter {
+                _ = try fd.writeAll(bytes(partitionSize: size, type: type))
+                guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
+            }
+        } catch {
+            // Removed only while the name still names the file created here.
+            if let created, let now = FileIdentity.of(path: out), now.device == created.device, now.inode == created.inode { unlink(out) }
+            throw .refused(path: out, reason: "could not be written (\(((error as? Errno) ?? .ioError).description)); nothing was left behind", hint: nil)
+        }
         return ["wrote \(out): 16 KiB, one partition of type \(MBR.hex(type)) at sector 32 covering \(size / 512) sectors"] + lines
     }
 }

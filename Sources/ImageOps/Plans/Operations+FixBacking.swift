@@ -44,7 +44,8 @@ extension Operations {
     /// `imgtool fix-backing IMAGE --to PATH`: repoint the link without touching guest data.
     public static func fixBacking(_ image: String, to newBase: String, style: LinkStyle, force: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
-        let info = try readImage(image, role: "the image")
+        let file = try openImage(image, role: "the image")
+        let info = try readImage(file, role: "the image")
         guard Repoint.canRewrite(info.format) else {
             let hint = info.backingFilename.map { name in
                 Repoint.command(image, format: info.format, resolved: BackingPath.resolve(name, relativeTo: image), to: newBase) + " (a symbolic link where QEMU looks)"
@@ -52,9 +53,10 @@ extension Operations {
             throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img can rewrite only qcow2 and QED backing links", hint: hint)
         }
         let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
-        try requireNotHeld(image, &plan)
-        plan.saveHeaders = [image]
-        plan.commands = [.rebase(image: image, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
+        try requireNotHeld(file, &plan)
+        hold(file, &plan)
+        plan.save = HeaderBackup.Intent(backing: name, backingFormat: format)
+        plan.commands = [.rebase(image: QemuImgCommand.heldImage, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
         plan.show = [image]
         return plan
     }

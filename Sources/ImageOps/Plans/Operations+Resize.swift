@@ -17,9 +17,15 @@ extension Operations {
     /// `imgtool resize IMAGE SIZE [--shrink] [--force]`.
     public static func resize(_ image: String, size: SizeChange, shrink: Bool, force: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
-        let info = try readImage(image, role: "the image")
+        let file = try openImage(image, role: "the image")
+        let info = try readImage(file, role: "the image")
         guard info.format == .qcow2 || info.format == .raw else {
             throw .refused(path: image, reason: "is \(info.format.rawValue); resize works on qcow2 and raw", hint: nil)
+        }
+        // qemu-img answers a looping chain with a misleading "Is another process using the image?": say it here.
+        if info.backingFilename != nil, let p = BackingChain.follow(from: info).problems.first(where: { $0.kind == .loop }) {
+            throw .refused(path: image, reason: "its backing chain loops (\(p.message))",
+                           hint: "imgtool chain \(Shell.quote(image)), then imgtool fix-backing to break the loop")
         }
         let current = info.virtualSize ?? 0
         let newSize: UInt64
@@ -48,8 +54,11 @@ extension Operations {
         } else {
             plan.checks.append("\(Sizes.human(current)) → \(Sizes.human(newSize))")
         }
-        try requireNotHeld(image, &plan)
-        plan.commands = [.resize(image: image, format: info.format.rawValue, size: newSize, shrink: newSize < current)]
+        try requireNotHeld(file, &plan)
+        hold(file, &plan)
+        // A qcow2 resize needs none of its backing chain: none is opened (a relative name would not resolve).
+        let operand = info.format == .qcow2 ? QemuImgCommand.heldQCow2(backing: nil, onDevice: file.stat.kind == .blockDevice) : QemuImgCommand.heldImage
+        plan.commands = [.resize(image: operand, format: info.format.rawValue, size: newSize, shrink: newSize < current)]
         plan.show = [image]
         return plan
     }

@@ -10,16 +10,23 @@ import Musl
 public struct Plan: Sendable {
     /// What was checked, one line each.
     public var checks: [String] = []
-    /// Commands to run, in order.
+    /// Commands to run, in order. They name the image as `QemuImgCommand.heldImage` (or a `json:` name around it):
+    /// the descriptor below, handed to qemu-img as its standard input.
     public var commands: [QemuImgCommand] = []
-    /// Images whose header is saved before the commands run (header-only changes), for `undo`.
-    public var saveHeaders: [String] = []
-    /// A file we created exclusively to reserve the name; removed if the commands fail.
-    public var reserved: String?
+    /// The image the commands change, opened when it was checked and held since, so the change lands on the file
+    /// that was checked whatever its path names by then.
+    public var held: ImageFile?
+    /// A new file the commands write: created exclusively (O_EXCL) just before qemu-img runs, then held the same way.
+    public var reserve: String?
+    /// Header-only changes: the change asked, for the save `undo` needs, written before qemu-img starts.
+    public var save: HeaderBackup.Intent?
     /// Images to show the chain of after the change.
     public var show: [String] = []
     /// Stream qemu-img's output (its progress bar) to the terminal.
     public var progress = false
+
+    /// The path the commands write, as the user named it.
+    public var target: String? { held?.path ?? reserve }
 }
 
 /// Why a change was refused or failed. Every case names the file.
@@ -28,9 +35,32 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
     case refused(path: String, reason: String, hint: String?)
     /// Another process holds the image.
     case inUse(path: String, holders: String)
+    /// The base of a new overlay or backing link is being written by another process (QEMU's lock byte 101).
+    case baseWritten(path: String, holders: String)
+    /// The change was made on the file that was checked, but by the end the path named another file.
+    case pathMoved(path: String, detail: String)
+    /// qemu-img failed on `path`; `detail` says what imgtool cleaned up.
+    case qemuImgFailed(path: String, error: QemuImg.Error, detail: String)
+    /// imgtool was interrupted (`signal`); what it did about it.
+    case interrupted(path: String, signal: Int32, detail: String)
+
+    /// The exit code: 128 + the signal for an interruption (as a shell reports one), else 1.
+    public var exitCode: Int32 {
+        if case .interrupted(_, let sig, _) = self { return 128 + sig }
+        return 1
+    }
 
     public var description: String {
         switch self {
+        case .baseWritten(let path, let holders):
+            return "\(path) is being written by \(holders); a qcow2 overlay on it would be corrupt as soon as it changes, so nothing was changed"
+                + "\n  instead: stop the writer (or snapshot it inside QEMU: --live), then retry"
+        case .qemuImgFailed(let path, let error, let detail):
+            return "\(path): \(error.description)" + (detail.isEmpty ? "" : "\n  \(detail)")
+        case .pathMoved(let path, let detail):
+            return "\(path): \(detail)"
+        case .interrupted(let path, let sig, let detail):
+            return "\(path): interrupted by \(Self.signalName(sig)); \(detail)"
         case .refused(let path, let reason, let hint):
             return "\(path): \(reason); nothing was changed" + (hint.map { "\n  instead: \($0)" } ?? "")
         case .inUse:
@@ -41,29 +71,74 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
     public var headline: String {
         switch self {
         case .refused(let path, let reason, _): return "\(path): \(reason); nothing was changed"
+        case .baseWritten(let path, let holders):
+            return "\(path) is being written by \(holders); a qcow2 overlay on it would be corrupt as soon as it changes, so nothing was changed"
+        case .qemuImgFailed(let path, let error, _): return "\(path): \(error.headline)"
         case .inUse(let path, let holders): return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+        case .pathMoved, .interrupted: return description
         }
     }
 
     public var details: [String] {
         switch self {
         case .refused(_, _, let hint?): return ["instead: \(hint)"]
-        case .refused: return []
+        case .baseWritten: return ["instead: stop the writer (or snapshot it inside QEMU: --live), then retry"]
+        case .qemuImgFailed(_, let error, let detail): return error.details + (detail.isEmpty ? [] : [detail])
         case .inUse(_, let holders):
             // A running QEMU can make the change itself: say so where the user looks first.
             let qemu = holders.contains("qemu-system") || holders.contains("qemu-kvm")
             return qemu ? ["instead: add --live to have the running QEMU make the change through its QMP monitor"] : []
+        case .refused, .pathMoved, .interrupted: return []
+        }
+    }
+
+    static func signalName(_ sig: Int32) -> String {
+        switch sig {
+        case SIGINT: return "SIGINT"
+        case SIGTERM: return "SIGTERM"
+        case SIGHUP: return "SIGHUP"
+        default: return "signal \(sig)"
         }
     }
 }
 
 /// Builds the plans for each changing command. Every check runs here, before anything is written.
 public enum Operations {
-    /// Refuses an image another process holds, naming it.
+    /// Refuses an image another process holds, naming it. Asked of the held file, so the file checked is the one
+    /// qemu-img gets.
+    static func requireNotHeld(_ file: ImageFile, _ plan: inout Plan) throws(ChangeError) {
+        let use = InUse.check(file)
+        if use.isHeld { throw .inUse(path: file.path, holders: use.summary) }
+        plan.checks.append("no process holds \(file.path)")
+    }
+
+    /// The same refusal for a layer checked by its path (commit's layers below the top, which qemu-img opens
+    /// through the chain).
     static func requireNotHeld(_ path: String, _ plan: inout Plan) throws(ChangeError) {
         let use = InUse.check(path)
         if use.isHeld { throw .inUse(path: path, holders: use.summary) }
         plan.checks.append("no process holds \(path)")
+    }
+
+    /// Refuses a base someone writes (lock byte 101): its content moves under a new overlay. A base that is only
+    /// read or protected (byte 201 alone, as a running VM's backing files) is fine to build on.
+    static func requireNotWritten(_ base: String, _ plan: inout Plan) throws(ChangeError) {
+        let use = InUse.check(base)
+        if use.writeLocked { throw .baseWritten(path: base, holders: use.who) }
+        plan.checks.append(use.isHeld ? "\(base) is held but nobody writes it (\(use.summary))" : "nobody writes \(base)")
+    }
+
+    /// Opens `path` for the checks and holds it: every check reads this descriptor, and qemu-img is handed it.
+    static func openImage(_ path: String, role: String) throws(ChangeError) -> ImageFile {
+        do { return try ImageFile.open(path) } catch {
+            throw .refused(path: path, reason: "\(role) cannot be read: \(error.description)", hint: nil)
+        }
+    }
+
+    static func readImage(_ file: ImageFile, role: String) throws(ChangeError) -> ImageInfo {
+        do { return try ImageInfo.read(file) } catch {
+            throw .refused(path: file.path, reason: "\(role) cannot be read: \(error.description)", hint: nil)
+        }
     }
 
     static func readImage(_ path: String, role: String) throws(ChangeError) -> ImageInfo {
@@ -77,20 +152,20 @@ public enum Operations {
         return lstat(path, &st) == 0
     }
 
-    /// Reserves `path` by creating it exclusively (O_EXCL): no other file can appear there between our check and
-    /// qemu-img's write, so an existing file is never overwritten.
-    static func reserve(_ path: String, dryRun: Bool, _ plan: inout Plan) throws(ChangeError) {
+    /// Checks that `path` does not exist. The executor creates it exclusively (O_EXCL) just before qemu-img runs,
+    /// so no other file can appear there in between and an existing file is never overwritten.
+    static func reserve(_ path: String, _ plan: inout Plan) throws(ChangeError) {
         if exists(path) {
             throw .refused(path: path, reason: "already exists and imgtool does not overwrite", hint: "choose another name, or remove it yourself")
         }
-        plan.checks.append("\(path) does not exist yet")
-        if dryRun { return }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw .refused(path: path, reason: "cannot be created (errno \(errno))", hint: nil)
-        }
-        close(fd)
-        plan.reserved = path
+        plan.checks.append("\(path) does not exist yet; it is created exclusively and held, and qemu-img writes it as \(QemuImgCommand.heldImage)")
+        plan.reserve = path
+    }
+
+    /// Holds `file` for the change and says so among the checks.
+    static func hold(_ file: ImageFile, _ plan: inout Plan) {
+        plan.held = file
+        plan.checks.append("\(file.path) stays open from these checks to the change: qemu-img writes that file (as \(QemuImgCommand.heldImage)), whatever the name names by then")
     }
 
     /// How to write a new backing name.

@@ -15,6 +15,8 @@ package enum Repoint {
         // A link's own relative target would be read from the link's folder, so a symbolic link gets an absolute one.
         let shown = placeholder ? target : Shell.quote(rewrite ? target : Paths.absolute(target))
         if rewrite { return ([Shell.join(["imgtool", "fix-backing", image, "--to"]), shown] + extra.map(Shell.quote)).joined(separator: " ") }
-        return "ln -s \(shown) \(Shell.quote(resolved))"
+        // `--` ends ln's options: a name starting with "-" would be read as one.
+        let endOptions = shown.hasPrefix("-") || resolved.hasPrefix("-") ? "-- " : ""
+        return "ln -s \(endOptions)\(shown) \(Shell.quote(resolved))"
     }
 }

@@ -1,4 +1,5 @@
 import QCow2
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,8 @@ import Glibc
 import Musl
 #endif
 
-/// Runs a checked plan: saves headers, runs qemu-img, records the result for `undo`, and cleans up after a failure.
+/// Runs a checked plan: reserves the new file or keeps the checked one open, saves the header, runs qemu-img on
+/// that very file, records the result for `undo`, and cleans up after a failure or an interruption.
 public enum Executor {
     /// Everything a run did, for the report.
     public struct Outcome: Sendable {
@@ -14,33 +16,134 @@ public enum Executor {
         public var saved: [String] = []
     }
 
-    /// Runs the plan's commands through `qemuImg`. A failure removes a file we reserved (it is ours and empty or
-    /// half written) and leaves every other file as qemu-img left it.
+    /// The file qemu-img writes, held from the checks (or from its exclusive creation) to the end.
+    struct Target {
+        /// The path as the user named it.
+        var path: String
+        /// The descriptor handed to qemu-img as its standard input.
+        var descriptor: FileDescriptor
+        /// Its device and inode.
+        var identity: FileIdentity
+        /// The checked image, when the change is to an existing one.
+        var held: ImageFile?
+        /// True when imgtool created the file for this change.
+        var reserved: Bool
+    }
+
+    /// Runs the plan's commands through `qemuImg`. Nothing is written before the save `undo` needs is complete;
+    /// a change that fails or is interrupted leaves no save and no new file behind.
     public static func execute(_ plan: Plan, qemuImg: QemuImg) async throws -> Outcome {
-        var outcome = Outcome()
-        var backups: [HeaderBackup] = []
-        for image in plan.saveHeaders {
-            let b = try HeaderBackup.save(image)
-            backups.append(b)
-            if let id = FileIdentity.of(path: image) { outcome.saved.append(HeaderBackup.saveFile(for: id)) }
+        guard let path = plan.target else {
+            for command in plan.commands { try await qemuImg.run(command, passThroughOutput: plan.progress) }
+            return Outcome()
+        }
+        ChildGuard.install()
+        defer { ChildGuard.uninstall() }
+        let target = try open(plan, path: path)
+        defer { if target.reserved { try? target.descriptor.close() } }
+        var backup: HeaderBackup?
+        if let intent = plan.save, let held = target.held {
+            do { backup = try HeaderBackup.begin(held, intent: intent) } catch {
+                _ = removeReserved(target)
+                throw error
+            }
+        }
+        if let sig = ChildGuard.interruption {
+            throw ChangeError.interrupted(path: path, signal: sig, detail: "nothing was changed" + { $0.isEmpty ? "" : "; " + $0 }(settleFailure(target, backup)))
         }
         do {
             for command in plan.commands {
-                try await qemuImg.run(command, passThroughOutput: plan.progress)
+                try await qemuImg.run(command, stdin: target.descriptor, passThroughOutput: plan.progress)
             }
         } catch {
-            if let reserved = plan.reserved { unlink(reserved) }
-            throw error
+            let detail = settleFailure(target, backup)
+            if let sig = ChildGuard.interruption { throw ChangeError.interrupted(path: path, signal: sig, detail: "qemu-img was stopped" + (detail.isEmpty ? "" : "; " + detail)) }
+            throw ChangeError.qemuImgFailed(path: path, error: error, detail: detail)
         }
-        for var b in backups { try b.recordAfter() }
+        var outcome = Outcome()
+        var savedNote = ""
+        if var b = backup, let held = target.held {
+            let file = try b.complete(held)
+            outcome.saved.append(file)
+            savedNote = "; its old header is saved in \(file) (imgtool undo puts it back)"
+        }
+        if let moved = moved(target) {
+            throw ChangeError.pathMoved(path: path, detail: moved + savedNote)
+        }
+        if let sig = ChildGuard.interruption {
+            throw ChangeError.interrupted(path: path, signal: sig, detail: "the change had completed and is kept" + savedNote)
+        }
         return outcome
     }
 
-    /// The dry-run text: the checks and the exact command lines.
+    /// The held image, or the new file created exclusively now (never one that appeared since the checks).
+    static func open(_ plan: Plan, path: String) throws(ChangeError) -> Target {
+        if let held = plan.held {
+            return Target(path: path, descriptor: FileDescriptor(rawValue: held.rawDescriptor), identity: held.stat, held: held, reserved: false)
+        }
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(
+                FilePath(path), .readOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch {
+            let e = (error as? Errno) ?? .ioError
+            if e == .fileExists {
+                throw .refused(path: path, reason: "appeared after the checks, and imgtool does not overwrite", hint: "choose another name, or remove it yourself")
+            }
+            throw .refused(path: path, reason: "cannot be created (\(e.description))", hint: nil)
+        }
+        guard let id = FileIdentity.of(path: "/proc/self/fd/\(fd.rawValue)") else {
+            try? fd.close()
+            throw .refused(path: path, reason: "was created but cannot be examined", hint: nil)
+        }
+        return Target(path: path, descriptor: fd, identity: id, held: nil, reserved: true)
+    }
+
+    /// After a failure: drops the save when the header is untouched (keeps it, completed, when qemu-img changed the
+    /// header before failing) and removes the file imgtool reserved. Returns what it did, in words.
+    static func settleFailure(_ target: Target, _ backup: HeaderBackup?) -> String {
+        var notes: [String] = []
+        if var b = backup, let held = target.held {
+            if b.isUnchanged(held) {
+                b.discard()
+                notes.append("the header is as it was and no save is left behind")
+            } else if let file = try? b.complete(held) {
+                notes.append("the header changed before qemu-img stopped; the old one is saved in \(file) (imgtool undo puts it back)")
+            } else {
+                notes.append("the header changed before qemu-img stopped; the old one is in \(HeaderBackup.pendingFile(for: held.stat)) (imgtool undo puts it back)")
+            }
+        }
+        if target.reserved { notes.append(removeReserved(target)) }
+        return notes.joined(separator: "; ")
+    }
+
+    /// Removes the file imgtool created, only if the path still names that very file (device and inode).
+    static func removeReserved(_ target: Target) -> String {
+        guard target.reserved else { return "" }
+        guard let now = FileIdentity.of(path: target.path), now.device == target.identity.device, now.inode == target.identity.inode else {
+            return "\(target.path) no longer names the file imgtool created; left alone"
+        }
+        return unlink(target.path) == 0 ? "the half-made \(target.path) was removed" : "\(target.path) could not be removed (\(Errno(rawValue: errno).description))"
+    }
+
+    /// Nil when the path still names the file that was changed; else the truth in words.
+    static func moved(_ target: Target) -> String? {
+        let now = FileIdentity.of(path: target.path)
+        if let now, now.device == target.identity.device, now.inode == target.identity.inode { return nil }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/fd/\(target.descriptor.rawValue)", &buffer, buffer.count - 1)
+        let whereNow = n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        let other = now.map { "another file (device \($0.device), inode \($0.inode)), which imgtool did not touch" } ?? "nothing"
+        return "the change was made to the file imgtool checked, which is now \(whereNow.hasSuffix(" (deleted)") ? "deleted" : "at " + whereNow); the name now names \(other)"
+    }
+
+    /// The dry-run text: the checks and the exact command lines, the held image shown as their standard input.
     public static func describe(_ plan: Plan, qemuImg: QemuImg) -> String {
         var lines = plan.checks.map { "checked: " + $0 }
-        for image in plan.saveHeaders { lines.append("would save the header of \(image) to \(HeaderBackup.directory())") }
-        lines += plan.commands.map { qemuImg.commandLine($0) }
+        if plan.save != nil, let path = plan.target { lines.append("would save the header of \(path) to \(HeaderBackup.directory())") }
+        let input = plan.target.map { " < " + Shell.quote($0) } ?? ""
+        lines += plan.commands.map { qemuImg.commandLine($0) + input }
         // The checks name files: each line is shown escaped, so none can hold a raw escape or forge a line.
         return lines.map(Untrusted.shown).joined(separator: "\n")
     }

@@ -69,10 +69,11 @@ public struct QemuImg: Sendable {
     public func commandLine(_ command: QemuImgCommand) -> String { command.commandLine(qemuImg: path) }
 
     /// Runs `command` and returns its standard output. With `passThroughOutput` the child writes straight to our
-    /// terminal (qemu-img's progress bar). A failure carries qemu-img's status and stderr whole.
-    /// Ctrl-C or SIGTERM to us ends the child too (see `ChildGuard`).
+    /// terminal (qemu-img's progress bar). `stdin` is the held image the command names as `/proc/self/fd/0`.
+    /// A failure carries qemu-img's status and stderr whole. SIGINT, SIGTERM or SIGHUP to us while it runs stops it
+    /// (see `ChildGuard`); the caller asks `ChildGuard.interruption` and cleans up.
     @discardableResult
-    public func run(_ command: QemuImgCommand, passThroughOutput: Bool = false) async throws(Error) -> String {
+    public func run(_ command: QemuImgCommand, stdin: FileDescriptor? = nil, passThroughOutput: Bool = false) async throws(Error) -> String {
         let line = commandLine(command)
         let options: PlatformOptions = {
             var o = PlatformOptions()
@@ -81,9 +82,8 @@ public struct QemuImg: Sendable {
         }()
         let executable = path
         let arguments = command.arguments
-        ChildGuard.install()
         do {
-            let result = try await Self.spawn(executable, arguments, passThroughOutput: passThroughOutput, options: options)
+            let result = try await Self.spawn(executable, arguments, stdin: stdin, passThroughOutput: passThroughOutput, options: options)
             ChildGuard.track(0)
             switch result.status {
             case .exited(0): return result.stdout
@@ -100,23 +100,31 @@ public struct QemuImg: Sendable {
     }
 
     /// Starts qemu-img and waits for it, telling `ChildGuard` its PID so a signal to us reaches it.
-    private static func spawn(_ executable: String, _ arguments: [String], passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
-                if passThroughOutput {
-                    let r = try await Subprocess.run(
-                        .path(FilePath(executable)), arguments: Arguments(arguments),
-                        platformOptions: options, input: .none,
-                        output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
-                    ) { execution in ChildGuard.track(execution.processIdentifier.value) }
-                    return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
-                }
-                let r = try await Subprocess.run(
-                    .path(FilePath(executable)), arguments: Arguments(arguments),
-                    platformOptions: options, input: .none,
-                    output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
-                ) { execution in ChildGuard.track(execution.processIdentifier.value) }
-                return RunOutcome(
-                    status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
-                    stderr: String(decoding: r.standardError, as: UTF8.self))
+    private static func spawn(_ executable: String, _ arguments: [String], stdin: FileDescriptor?, passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
+        // The held image stays ours: the child gets a copy of the descriptor as its fd 0.
+        if let stdin {
+            return try await spawn(executable, arguments, input: .fileDescriptor(stdin, closeAfterSpawningProcess: false), passThroughOutput: passThroughOutput, options: options)
+        }
+        return try await spawn(executable, arguments, input: .none, passThroughOutput: passThroughOutput, options: options)
+    }
+
+    private static func spawn<Input: InputProtocol>(_ executable: String, _ arguments: [String], input: Input, passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
+        if passThroughOutput {
+            let r = try await Subprocess.run(
+                .path(FilePath(executable)), arguments: Arguments(arguments),
+                platformOptions: options, input: input,
+                output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
+            ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+            return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
+        }
+        let r = try await Subprocess.run(
+            .path(FilePath(executable)), arguments: Arguments(arguments),
+            platformOptions: options, input: input,
+            output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
+        ) { execution in ChildGuard.track(execution.processIdentifier.value) }
+        return RunOutcome(
+            status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
+            stderr: String(decoding: r.standardError, as: UTF8.self))
     }
 }
 
@@ -126,24 +134,46 @@ private struct RunOutcome: Sendable {
     var stderr: String
 }
 
-/// Ends the running qemu-img when we are interrupted: a terminal's Ctrl-C reaches the child anyway (same process
-/// group), but a SIGINT or SIGTERM sent to imgtool alone must not leave qemu-img writing behind us.
-enum ChildGuard {
+/// Stops the running qemu-img when we are interrupted, and remembers the signal so the change can be cleaned up
+/// before we exit: a terminal's Ctrl-C reaches the child anyway (same process group), but a SIGINT or SIGTERM sent
+/// to imgtool alone must not leave qemu-img writing behind us, nor its reserved file or save behind it.
+package enum ChildGuard {
     static let child = Atomic<Int32>(0)
+    static let signalled = Atomic<Int32>(0)
     static let installed = Atomic<Bool>(false)
 
-    static func track(_ pid: Int32) { child.store(pid, ordering: .sequentiallyConsistent) }
+    /// The signal that interrupted us, or nil.
+    package static var interruption: Int32? {
+        let s = signalled.load(ordering: .sequentiallyConsistent)
+        return s == 0 ? nil : s
+    }
 
-    static func install() {
+    /// Records the running child (0: none). A signal that came before the child was known stops it now.
+    static func track(_ pid: Int32) {
+        child.store(pid, ordering: .sequentiallyConsistent)
+        if pid > 0, interruption != nil { kill(pid, SIGTERM) }
+    }
+
+    /// From here on SIGINT, SIGTERM and SIGHUP stop the child and are remembered instead of ending us at once.
+    package static func install() {
         guard !installed.exchange(true, ordering: .sequentiallyConsistent) else { return }
         let handler: @convention(c) (Int32) -> Void = { sig in
-            // Only async-signal-safe calls here: kill, then _exit with the shell's 128+signal.
+            // Only async-signal-safe work here: an atomic store and kill. A second signal ends us at once.
+            if ChildGuard.signalled.exchange(sig, ordering: .sequentiallyConsistent) != 0 { _exit(128 + sig) }
             let pid = ChildGuard.child.load(ordering: .sequentiallyConsistent)
             if pid > 0 { kill(pid, SIGTERM) }
-            _exit(128 + sig)
         }
+        signalled.store(0, ordering: .sequentiallyConsistent)
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
         signal(SIGHUP, handler)
+    }
+
+    /// Back to the default: once the change is settled a signal ends us at once again.
+    package static func uninstall() {
+        guard installed.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        signal(SIGHUP, SIG_DFL)
     }
 }

@@ -2,7 +2,9 @@
 /// running anything. Every command that writes a backing link passes the backing format (`-F`), which qemu-img 6.1+
 /// requires and which keeps QEMU from guessing.
 public enum QemuImgCommand: Sendable, Equatable {
-    /// `qemu-img create -f FORMAT [-b BACKING -F BACKINGFORMAT] IMAGE [SIZE]`.
+    /// `qemu-img create -f FORMAT [-u] [-b BACKING -F BACKINGFORMAT] IMAGE [SIZE]`. With both a backing file and a
+    /// size, `-u`: qemu-img does not open the backing file (imgtool checked it, and a relative name cannot be
+    /// resolved from the `/proc/self/fd` name the new image is written through).
     case create(image: String, format: String, size: UInt64?, backing: String?, backingFormat: String?)
     /// `qemu-img rebase -f FORMAT [-u] [-p] -b BACKING [-F BACKINGFORMAT] IMAGE`; an empty backing flattens.
     /// FORMAT is qcow2 or QED (the formats whose link qemu-img can rewrite).
@@ -18,6 +20,7 @@ public enum QemuImgCommand: Sendable, Equatable {
         case .create(let image, let format, let size, let backing, let backingFormat):
             var a = ["create", "-q", "-f", format]
             if let backing {
+                if size != nil { a.append("-u") }
                 a += ["-b", backing]
                 if let backingFormat { a += ["-F", backingFormat] }
             }
@@ -56,5 +59,37 @@ public enum QemuImgCommand: Sendable, Equatable {
     /// The exact command line, shell-quoted, as a dry run prints it.
     public func commandLine(qemuImg: String) -> String {
         Shell.join([qemuImg] + arguments)
+    }
+
+    /// The name qemu-img opens the held image by. imgtool hands qemu-img the descriptor it checked as its standard
+    /// input; opening `/proc/self/fd/0` reopens that very file (device and inode), whatever its path names by then.
+    public static let heldImage = "/proc/self/fd/0"
+
+    /// A `json:` name for the held qcow2 image with its backing file given explicitly (nil: none opened), for the
+    /// commands that open the backing chain: QEMU would resolve a relative backing name from `/proc/self/fd`.
+    /// A file on a block device needs QEMU's `host_device` protocol driver (`file` takes regular files only).
+    public static func heldQCow2(backing: (format: String, path: String)?, onDevice: Bool = false, backingOnDevice: Bool = false) -> String {
+        func driver(_ device: Bool) -> String { device ? "host_device" : "file" }
+        let file = #"{"driver":"\#(driver(onDevice))","filename":"\#(heldImage)"}"#
+        let back = backing.map {
+            #"{"driver":\#(jsonString($0.format)),"file":{"driver":"\#(driver(backingOnDevice))","filename":\#(jsonString($0.path))}}"#
+        } ?? "null"
+        return #"json:{"driver":"qcow2","file":\#(file),"backing":\#(back)}"#
+    }
+
+    /// `s` as a JSON string literal.
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20:
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 }

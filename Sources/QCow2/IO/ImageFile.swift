@@ -3,7 +3,7 @@ import SystemPackage
 import Glibc
 
 /// An image file opened read-only and read with `pread`: only the bytes asked for, never the whole file.
-public final class ImageFile {
+public final class ImageFile: Sendable {
     /// The path as the caller gave it (used in every message).
     public let path: String
     /// The open descriptor; closed when this object goes away.

@@ -69,11 +69,13 @@ public enum ReadCommands {
             if !use.isHeld {
                 printOut("\(Untrusted.shown(image)): no process holds it")
             } else {
-                printOut("\(Untrusted.shown(image)): held" + (use.writeLocked ? " (QEMU's write lock is held)" : use.locked ? " (QEMU's read lock is held)" : ""))
+                // Writing (byte 101) and protecting (201 alone) both forbid a change; only writing moves the content.
+                printOut("\(Untrusted.shown(image)): held" + (use.locked ? "; a holder is " + use.lock.words : ""))
                 for (h, m) in zip(use.holders, monitors) {
                     printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))")
                     if let m { printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))") }
                 }
+                if use.holders.isEmpty { printOut("  (the lock's owner is a process imgtool cannot see)") }
                 for case let q? in qemus {
                     if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Untrusted.shown(d))): change its disks with virsh") }
                 }
