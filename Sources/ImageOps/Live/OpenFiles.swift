@@ -16,7 +16,7 @@ struct OpenFiles {
         var map: [FileKey: String] = [:]
         if let d = opendir("/proc/\(pid)/fd") {
             while let ent = readdir(d) {
-                let name = direntName(ent)
+                let name = Directory.name(ent)
                 guard Int(name) != nil else { continue }
                 let link = "/proc/\(pid)/fd/\(name)"
                 var st = stat()
@@ -55,11 +55,4 @@ struct OpenFiles {
             }
         }
     }
-}
-
-/// The name in a directory entry, read in place. Copying `ent.pointee` (or its `d_name`) reads the declared 256
-/// bytes, past the end of getdents' buffer for a short last entry: a crash when that buffer ends a page.
-func direntName(_ ent: UnsafeMutablePointer<dirent>) -> String {
-    let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
-    return String(cString: UnsafeRawPointer(ent).advanced(by: offset).assumingMemoryBound(to: CChar.self))
 }
