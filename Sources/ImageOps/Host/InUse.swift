@@ -127,13 +127,13 @@ public struct InUse: Sendable, Equatable {
         guard let proc = opendir("/proc") else { return }
         defer { closedir(proc) }
         while let ent = readdir(proc) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = Directory.name(ent)
             guard let pid = Int32(name), pid != me else { continue }
             let dir = "/proc/\(pid)/fd"
             guard let d = opendir(dir) else { continue }
             var keys: Set<FileKey> = []
             while let fdEnt = readdir(d) {
-                let fd = withUnsafeBytes(of: fdEnt.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let fd = Directory.name(fdEnt)
                 if fd == "." || fd == ".." { continue }
                 var st = stat()
                 if stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {

@@ -121,7 +121,7 @@ extension LiveSession {
         out.steps.append("QEMU wrote backing name \(name) (\(backing.driver)) into \(image)")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted
-        if let current = cleanup.view { out.view = current } else { out.view = try view() }
+        out.view = cleanup.view
         return out
     }
 
@@ -150,7 +150,7 @@ extension LiveSession {
         out.steps.append("QEMU copied the data of \(device.layers.count - i - 1) backing layer(s) into \(image); it has no backing file now")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted
-        if let current = cleanup.view { out.view = current } else { out.view = try view() }
+        out.view = cleanup.view
         return out
     }
 
@@ -202,7 +202,7 @@ extension LiveSession {
             : "QEMU merged \(image) into \(target.filename) and repointed \(device.layers[i - 1].filename) at it")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted
-        if let current = cleanup.view { out.view = current } else { out.view = try view() }
+        out.view = cleanup.view
         return out
     }
 

@@ -72,8 +72,9 @@ extension LiveSession {
 
     /// Deletes nodes that the change took out of the chain (they were in `before` and are strays now) and every
     /// stray node imgtool added (`imgtool-…`): such nodes stay open, holding their files' locks, until deleted.
-    /// Returns the names deleted and, when nothing was deleted, the view read (still current, so callers reuse it).
-    func deleteDroppedNodes(before: LiveView) throws(LiveError) -> (deleted: [String], view: LiveView?) {
+    /// Returns the names deleted and the view afterwards (the one read here, less the deleted nodes: deleting a node
+    /// outside every chain changes nothing else).
+    func deleteDroppedNodes(before: LiveView) throws(LiveError) -> (deleted: [String], view: LiveView) {
         let after = try view()
         var inChain: [String: LiveLayer] = [:]
         for d in before.devices { for l in d.layers { inChain[l.nodeName] = l } }
@@ -89,7 +90,9 @@ extension LiveSession {
                 deleted.append(fileNode)
             }
         }
-        return (deleted, deleted.isEmpty ? after : nil)
+        var now = after
+        now.strays.removeAll { deleted.contains($0.nodeName) }
+        return (deleted, now)
     }
 }
 

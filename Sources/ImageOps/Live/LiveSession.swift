@@ -101,16 +101,18 @@ public final class LiveSession {
             throw .noMonitor(path: image, pid: process.pid, hmp: process.monitors.first.map { $0.address.description })
         }
         var busy: MonitorAddress?
+        var failure: QMPClient.Error?
         for m in qmps {
             do {
                 let client = try QMPClient.connect(m.address)
                 return LiveSession(process: process, client: client, image: image)
             } catch {
-                if case .busy(let a) = error { busy = busy ?? a; continue }
-                if qmps.count == 1 { throw .qmp(path: image, error) }
+                if case .busy(let a) = error { busy = busy ?? a } else { failure = failure ?? error }
             }
         }
-        throw .busy(path: image, pid: process.pid, address: (busy ?? qmps[0].address).description)
+        // Busy wins: it says what to do. Otherwise the first monitor's own failure.
+        if let busy { throw .busy(path: image, pid: process.pid, address: busy.description) }
+        throw .qmp(path: image, failure ?? .socket(qmps[0].address, "no answer"))
     }
 
     /// Leaves the monitor free for the next client.

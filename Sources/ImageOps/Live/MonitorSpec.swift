@@ -1,3 +1,5 @@
+import QCow2
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -120,7 +122,7 @@ struct SocketTable {
         var fds: [Int32: UInt64] = [:]
         if let d = opendir("/proc/\(pid)/fd") {
             while let ent = readdir(d) {
-                let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = Directory.name(ent)
                 guard let fd = Int32(name) else { continue }
                 var buf = [CChar](repeating: 0, count: 128)
                 let n = readlink("/proc/\(pid)/fd/\(name)", &buf, buf.count - 1)

@@ -16,7 +16,7 @@ struct OpenFiles {
         var map: [FileKey: String] = [:]
         if let d = opendir("/proc/\(pid)/fd") {
             while let ent = readdir(d) {
-                let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = Directory.name(ent)
                 guard Int(name) != nil else { continue }
                 let link = "/proc/\(pid)/fd/\(name)"
                 var st = stat()

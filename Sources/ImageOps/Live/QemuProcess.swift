@@ -76,7 +76,7 @@ public struct QemuProcess: Sendable, Equatable {
         guard let proc = opendir("/proc") else { return [] }
         defer { closedir(proc) }
         while let ent = readdir(proc) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = Directory.name(ent)
             guard let pid = Int32(name), pid != me, let comm = readSmallFile("/proc/\(pid)/comm", limit: 64) else { continue }
             // comm is cut at 15 bytes: "qemu-system-x86".
             guard comm.starts(with: Array("qemu-".utf8)) || comm.starts(with: Array("kvm".utf8)) else { continue }

@@ -41,29 +41,10 @@ extension Operations {
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
         for layer in chain.layers[0...j] { try requireNotHeld(layer.filename, &plan) }
 
-        // Anything else built on a layer that changes would read different data afterwards.
-        let changing = Set(chain.layers[1...j].map { FileKey($0.identity) })
-        let ours = Set(chain.layers[0..<j].map { FileKey($0.identity) })
-        var folders = Set(chain.layers.map { BackingPath.directory(Paths.absolute($0.filename)) })
-        var endangered: [String] = []
-        func look(_ root: String, depth: Int) {
-            Directory.walk(root, maxDepth: depth, limit: 100_000) { e in
-                guard !e.isDirectory, let other = try? ImageInfo.read(e.path), !ours.contains(FileKey(other.identity)),
-                      let name = other.backingFilename, !BackingPath.isProtocol(name),
-                      let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: e.path)),
-                      changing.contains(FileKey(below)) else { return }
-                if !endangered.contains(e.path) { endangered.append(e.path) }
-            }
-        }
-        if let store { look(store, depth: 64); folders.remove(Paths.absolute(store)) }
-        for folder in folders.sorted() { look(folder, depth: 0) }
-        endangered.sort()
+        let endangered = endangeredByCommit(chain, into: j, store: store)
         if !endangered.isEmpty {
             let list = endangered.joined(separator: ", ")
-            guard force else {
-                throw .refused(path: image, reason: "committing changes \(target.filename)\(j > 1 ? " and the layers above it" : ""), which \(endangered.count == 1 ? "another image uses" : "other images use") as backing: \(list); their guest data would be silently corrupted",
-                               hint: "flatten them first (imgtool rebase IMAGE --flatten), or pass --force to commit anyway")
-            }
+            guard force else { throw endangeredRefusal(image, target: target.filename, deeper: j > 1, endangered) }
             plan.checks.append("--force: \(list) \(endangered.count == 1 ? "is" : "are") backed by a layer that changes and will read corrupted data")
         } else {
             plan.checks.append("no other image in the chain's folders\(store.map { " or under \($0)" } ?? "") is backed by a layer that changes")
@@ -79,6 +60,36 @@ extension Operations {
         plan.progress = progress
         plan.show = [image]
         return CommitPlan(plan: plan, endangered: endangered, base: target.filename)
+    }
+}
+
+extension Operations {
+    /// The images outside `chain` (in the folders of its layers, and under `store`) whose backing file is layer 1
+    /// through `j`: a commit into layer `j` changes what they read. Matched by device and inode, sorted.
+    public static func endangeredByCommit(_ chain: BackingChain, into j: Int, store: String?) -> [String] {
+        guard j >= 1, j < chain.layers.count else { return [] }
+        let changing = Set(chain.layers[1...j].map { FileKey($0.identity) })
+        let ours = Set(chain.layers[0..<j].map { FileKey($0.identity) })
+        var folders = Set(chain.layers.map { BackingPath.directory(Paths.absolute($0.filename)) })
+        var endangered: [String] = []
+        func look(_ root: String, depth: Int) {
+            Directory.walk(root, maxDepth: depth, limit: 100_000) { e in
+                guard !e.isDirectory, let other = try? ImageInfo.read(e.path), !ours.contains(FileKey(other.identity)),
+                      let name = other.backingFilename, !BackingPath.isProtocol(name),
+                      let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: e.path)),
+                      changing.contains(FileKey(below)) else { return }
+                if !endangered.contains(e.path) { endangered.append(e.path) }
+            }
+        }
+        if let store { look(store, depth: 64); folders.remove(Paths.absolute(store)) }
+        for folder in folders.sorted() { look(folder, depth: 0) }
+        return endangered.sorted()
+    }
+
+    /// The refusal naming the images a commit would corrupt.
+    public static func endangeredRefusal(_ image: String, target: String, deeper: Bool, _ endangered: [String]) -> ChangeError {
+        .refused(path: image, reason: "committing changes \(target)\(deeper ? " and the layers above it" : ""), which \(endangered.count == 1 ? "another image uses" : "other images use") as backing: \(endangered.joined(separator: ", ")); their guest data would be silently corrupted",
+                 hint: "flatten them first (imgtool rebase IMAGE --flatten), or pass --force to commit anyway")
     }
 }
 

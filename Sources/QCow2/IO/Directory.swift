@@ -4,6 +4,14 @@ import Glibc
 
 /// Walks folders with readdir: no Foundation, bounded depth and entry count so a huge tree cannot stall a report.
 package enum Directory {
+    /// The name in a directory entry, read in place. Copying `ent.pointee` (or its `d_name`) reads the declared 256
+    /// bytes, past the end of getdents' buffer for a short last entry: SIGSEGV when that buffer ends a page (seen
+    /// in `scan` walking /proc under load).
+    package static func name(_ ent: UnsafeMutablePointer<dirent>) -> String {
+        let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
+        return String(cString: UnsafeRawPointer(ent).advanced(by: offset).assumingMemoryBound(to: CChar.self))
+    }
+
     /// One entry met on the walk.
     package struct Entry: Sendable {
         package var path: String
@@ -20,9 +28,7 @@ package enum Directory {
             guard let handle = opendir(dir) else { continue }
             defer { closedir(handle) }
             while budget > 0, let ent = readdir(handle) {
-                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
+                let name = Directory.name(ent)
                 if name == "." || name == ".." { continue }
                 budget -= 1
                 let path = dir == "." ? name : (dir.hasSuffix("/") ? dir + name : dir + "/" + name)

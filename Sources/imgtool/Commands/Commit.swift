@@ -24,7 +24,7 @@ struct Commit: AsyncParsableCommand {
     @OptionGroup var change: ChangeOptions
 
     func run() async throws {
-        if live { return try LiveCommands.commit(image, base: base, options: change.library) }
+        if live { return try LiveCommands.commit(image, base: base, store: store, force: force, options: change.library) }
         let checked = try Operations.commit(image, base: base, store: store, force: force, progress: isatty(1) == 1 && !change.dryRun)
         try await change.carryOut(checked.plan)
         if !change.dryRun {

@@ -57,8 +57,16 @@ enum LiveCommands {
         report(out, dryRun: options.dryRun)
     }
 
-    /// `commit IMAGE [--base LAYER] --live`.
-    static func commit(_ image: String, base: String?, options: ChangeCommands.Options) throws {
+    /// `commit IMAGE [--base LAYER] [--store DIR] [--force] --live`: the images a commit would corrupt are looked for
+    /// on disk first, as offline.
+    static func commit(_ image: String, base: String?, store: String?, force: Bool, options: ChangeCommands.Options) throws {
+        let chain = try BackingChain.follow(image)
+        var j = 1
+        if let base, let id = FileIdentity.of(path: base), let k = chain.layers.firstIndex(where: { $0.identity.device == id.device && $0.identity.inode == id.inode }) { j = k }
+        let endangered = Operations.endangeredByCommit(chain, into: j, store: store)
+        if !endangered.isEmpty && !force, j < chain.layers.count {
+            throw Operations.endangeredRefusal(image, target: chain.layers[j].filename, deeper: j > 1, endangered)
+        }
         let session = try LiveSession.open(image) {
             "virsh blockcommit \($0) \(Shell.quote(image))\(base.map { " --base " + Shell.quote($0) } ?? "") --active --pivot --wait --verbose"
                 + " (for a layer below the top: --top \(Shell.quote(image)) on the disk's target instead of --active --pivot)"
@@ -68,6 +76,9 @@ enum LiveCommands {
         let out = try session.commit(image, base: base, dryRun: options.dryRun) { bar.show($0) }
         bar.finish()
         report(out, dryRun: options.dryRun)
+        if !endangered.isEmpty && !options.dryRun {
+            printError("imgtool: warning: --force: \(endangered.map(Untrusted.shown).joined(separator: ", ")) \(endangered.count == 1 ? "was" : "were") backed by a layer that changed; \(endangered.count == 1 ? "its" : "their") guest data is no longer what it was")
+        }
     }
 
     /// The steps, the nodes deleted and the live chain afterwards.

@@ -86,6 +86,24 @@ struct LiveCLITests {
         try expected.check(f("top.qcow2"))
     }
 
+    @Test func commitLiveRefusesWhenAnotherImageUsesTheBaseUnlessForced() throws {
+        try makeChain()
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "sibling.qcow2"], cwd: dir.path)
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let vm = try TestVM(dir: dir.path, .drive(f("top.qcow2")))
+        defer { vm.stop() }
+        let before = try fileDigest(f("base.raw"))
+        let refused = try imgtool("commit", "top.qcow2", "--live")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains(f("sibling.qcow2")) && refused.stderr.contains("--force"))
+        #expect(try fileDigest(f("base.raw")) == before)
+        let forced = try imgtool("commit", "top.qcow2", "--live", "--force")
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(forced.stderr.contains("warning: --force: \(f("sibling.qcow2")) was backed by a layer that changed"))
+        vm.stop()
+        try expected.check(f("base.raw"))
+    }
+
     @Test func aLibvirtManagedVMIsRefusedWithTheVirshCommand() throws {
         try makeChain()
         let before = try fileDigest(f("top.qcow2"))

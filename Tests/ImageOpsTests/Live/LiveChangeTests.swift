@@ -78,6 +78,27 @@ struct LiveChangeTests {
         try verifyOffline("top.qcow2", expected, layers: 3)
     }
 
+    @Test func activeCommitIntoADeeperBaseLeavesQemuOnTheBase() throws {
+        try makeChain()
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let vm = try TestVM(dir: dir.path, .drive(f("top.qcow2")))
+        defer { vm.stop() }
+        try vm.guestWrite(pattern: 0x5a, offset: 2 << 20, length: 65536)
+        try expected.write(pattern: 0x5a, offset: 2 << 20, length: 65536)
+        let session = try LiveSession.open(f("top.qcow2"), virsh: { $0 })
+        defer { session.close() }
+        let out = try session.commit(f("top.qcow2"), base: f("base.raw")) { _ in }
+        #expect(out.view?.devices.first?.layers.map(\.filename) == [f("base.raw")])
+        #expect(out.view?.devices.first?.layers.first?.readOnly == false)
+        #expect(out.view?.strays.isEmpty == true)
+        // QEMU writes to the base now.
+        try vm.guestWrite(pattern: 0x6b, offset: 0, length: 65536)
+        try expected.write(pattern: 0x6b, offset: 0, length: 65536)
+        session.close()
+        vm.stop()
+        try expected.check(f("base.raw"))
+    }
+
     @Test func middleCommitWithBlockdevStyleRepointsTheTopRelatively() throws {
         try makeChain()
         let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))

@@ -102,6 +102,33 @@ struct LiveDiscoveryTests {
         #expect(moved.index == 1)
     }
 
+    @Test func aQemuWithOnlyAHumanMonitorIsRefusedNamingIt() throws {
+        let dir = try TempDir("live-hmp")
+        try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("top.qcow2"), "1M"])
+        let vm = try TestVM(dir: dir.path, .drive(dir.file("top.qcow2")), qmp: false)
+        defer { vm.stop() }
+        #expect(throws: LiveError.noMonitor(path: dir.file("top.qcow2"), pid: vm.pid, hmp: vm.hmp)) {
+            try LiveSession.open(dir.file("top.qcow2"), virsh: { $0 })
+        }
+    }
+
+    @Test func twoVMsOnOneBaseAreSeveralHolders() throws {
+        let dir = try TempDir("live-two")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "1M"], cwd: dir.path)
+        for top in ["a.qcow2", "b.qcow2"] { try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", top], cwd: dir.path) }
+        let a = try TestVM(dir: dir.path, .drive(dir.file("a.qcow2")), name: "a")
+        defer { a.stop() }
+        let b = try TestVM(dir: dir.path, .drive(dir.file("b.qcow2")), name: "b")
+        defer { b.stop() }
+        #expect(throws: LiveError.severalHolders(path: dir.file("base.raw"), holders: ["PID \(min(a.pid, b.pid))", "PID \(max(a.pid, b.pid))"])) {
+            try LiveSession.open(dir.file("base.raw"), virsh: { $0 })
+        }
+        // Each top has one holder: its own VM.
+        let session = try LiveSession.open(dir.file("a.qcow2"), virsh: { $0 })
+        #expect(session.process.pid == a.pid)
+        session.close()
+    }
+
     @Test func anImageNobodyHoldsIsNotLive() throws {
         let dir = try TempDir("live-none")
         try QemuImg.run(["create", "-q", "-f", "qcow2", dir.file("idle.qcow2"), "1M"])

@@ -24,14 +24,15 @@ final class TestVM: @unchecked Sendable {
 
     /// `libvirtDomain` starts QEMU the way libvirt does: the QMP socket bound beforehand and handed over as `fd=N`
     /// (`-chardev socket,fd=N` + `-mon mode=control`), the domain named by `-name guest=`.
-    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil) throws {
+    /// `qmp: false` leaves only the human monitor. `name` tells apart the files of two VMs in one folder.
+    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil, qmp withQMP: Bool = true, name: String = "qemu") throws {
         guard let qemu = which("qemu-system-x86_64") else {
             throw ToolError("qemu-system-x86_64 is not installed (scripts/setup, or apt-get install qemu-system-x86); this test needs a real QEMU")
         }
         self.dir = dir
-        qmp = dir + "/qmp.sock"
-        hmp = dir + "/hmp.sock"
-        let pidfile = dir + "/qemu.pid"
+        qmp = dir + "/\(name)-qmp.sock"
+        hmp = dir + "/\(name)-hmp.sock"
+        let pidfile = dir + "/\(name).pid"
         var args = [qemu, "-machine", "pc", "-m", "16", "-nodefaults", "-display", "none", "-S", "-daemonize",
                     "-pidfile", pidfile, "-monitor", "unix:\(hmp),server=on,wait=off"]
         if let libvirtDomain {
@@ -40,7 +41,7 @@ final class TestVM: @unchecked Sendable {
                 + "a=[x.replace('@FD@',str(s.fileno())) for x in sys.argv[2:]];os.execv(a[0],a)"
             args = [python, "-c", launcher, qmp] + args + ["-name", "guest=\(libvirtDomain),debug-threads=on",
                     "-chardev", "socket,id=charmonitor,fd=@FD@,server=on,wait=off", "-mon", "chardev=charmonitor,id=monitor,mode=control"]
-        } else {
+        } else if withQMP {
             args += ["-qmp", "unix:\(qmp),server=on,wait=off"]
         }
         switch style {
@@ -57,8 +58,8 @@ final class TestVM: @unchecked Sendable {
             args += ["-device", "virtio-blk-pci,drive=n0,id=vd0"]
         }
         args += extra
-        let status = shell(args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/qemu.err")
-        let err = (try? String(contentsOfFile: dir + "/qemu.err", encoding: .utf8)) ?? ""
+        let status = shell(args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/\(name).err")
+        let err = (try? String(contentsOfFile: dir + "/\(name).err", encoding: .utf8)) ?? ""
         guard status == 0, let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw ToolError("QEMU did not start (\(status)): \(err)")
