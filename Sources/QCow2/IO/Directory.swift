@@ -1,5 +1,3 @@
-import QCow2
-
 import Glibc
 
 /// Walks folders with readdir: no Foundation, bounded depth and entry count so a huge tree cannot stall a report.

@@ -1,5 +1,3 @@
-import QCow2
-
 enum GPT {
     /// Entry arrays larger than this are refused before allocation (the usual array is 16 KiB).
     static let maxEntriesBytes = 1 << 20

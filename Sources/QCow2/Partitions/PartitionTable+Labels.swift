@@ -1,5 +1,3 @@
-import QCow2
-
 /// The other labels `sfdisk` reads (util-linux libfdisk's sun.c, sgi.c, bsd.c): the numbers, types and sizes it
 /// lists, so `partitions` and `offset` agree with it on disks from SPARC and MIPS machines and bare BSD disks.
 enum OtherLabels {

@@ -1,5 +1,3 @@
-import QCow2
-
 /// The DOS/MBR label, read as util-linux's libfdisk (and so `sfdisk -J`) reads it.
 package enum MBR {
     package static let extendedTypes: Set<UInt8> = [0x05, 0x0F, 0x85]

@@ -1,5 +1,4 @@
 import CZlib
-import QCow2
 
 /// A partition table as the guest sees it: MBR (with the extended chain), GPT, or the Sun, SGI and BSD labels that
 /// sfdisk also reads.

@@ -1,5 +1,3 @@
-import QCow2
-
 /// `imgtool verify`: is an image from someone we do not trust safe to hand to qemu-img? Unsafe when it reaches
 /// outside itself (backing file, external data file, VMDK extents), cannot be trusted (unknown incompatible features,
 /// the corrupt bit, a header that fails validation, tables outside the file), or is not the format it claims.
