@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import QCow2
 import TestSupport
+import ImageOps
 
 /// Hostile images of the issue's items 8, 10 and 11: a backing name on procfs or sysfs, a GPT header at byte 4096,
 /// and partitions, offset and the shrink guard on every format qemu-img creates.
@@ -58,7 +59,8 @@ struct HostileFormatTests {
         #expect(ours?.map { $0["sectors"] as? Int } == parts.map { $0["size"] as? Int }, "\(fmt)")
         let offset = try ImgtoolBinary.run(["offset", img, "2"])
         #expect(offset.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String((parts[1]["start"] as? Int ?? 0) * 512), "\(fmt)")
-        let shrink = try ImgtoolBinary.run(["resize", img, "32M", "--shrink", "--dry-run"])
-        #expect(shrink.status == 1 && shrink.stderr.contains("GPT"), "\(fmt): \(shrink.stderr)")
+        // The guard `resize` asks (which itself changes only qcow2 and raw) reads the table of every format.
+        let guardSays = PartitionGuard.check(try ImageInfo.read(img), newSize: 32 << 20)
+        #expect(guardSays?.contains("GPT") == true, "\(fmt): \(guardSays ?? "nil")")
     }
 }
