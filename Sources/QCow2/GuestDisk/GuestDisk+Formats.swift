@@ -76,7 +76,7 @@ final class CloopLayer: MappedLayer {
         let index = offset / b, inBlock = offset % b
         if let last, last.0 == index { return (.buffer(last.1, Int(inBlock)), b - inBlock) }
         let start = try offsets.entry(index) ?? 0, end = try offsets.entry(index + 1) ?? 0
-        guard end >= start, end - start <= 2 * (64 << 20) else {
+        guard end >= start, end - start <= 2 * (64 << 20), end <= file.stat.size || file.stat.kind == .blockDevice else {
             throw .corrupt(path: file.path, field: "offsets[\(index + 1)]", offset: 136 + (index + 1) * 8, reason: "block offsets not increasing or block too large")
         }
         let input: [UInt8]

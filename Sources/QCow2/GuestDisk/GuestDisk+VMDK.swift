@@ -114,8 +114,11 @@ final class VMDKExtentReader {
         guard grainBytes <= Self.maxCompressedGrain else {
             throw .corrupt(path: file.path, field: "granularity", offset: 20, reason: "compressed grains of \(grainBytes) bytes are larger than imgtool inflates")
         }
+        // Two grains' worth, as QEMU reads, but never more than the file holds (past its end QEMU reads zeros,
+        // which add nothing a marker or a zlib stream could use).
+        let have = file.stat.kind == .blockDevice ? 2 * grainBytes : at < file.stat.size ? min(2 * grainBytes, file.stat.size - at) : 0
         var buf: [UInt8]
-        do { buf = try file.read(at: at, count: Int(2 * grainBytes)) } catch { throw .io(error) }
+        do { buf = try file.read(at: at, count: Int(have)) } catch { throw .io(error) }
         var data = buf[...]
         if h.hasMarker {
             let w = ByteWindow(buf)
