@@ -3,13 +3,13 @@
 /// read at their offset. Extent files must lie in the descriptor's own folder: a descriptor that names a file
 /// elsewhere is refused rather than read (it is how a hostile image makes a reader disclose host files).
 final class VMDKLayer: MappedLayer {
-    let path: String
+    let file: ImageFile
     let backing: (any GuestLayer)?
     let size: UInt64
     var extents: [(start: UInt64, bytes: UInt64, reader: VMDKExtentReader)] = []
 
     init(file: ImageFile, layout: VMDKLayout, backing: (any GuestLayer)?) throws(GuestDisk.Error) {
-        path = file.path
+        self.file = file
         self.backing = backing
         var start: UInt64 = 0
         for e in layout.extents {
