@@ -59,6 +59,22 @@ struct ProbeParityTests {
         #expect(late.status == 2 && late.stdout.contains("/etc/hostname"), "\(late.stdout)")
     }
 
+    /// sscanf skips newlines, so QEMU reads an extent once per blank line before it (and once for its own line);
+    /// imgtool counts it the same, and a descriptor of blank lines costs one pass, not one per line.
+    @Test func blankLinesBeforeAnExtentCountAsQemuCountsThem() throws {
+        let dir = try TempDir("probe")
+        try QemuImg.run(["create", "-q", "-f", "raw", dir.file("ext.raw"), "1M"])
+        let head = "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
+        try dir.write("b.vmdk", Array((head + "\n\n\nRW 2048 FLAT \"ext.raw\" 0\n").utf8))
+        let want = (try QemuImg.info(dir.file("b.vmdk")) as? [String: Any])?["virtual-size"] as? Int
+        #expect(want == 4 << 20)
+        #expect(try ImageInfo.read(dir.file("b.vmdk")).virtualSize == want.map(UInt64.init))
+        try dir.write("many.vmdk", Array((head + String(repeating: "\n", count: 200_000) + "# end\n").utf8))
+        let clock = ContinuousClock()
+        let took = try clock.measure { _ = try? ImageInfo.read(dir.file("many.vmdk")) }
+        #expect(took < .seconds(5), "\(took)")
+    }
+
     static func agree(_ file: String, _ expected: String) throws {
         let r = try runProgram(try QemuImg.path(), ["info", "--output=json", file])
         let ours = ImageFormat.probe(Array(try Data(contentsOf: URL(fileURLWithPath: file)).prefix(4096)),

@@ -39,7 +39,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     var offsets: [UInt64] = [0, 512, 4096, disk.size / 2, disk.size &- 1]
     if bytes.count >= 8 { offsets.append(bytes.suffix(8).reduce(0) { $0 << 8 | UInt64($1) } % max(disk.size, 1)) }
     for offset in offsets {
-        _ = try? disk.read(at: offset, count: 65536 + 512)
+        _ = try? disk.read(at: offset, count: 8192 + 512)
     }
     return 0
 }

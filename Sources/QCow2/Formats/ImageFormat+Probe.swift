@@ -54,24 +54,23 @@ extension ImageFormat {
         case .qcow: return w.u32BE(0) == QCow2Header.magic && w.u32BE(4) == 1 ? 100 : 0
         case .qed: return w.u32LE(0) == 0x0044_4551 ? 100 : 0  // "QED\0"
         case .vdi: return w.u32LE(64) == 0xBEDA_107F ? 100 : 0
-        case .vpc: return w.starts(with: Array("conectix".utf8)) ? 100 : 0
-        case .vhdx: return w.starts(with: Array("vhdxfile".utf8)) ? 100 : 0
+        case .vpc: return w.starts(with: Magic.conectix) ? 100 : 0
+        case .vhdx: return w.starts(with: Magic.vhdxfile) ? 100 : 0
         case .parallels:
-            let magic = w.starts(with: Array("WithoutFreeSpace".utf8)) || w.starts(with: Array("WithouFreSpacExt".utf8))
+            let magic = w.starts(with: Magic.parallelsOld) || w.starts(with: Magic.parallelsExt)
             return magic && w.u32LE(16) == 2 ? 100 : 0
         case .luks:
             // qcrypto_block_luks_has_format: the magic and version 1. A LUKS2 header is raw to QEMU 7.2.
-            return w.starts(with: [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]) && w.u16BE(6) == 1 ? 100 : 0
+            return w.starts(with: Magic.luks) && w.u16BE(6) == 1 ? 100 : 0
         case .bochs:
             // strcmp on the fixed fields: each string must end with its NUL inside the buffer.
-            let ok = w.starts(with: Array("Bochs Virtual HD Image".utf8) + [0])
-                && w.starts(with: Array("Redolog".utf8) + [0], at: 32)
-                && w.starts(with: Array("Growing".utf8) + [0], at: 48)
+            let ok = w.starts(with: Magic.bochs)
+                && w.starts(with: Magic.redolog, at: 32)
+                && w.starts(with: Magic.growing, at: 48)
                 && (w.u32LE(64) == 0x0002_0000 || w.u32LE(64) == 0x0001_0000)
             return ok ? 100 : 0
         case .cloop:
-            let magic = Array("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n".utf8)
-            return w.starts(with: magic) ? 2 : 0
+            return w.starts(with: Magic.cloop) ? 2 : 0
         case .dmg:
             guard let name = filename, name.utf8.count > 4, name.hasSuffix(".dmg") else { return 0 }
             return 2
@@ -100,10 +99,11 @@ extension ImageFormat {
                 p += 1
                 continue
             }
-            for v in ["1", "2", "3"] {
-                if w.starts(with: Array("version=\(v)\n".utf8), at: p) || w.starts(with: Array("version=\(v)\r\n".utf8), at: p) { return 100 }
-            }
-            return 0
+            // Checked byte by byte: this runs on every file probed, and a chain of 500 qcow2 layers probes 500 times.
+            let version: [UInt8] = [0x76, 0x65, 0x72, 0x73, 0x69, 0x6F, 0x6E, 0x3D]  // "version="
+            guard w.starts(with: version, at: p), let digit = w.u8(p + 8), digit >= 0x31, digit <= 0x33 else { return 0 }
+            if w.u8(p + 9) == 0x0A { return 100 }
+            return w.u8(p + 9) == 0x0D && w.u8(p + 10) == 0x0A ? 100 : 0
         }
         return 0
     }
@@ -114,4 +114,17 @@ extension ImageFormat {
         let size = d.sectors.flatMap { $0 <= UInt64.max / 512 ? $0 * 512 : nil }
         return ProbeResult(format: .vmdk, virtualSize: d.extents.isEmpty ? nil : size, vmdkExtents: d.extents.map(\.fileName), vmdkCreateType: d.createType)
     }
+}
+
+/// The magics the probe compares, made once (the probe runs on every layer of every chain).
+enum Magic {
+    static let conectix = Array("conectix".utf8)
+    static let vhdxfile = Array("vhdxfile".utf8)
+    static let parallelsOld = Array("WithoutFreeSpace".utf8)
+    static let parallelsExt = Array("WithouFreSpacExt".utf8)
+    static let bochs = Array("Bochs Virtual HD Image".utf8) + [0]
+    static let redolog = Array("Redolog".utf8) + [0]
+    static let growing = Array("Growing".utf8) + [0]
+    static let cloop = Array("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n".utf8)
+    static let luks: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
 }

@@ -104,7 +104,9 @@ struct VHDXHeader: Sendable {
         if length == 0 { return }
         guard length % 4096 == 0 else { throw bad("log_length", "\(length) is not a multiple of 4096") }
         guard length <= maxLog else { throw bad("log_length", "a log of \(length) bytes with a GUID set: imgtool does not search logs over 64 MiB") }
-        let log = try readPadded(file, at: offset, count: Int(length), format: .vhdx, field: "log")
+        // Past the end of the file the log reads as zeros and holds no entry: only the bytes the file has are searched.
+        let have = file.stat.kind == .blockDevice ? length : offset < file.stat.size ? min(length, file.stat.size - offset) : 0
+        let log = try readPadded(file, at: offset, count: Int(have), format: .vhdx, field: "log")
         let lw = ByteWindow(log)
         var at = 0
         while at + 64 <= log.count {

@@ -43,11 +43,19 @@ package struct VMDKDescriptor: Sendable, Equatable {
         let text = Array(bytes.prefix(maxBytes).prefix { $0 != 0 })
         var d = VMDKDescriptor(createType: option(text, "createType", limit: 128), extents: [], invalidLine: nil)
         var p = 0
+        // sscanf skips leading white space, newlines included, so every line start inside a run of blank lines scans
+        // the same text (and QEMU adds the extent after them once per line; so do we). The scan from the run's end
+        // is remembered: a megabyte of newlines costs one pass, not one per line.
+        var last: (start: Int, result: Scanned?)? = nil
         while p < text.count {
-            if let e = scanExtent(text, p) {
+            var q = p
+            if let l = last, p <= l.start { q = l.start } else { while q < text.count && isSpace(text[q]) { q += 1 } }
+            let scanned: Scanned?
+            if let l = last, l.start == q { scanned = l.result } else { scanned = scanExtent(text, q); last = (q, scanned) }
+            if let e = scanned {
                 switch e {
                 case .extent(let x): d.extents.append(x)
-                case .invalid: if d.invalidLine == nil { d.invalidLine = line(text, p) }
+                case .invalid: if d.invalidLine == nil { d.invalidLine = line(text, q) }
                 }
             }
             while p < text.count {

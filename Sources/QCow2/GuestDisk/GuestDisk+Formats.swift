@@ -44,12 +44,18 @@ final class BochsLayer: MappedLayer {
         let index = offset / header.extentSize, sector = (offset % header.extentSize) / 512
         let entry = try catalog.entry(index) ?? 0xFFFF_FFFF
         if entry == 0xFFFF_FFFF { return (.zero, run) }
-        // All factors are below 2^32 and the products stay below 2^62.
-        let bitmap = header.headerSize + header.catalog * 4 + 512 * entry * (header.extentBlocks + header.bitmapBlocks)
+        // The bitmap size comes from the file (up to 2^23 sectors): the products are checked.
+        let (perExtent, o1) = (header.extentBlocks + header.bitmapBlocks).multipliedReportingOverflow(by: 512)
+        let (into, o2) = perExtent.multipliedReportingOverflow(by: entry)
+        let (bitmap, o3) = into.addingReportingOverflow(header.headerSize + header.catalog * 4)
+        let (data, o4) = bitmap.addingReportingOverflow(512 * (header.bitmapBlocks + sector) + offset % 512)
+        guard !(o1 || o2 || o3 || o4) else {
+            throw .corrupt(path: file.path, field: "catalog entry \(index)", offset: header.headerSize + index * 4, reason: "extent offset overflows")
+        }
         let bits: [UInt8]
         do { bits = try file.read(at: bitmap + sector / 8, count: 1) } catch { throw .io(error) }
         guard let b = bits.first, (b >> (sector % 8)) & 1 != 0 else { return (.zero, run) }
-        return (.host(file, bitmap + 512 * (header.bitmapBlocks + sector) + offset % 512), run)
+        return (.host(file, data), run)
     }
 }
 
@@ -76,7 +82,7 @@ final class CloopLayer: MappedLayer {
         let index = offset / b, inBlock = offset % b
         if let last, last.0 == index { return (.buffer(last.1, Int(inBlock)), b - inBlock) }
         let start = try offsets.entry(index) ?? 0, end = try offsets.entry(index + 1) ?? 0
-        guard end >= start, end - start <= 2 * (64 << 20) else {
+        guard end >= start, end - start <= 2 * (64 << 20), end <= file.stat.size || file.stat.kind == .blockDevice else {
             throw .corrupt(path: file.path, field: "offsets[\(index + 1)]", offset: 136 + (index + 1) * 8, reason: "block offsets not increasing or block too large")
         }
         let input: [UInt8]

@@ -72,6 +72,10 @@ final class QCow1Layer: MappedLayer {
         let coffset = entry & ((UInt64(1) << shift) - 1)
         let csize = (entry >> shift) & (c - 1)
         let input: [UInt8]
+        let size = file.stat.size
+        guard file.stat.kind == .blockDevice || (coffset < size && csize <= size - coffset) else {
+            throw .corrupt(path: file.path, field: "compressed cluster \(cluster)", offset: coffset, reason: "beyond the end of the file")
+        }
         do { input = try file.read(at: coffset, count: Int(csize)) } catch { throw .io(error) }
         guard input.count == Int(csize), let out = Decompress.deflate(input, outputSize: Int(c)) else {
             throw .corrupt(path: file.path, field: "compressed cluster \(cluster)", offset: coffset, reason: "does not decompress")

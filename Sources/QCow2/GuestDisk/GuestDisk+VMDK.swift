@@ -3,13 +3,13 @@
 /// read at their offset. Extent files must lie in the descriptor's own folder: a descriptor that names a file
 /// elsewhere is refused rather than read (it is how a hostile image makes a reader disclose host files).
 final class VMDKLayer: MappedLayer {
-    let path: String
+    let file: ImageFile
     let backing: (any GuestLayer)?
     let size: UInt64
     var extents: [(start: UInt64, bytes: UInt64, reader: VMDKExtentReader)] = []
 
     init(file: ImageFile, layout: VMDKLayout, backing: (any GuestLayer)?) throws(GuestDisk.Error) {
-        path = file.path
+        self.file = file
         self.backing = backing
         var start: UInt64 = 0
         for e in layout.extents {
@@ -114,8 +114,11 @@ final class VMDKExtentReader {
         guard grainBytes <= Self.maxCompressedGrain else {
             throw .corrupt(path: file.path, field: "granularity", offset: 20, reason: "compressed grains of \(grainBytes) bytes are larger than imgtool inflates")
         }
+        // Two grains' worth, as QEMU reads, but never more than the file holds (past its end QEMU reads zeros,
+        // which add nothing a marker or a zlib stream could use).
+        let have = file.stat.kind == .blockDevice ? 2 * grainBytes : at < file.stat.size ? min(2 * grainBytes, file.stat.size - at) : 0
         var buf: [UInt8]
-        do { buf = try file.read(at: at, count: Int(2 * grainBytes)) } catch { throw .io(error) }
+        do { buf = try file.read(at: at, count: Int(have)) } catch { throw .io(error) }
         var data = buf[...]
         if h.hasMarker {
             let w = ByteWindow(buf)

@@ -13,6 +13,8 @@ enum GuestExtent {
 /// A layer that maps guest offsets run by run (a block, grain or cluster at a time); the read loop is shared.
 protocol MappedLayer: GuestLayer {
     var backing: (any GuestLayer)? { get }
+    /// The image this layer reads, for messages.
+    var file: ImageFile { get }
     /// Where the bytes at `offset` (below `size`) come from, and for how many bytes at most (≥ 1).
     func map(_ offset: UInt64) throws(GuestDisk.Error) -> (GuestExtent, UInt64)
 }
@@ -36,7 +38,7 @@ extension MappedLayer {
                 if let backing { try backing.read(into: chunk, at: off) } else { zero(chunk) }
             case .buffer(let bytes, let from):
                 guard from >= 0, from <= bytes.count, n <= bytes.count - from else {
-                    throw .corrupt(path: "", field: "decompressed grain", offset: off, reason: "shorter than the read")
+                    throw .corrupt(path: file.path, field: "decompressed data at guest offset \(off)", offset: off, reason: "shorter than the read")
                 }
                 bytes.withUnsafeBytes { src in chunk.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[from..<(from + n)])) }
             }
