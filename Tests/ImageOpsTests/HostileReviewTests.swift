@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// What a hostile review of the built binary found: each test failed before its fix.
+@Suite(.serialized)
+struct HostileReviewTests {
+    static func run(_ args: [String], in dir: TempDir, fastPath: Bool = true) throws -> RunResult {
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": dir.path]
+        if !fastPath { env["IMGTOOL_NO_FAST_PATH"] = "1" }
+        return try ImgtoolBinary.run(args, cwd: dir.path, environment: env)
+    }
+
+    /// A read refusal's hint is a line of its own, not a literal `\n` inside the headline (offset and scan).
+    @Test func readRefusalsPutTheirHintOnALineOfItsOwn() throws {
+        let dir = try TempDir("hostile-read")
+        try QemuImg.run(["create", "-q", "-f", "raw", "blank.raw", "1M"], cwd: dir.path)
+        let offset = try Self.run(["offset", "blank.raw", "1"], in: dir)
+        #expect(offset.status == 1)
+        #expect(offset.stderr == "imgtool: error: blank.raw: has no partition 1 (it has no partitions)\n  instead: imgtool partitions blank.raw\n", "\(offset.stderr.debugDescription)")
+        let scan = try Self.run(["scan", "blank.raw"], in: dir)
+        #expect(scan.status == 1)
+        #expect(scan.stderr == "imgtool: error: blank.raw: is not a folder; scan looks through a folder of images\n  instead: imgtool chain blank.raw\n", "\(scan.stderr.debugDescription)")
+    }
+
+    /// A suggested command names a file starting with "-" so that it can be pasted: `./-name`, which no parser reads
+    /// as an option (a bare `-name` is refused with exit 64).
+    @Test func suggestionsForDashNamesCanBePasted() throws {
+        let dir = try TempDir("hostile-dash")
+        try QemuImg.run(["create", "-q", "-f", "raw", "--", "-b.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "./-gone.raw", "-F", "raw", "--", "-t.qcow2", "1M"], cwd: dir.path)
+        let scan = try Self.run(["scan", "."], in: dir)
+        #expect(scan.status == 2)
+        let fix = scan.stdout.split(separator: "\n").first { $0.contains("fix: imgtool fix-backing") }
+        #expect(fix?.hasSuffix("fix: imgtool fix-backing ./-t.qcow2 --to ./-b.raw") == true, "\(scan.stdout)")
+        // The suggestion works as printed.
+        let argv = ["fix-backing", "./-t.qcow2", "--to", "./-b.raw", "--dry-run"]
+        let dry = try Self.run(argv, in: dir)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let offset = try Self.run(["offset", "./-b.raw", "1"], in: dir)
+        #expect(offset.stderr.contains("instead: imgtool partitions ./-b.raw\n"), "\(offset.stderr)")
+    }
+
+    /// mbr-wrap covers a regular file or a block device; a folder, FIFO or character device is refused by what it
+    /// is (not as "0 bytes"), and nothing is written.
+    @Test func mbrWrapRefusesWhatIsNotAPartition() throws {
+        let dir = try TempDir("hostile-mbr")
+        try FileManager.default.createDirectory(atPath: dir.path + "/folder", withIntermediateDirectories: false)
+        #expect(mkfifo(dir.path + "/fifo", 0o600) == 0)
+        for (name, word) in [("folder", "is a directory"), ("fifo", "is a special file"), ("/dev/zero", "is a special file")] {
+            let out = dir.path + "/out.mbr"
+            let r = try Self.run(["mbr-wrap", name, "--out", out], in: dir)
+            #expect(r.status == 1, "\(name): \(r.stdout)")
+            #expect(r.stderr.hasPrefix("imgtool: error: \(name): \(word)"), "\(name): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out), "\(name): an MBR file was written")
+        }
+    }
+
+    /// A negative number where a value belongs is judged as the value it is, by every command (issue 12 fixed
+    /// `offset`, `resize` and `--max-depth`; `create` and `--type` still said "Missing").
+    @Test func negativeValuesAreJudgedNotMissing() throws {
+        let dir = try TempDir("hostile-neg")
+        try QemuImg.run(["create", "-q", "-f", "raw", "p.img", "1M"], cwd: dir.path)
+        let create = try Self.run(["create", "x.img", "-1G"], in: dir)
+        #expect(create.status == 64)
+        #expect(create.stderr.hasPrefix("imgtool: error: size '-1G' is not a size"), "\(create.stderr)")
+        let type = try Self.run(["mbr-wrap", "p.img", "--type", "-1"], in: dir)
+        #expect(type.status == 64)
+        #expect(type.stderr.hasPrefix("imgtool: error: --type must be a hex byte"), "\(type.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/x.img"))
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/p.img.mbr"))
+    }
+
+    /// `fix-backing --to NEW` with no image named, in a folder where a symbolic link names an overlay: the overlay is
+    /// one image, changed once. Changing it twice overwrote its save with the already-changed header, so `undo` said
+    /// "the change never landed" and dropped the only copy of the old header.
+    @Test func oneImageUnderTwoNamesIsChangedOnceAndCanBeUndone() throws {
+        let dir = try TempDir("hostile-twice")
+        try FileManager.default.createDirectory(atPath: dir.path + "/new", withIntermediateDirectories: false)
+        try QemuImg.run(["create", "-q", "-f", "raw", "new/img1.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "img1.raw", "-F", "raw", "o1.cow", "1M"], cwd: dir.path)
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/link.cow", withDestinationPath: "o1.cow")
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/o1.cow"))
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": dir.path, "IMGTOOL_STATE_DIR": dir.path + "/state"]
+        let fix = try ImgtoolBinary.run(["fix-backing", "--to", "new/img1.raw"], cwd: dir.path, environment: env)
+        #expect(fix.status == 0, "\(fix.stderr)")
+        #expect(fix.stdout.hasPrefix("found 1 image with a broken link to img1.raw: "), "\(fix.stdout)")
+        #expect(fix.stdout.components(separatedBy: "saved the old header").count == 2, "\(fix.stdout)")
+        // Named twice on the command line: the same.
+        env["IMGTOOL_STATE_DIR"] = dir.path + "/state2"
+        let twice = try ImgtoolBinary.run(["fix-backing", "o1.cow", "link.cow", "--to", "new/img1.raw"], cwd: dir.path, environment: env)
+        #expect(twice.status == 0, "\(twice.stderr)")
+        #expect(twice.stdout.components(separatedBy: "saved the old header").count == 2, "\(twice.stdout)")
+        env["IMGTOOL_STATE_DIR"] = dir.path + "/state"
+        let undo = try ImgtoolBinary.run(["undo", "o1.cow"], cwd: dir.path, environment: env)
+        #expect(undo.status == 0, "\(undo.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/o1.cow")) == before, "undo did not put the first header back: \(undo.stdout)")
+    }
+}
