@@ -29,13 +29,13 @@ extension Operations {
         if let base {
             guard let id = FileIdentity.of(path: base) else { throw .refused(path: base, reason: "does not exist", hint: nil) }
             guard let k = chain.layers.firstIndex(where: { FileKey($0.identity) == FileKey(id) }), k > 0 else {
-                throw .refused(path: base, reason: "is not in the backing chain of \(image)", hint: "imgtool chain \(Shell.quote(image))")
+                throw .refused(path: base, reason: "is not in the backing chain of \(image)", hint: "imgtool chain \(Shell.operand(image))")
             }
             j = k
         }
         if let p = chain.problems.first(where: { !$0.kind.isWarning && $0.layer < j }) {
             throw .refused(path: image, reason: "its backing chain is broken above the base (\(p.kind.rawValue): \(p.message))",
-                           hint: "imgtool chain \(Shell.quote(image))")
+                           hint: "imgtool chain \(Shell.operand(image))")
         }
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")

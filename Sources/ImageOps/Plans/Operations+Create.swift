@@ -30,7 +30,7 @@ extension Operations {
         let chain = BackingChain.follow(from: info)
         if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
             throw .refused(path: base, reason: "its own backing chain is broken (\(p.kind.rawValue): \(p.message))",
-                           hint: "imgtool chain \(Shell.quote(base))")
+                           hint: "imgtool chain \(Shell.operand(base))")
         }
         try requireNotWritten(base, &plan)
         plan.checks.append("\(base) is \(info.format.rawValue), \(Sizes.human(info.virtualSize ?? 0)), its chain is healthy (\(chain.layers.count) layer\(chain.layers.count == 1 ? "" : "s"))")
