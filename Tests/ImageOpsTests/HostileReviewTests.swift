@@ -96,4 +96,20 @@ struct HostileReviewTests {
         #expect(undo.status == 0, "\(undo.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/o1.cow")) == before, "undo did not put the first header back: \(undo.stdout)")
     }
+
+    /// `undo` on a folder, FIFO or device says what the path is (it said "could not open it (Invalid argument)"),
+    /// and the scan summary counts in words a reader expects ("1 image in 1 chain", not "1 images in 1 chains").
+    @Test func undoSaysWhatThePathIsAndScanCountsInWords() throws {
+        let dir = try TempDir("hostile-words")
+        #expect(mkfifo(dir.path + "/fifo", 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: dir.path + "/sub", withIntermediateDirectories: false)
+        for (name, word) in [("sub", "is a directory"), ("fifo", "is a special file"), ("/dev/null", "is a special file")] {
+            let r = try Self.run(["undo", name], in: dir)
+            #expect(r.status == 1)
+            #expect(r.stderr.hasPrefix("imgtool: error: \(name): \(word)"), "\(name): \(r.stderr)")
+        }
+        try QemuImg.run(["create", "-q", "-f", "raw", "sub/a.raw", "1M"], cwd: dir.path)
+        let scan = try Self.run(["scan", "sub"], in: dir)
+        #expect(scan.stdout.hasSuffix("1 image in 1 chain, no broken links\n"), "\(scan.stdout)")
+    }
 }
