@@ -112,4 +112,30 @@ struct HostileReviewTests {
         let scan = try Self.run(["scan", "sub"], in: dir)
         #expect(scan.stdout.hasSuffix("1 image in 1 chain, no broken links\n"), "\(scan.stdout)")
     }
+
+    /// A name ending in "/" names a folder. swift-system's FilePath drops the slash, so `v.qcow2/` opened v.qcow2
+    /// and fix-backing wrote a backing name relative to "v.qcow2/" as if it were a folder (`../base.raw`, a broken
+    /// chain, exit 1 "the name now names nothing"); `create new/` left a 196 KiB file `new` behind. Now each is
+    /// refused before anything is written.
+    @Test func aTrailingSlashNamesNoFile() throws {
+        let dir = try TempDir("hostile-slash")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "v.qcow2"], cwd: dir.path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/v.qcow2"))
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": dir.path, "IMGTOOL_STATE_DIR": dir.path + "/state"]
+        for argv in [["fix-backing", "v.qcow2/", "--to", "base.raw"], ["info", "v.qcow2/"], ["rebase", "v.qcow2/", "--flatten"]] {
+            let r = try ImgtoolBinary.run(argv, cwd: dir.path, environment: env)
+            #expect(r.status == 1, "\(argv): \(r.stdout)")
+            #expect(r.stderr.hasPrefix("imgtool: error: v.qcow2/: no such file"), "\(argv): \(r.stderr)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/v.qcow2")) == before)
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/state"))?.isEmpty ?? true)
+        env["IMGTOOL_STATE_DIR"] = nil
+        for (argv, name) in [(["create", "new/", "1M"], "new"), (["overlay", "base.raw", "ov/"], "ov"), (["mbr-wrap", "base.raw", "--out", "m/"], "m")] {
+            let r = try ImgtoolBinary.run(argv, cwd: dir.path, environment: env)
+            #expect(r.status == 1, "\(argv): \(r.stdout)")
+            #expect(r.stderr.hasPrefix("imgtool: error: \(name)/: ends in /"), "\(argv): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir.path + "/" + name), "\(argv) left \(name) behind")
+        }
+    }
 }
