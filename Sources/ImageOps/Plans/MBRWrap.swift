@@ -61,6 +61,7 @@ public enum MBRWrap {
         guard size / 512 <= UInt64(UInt32.max) - 32 else {
             throw .refused(path: partition, reason: "is larger than an MBR partition can describe (2 TiB)", hint: "use GPT")
         }
+        try Operations.refuseFolderName(out)
         var lstatBuf = stat()
         if lstat(out, &lstatBuf) == 0 { throw .refused(path: out, reason: "already exists and imgtool does not overwrite", hint: "--out ANOTHER-FILE") }
         let q = Shell.operand

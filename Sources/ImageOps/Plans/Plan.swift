@@ -155,11 +155,19 @@ public enum Operations {
     /// Checks that `path` does not exist. The executor creates it exclusively (O_EXCL) just before qemu-img runs,
     /// so no other file can appear there in between and an existing file is never overwritten.
     static func reserve(_ path: String, _ plan: inout Plan) throws(ChangeError) {
+        try refuseFolderName(path)
         if exists(path) {
             throw .refused(path: path, reason: "already exists and imgtool does not overwrite", hint: "choose another name, or remove it yourself")
         }
         plan.checks.append("\(path) does not exist yet; it is created exclusively and held, and qemu-img writes it as \(QemuImgCommand.heldImage)")
         plan.reserve = path
+    }
+
+    /// Refuses a new file's name that ends in "/": it names a folder, and FilePath (which drops the slash) would
+    /// create a file without it.
+    static func refuseFolderName(_ path: String) throws(ChangeError) {
+        guard path.hasSuffix("/") else { return }
+        throw .refused(path: path, reason: "ends in /, so it names a folder, not a new file", hint: "give the file's name without the trailing /")
     }
 
     /// Holds `file` for the change and says so among the checks.
