@@ -130,6 +130,10 @@ struct HostileReviewTests {
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/v.qcow2")) == before)
         #expect((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/state"))?.isEmpty ?? true)
+        // A backing name "base.raw/" is one QEMU cannot open ("Not a directory"): the chain is broken, not healthy.
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-u", "-b", "base.raw/", "-F", "raw", "slash.qcow2", "1M"], cwd: dir.path)
+        let chain = try ImgtoolBinary.run(["chain", "slash.qcow2"], cwd: dir.path, environment: env)
+        #expect(chain.status == 2, "\(chain.stdout)")
         env["IMGTOOL_STATE_DIR"] = nil
         for (argv, name) in [(["create", "new/", "1M"], "new"), (["overlay", "base.raw", "ov/"], "ov"), (["mbr-wrap", "base.raw", "--out", "m/"], "m")] {
             let r = try ImgtoolBinary.run(argv, cwd: dir.path, environment: env)
@@ -137,5 +141,30 @@ struct HostileReviewTests {
             #expect(r.stderr.hasPrefix("imgtool: error: \(name)/: ends in /"), "\(argv): \(r.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir.path + "/" + name), "\(argv) left \(name) behind")
         }
+    }
+
+    /// A new backing name reached through /proc (`/proc/self/fd/0`, `/dev/stdin`) names a file only while imgtool
+    /// runs: `rebase --onto /proc/self/fd/0 --unsafe` wrote "../../proc/PID/fd/0" (dangling once imgtool exits), and
+    /// its loop check followed the base's chain from /proc/PID/fd/, so a loop went unseen. Each is refused, nothing
+    /// is written, and the hint names the file itself.
+    @Test func aBackingNameThroughProcIsRefused() throws {
+        let dir = try TempDir("hostile-proc")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "l1.qcow2"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "l1.qcow2", "-F", "qcow2", "l2.qcow2"], cwd: dir.path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/l1.qcow2"))
+        let env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": dir.path, "IMGTOOL_STATE_DIR": dir.path + "/state"]
+        let l2 = open(dir.path + "/l2.qcow2", O_RDONLY)
+        #expect(l2 >= 0)
+        defer { close(l2) }
+        let fdName = "/proc/\(getpid())/fd/\(l2)"
+        for argv in [["rebase", "l1.qcow2", "--onto", fdName, "--unsafe"], ["fix-backing", "l1.qcow2", "--to", fdName, "--force"],
+                     ["overlay", fdName, "new.qcow2"]] {
+            let r = try ImgtoolBinary.run(argv, cwd: dir.path, environment: env)
+            #expect(r.status == 1, "\(argv): \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains("/proc"), "\(argv): \(r.stderr)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/l1.qcow2")) == before)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/new.qcow2"))
     }
 }
