@@ -26,6 +26,7 @@ extension Operations {
     public static func overlay(base: String, overlay: String?, absolute: Bool, dryRun: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
         let target = overlay ?? defaultOverlay(for: base)
+        try requireLastingName(base, owner: base)
         let info = try readImage(base, role: "the base")
         let chain = BackingChain.follow(from: info)
         if let p = chain.problems.first(where: { !$0.kind.isWarning }) {

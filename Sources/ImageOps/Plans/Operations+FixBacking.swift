@@ -5,6 +5,7 @@ import Glibc
 extension Operations {
     /// Checks `newBase` as the backing file of `image` and returns the name to write and the format to record.
     static func checkNewBacking(image: ImageInfo, newBase: String, style: LinkStyle, force: Bool, _ plan: inout Plan) throws(ChangeError) -> (name: String, format: String) {
+        try requireLastingName(newBase, owner: image.filename)
         let target = try readImage(newBase, role: "the new backing file")
         if target.identity.device == image.identity.device && target.identity.inode == image.identity.inode {
             throw .refused(path: image.filename, reason: "\(newBase) is the image itself: the chain would loop", hint: nil)
