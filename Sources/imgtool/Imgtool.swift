@@ -48,23 +48,23 @@ struct Imgtool: ParsableCommand {
     }
 
     /// Rewrites argv so a negative number reaches the command as the value it is, not as an unknown option:
-    /// `resize IMAGE -1G` and `offset IMAGE -1` get it as a positional (behind `--`), `--max-depth -1` becomes
-    /// `--max-depth=-1`. The command's own check then says what is wrong with it.
+    /// `resize IMAGE -1G`, `create IMAGE -1G` and `offset IMAGE -1` get it as a positional (behind `--`),
+    /// `--max-depth -1` becomes `--max-depth=-1` (and `--type -1` `--type=-1`). The command's own check then says what is wrong with it.
     static func prepare(_ argv: [String]) -> [String] {
         func isNegativeNumber(_ a: String) -> Bool { a.count > 1 && a.hasPrefix("-") && a.dropFirst().first?.isNumber == true }
         var out: [String] = []
         var i = 0
         while i < argv.count {
             if argv[i] == "--" { out += argv[i...]; return out }
-            if argv[i] == "--max-depth", i + 1 < argv.count, isNegativeNumber(argv[i + 1]) {
-                out.append("--max-depth=" + argv[i + 1])
+            if argv[i] == "--max-depth" || argv[i] == "--type", i + 1 < argv.count, isNegativeNumber(argv[i + 1]) {
+                out.append(argv[i] + "=" + argv[i + 1])
                 i += 2
                 continue
             }
             out.append(argv[i])
             i += 1
         }
-        guard let first = out.first, first == "resize" || first == "offset" else { return out }
+        guard let first = out.first, first == "resize" || first == "offset" || first == "create" else { return out }
         let negatives = out.filter(isNegativeNumber)
         guard negatives.count == 1 else { return out }
         return out.filter { !isNegativeNumber($0) } + ["--"] + negatives

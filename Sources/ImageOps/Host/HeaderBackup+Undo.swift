@@ -46,6 +46,7 @@ extension HeaderBackup {
             switch error {
             case .missing: throw .io(path: path, what: "open it", errno: ENOENT)
             case .unreadable(_, let e): throw .io(path: path, what: "open it", errno: e)
+            case .notAFile(_, let kind): throw .notAFile(path: path, kind: kind)
             default: throw .io(path: path, what: "open it", errno: EINVAL)
             }
         }

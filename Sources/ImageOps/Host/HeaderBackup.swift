@@ -60,6 +60,8 @@ public struct HeaderBackup: Sendable, Equatable {
         case io(path: String, what: String, errno: Int32)
         /// Another process holds the image.
         case inUse(path: String, holders: String)
+        /// The path names a folder, FIFO, device or procfs file: no image, so nothing of it was saved.
+        case notAFile(path: String, kind: String)
 
         public var description: String {
             switch self {
@@ -76,6 +78,8 @@ public struct HeaderBackup: Sendable, Equatable {
                 return "\(path): could not \(what) (\(Errno(rawValue: e).description))"
             case .inUse(let path, let holders):
                 return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
+            case .notAFile(let path, let kind):
+                return "\(path): is a \(kind), not an image file; nothing to undo"
             }
         }
 

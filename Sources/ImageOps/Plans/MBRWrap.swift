@@ -41,9 +41,17 @@ public enum MBRWrap {
                            hint: "--type 83 (Linux), or the type that matches the filesystem")
         }
         var st = stat()
-        guard stat(partition, &st) == 0 else { throw .refused(path: partition, reason: "does not exist", hint: nil) }
+        guard stat(partition, &st) == 0 else {
+            let e = errno
+            throw .refused(path: partition, reason: e == ENOENT || e == ENOTDIR ? "does not exist" : "cannot be read (\(Errno(rawValue: e).description))", hint: nil)
+        }
+        // A partition is a regular file or a block device; a folder's or a FIFO's size says nothing about a disk.
+        let mode = st.st_mode & S_IFMT
+        guard mode == S_IFREG || mode == S_IFBLK else {
+            throw .refused(path: partition, reason: "is a \(mode == S_IFDIR ? "directory" : "special file"), not a partition or a file holding one", hint: nil)
+        }
         var size = UInt64(max(st.st_size, 0))
-        if (st.st_mode & S_IFMT) == S_IFBLK {
+        if mode == S_IFBLK {
             let fd = open(partition, O_RDONLY | O_CLOEXEC)
             if fd >= 0 { size = UInt64(max(lseek(fd, 0, SEEK_END), 0)); close(fd) }
         }
@@ -53,9 +61,10 @@ public enum MBRWrap {
         guard size / 512 <= UInt64(UInt32.max) - 32 else {
             throw .refused(path: partition, reason: "is larger than an MBR partition can describe (2 TiB)", hint: "use GPT")
         }
+        try Operations.refuseFolderName(out)
         var lstatBuf = stat()
         if lstat(out, &lstatBuf) == 0 { throw .refused(path: out, reason: "already exists and imgtool does not overwrite", hint: "--out ANOTHER-FILE") }
-        let q = Shell.quote
+        let q = Shell.operand
         let lines = [
             "# the two files as one disk (as root):",
             "a=$(losetup -f --show \(q(out))); b=$(losetup -f --show \(q(partition)))",

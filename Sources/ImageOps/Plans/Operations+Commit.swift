@@ -8,6 +8,21 @@ public struct CommitPlan: Sendable {
     public var endangered: [String]
     /// The layer the data goes into.
     public var base: String
+    /// The layers qemu-img opens by name (IMAGE down to LAYER) and the files they named when checked.
+    public var layers: [(path: String, identity: FileIdentity)] = []
+
+    /// Nil while every layer's name still names the file that was checked; else which does not, in words.
+    /// qemu-img commit opens the layers by name (they are not held yet), so a name that changed in between means
+    /// the data may have gone to a file imgtool never checked.
+    public func renamedLayers() -> String? {
+        let moved = layers.filter { l in
+            guard let now = FileIdentity.of(path: l.path) else { return true }
+            return now.device != l.identity.device || now.inode != l.identity.inode
+        }
+        guard !moved.isEmpty else { return nil }
+        return moved.map(\.path).joined(separator: ", ") + (moved.count == 1 ? " names" : " name")
+            + " another file than the one imgtool checked; qemu-img opened the layers by name, so it may have written a file imgtool never checked"
+    }
 }
 
 extension Operations {
@@ -29,13 +44,13 @@ extension Operations {
         if let base {
             guard let id = FileIdentity.of(path: base) else { throw .refused(path: base, reason: "does not exist", hint: nil) }
             guard let k = chain.layers.firstIndex(where: { FileKey($0.identity) == FileKey(id) }), k > 0 else {
-                throw .refused(path: base, reason: "is not in the backing chain of \(image)", hint: "imgtool chain \(Shell.quote(image))")
+                throw .refused(path: base, reason: "is not in the backing chain of \(image)", hint: "imgtool chain \(Shell.operand(image))")
             }
             j = k
         }
         if let p = chain.problems.first(where: { !$0.kind.isWarning && $0.layer < j }) {
             throw .refused(path: image, reason: "its backing chain is broken above the base (\(p.kind.rawValue): \(p.message))",
-                           hint: "imgtool chain \(Shell.quote(image))")
+                           hint: "imgtool chain \(Shell.operand(image))")
         }
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
@@ -59,7 +74,8 @@ extension Operations {
         }
         plan.progress = progress
         plan.show = [image]
-        return CommitPlan(plan: plan, endangered: endangered, base: target.filename)
+        return CommitPlan(plan: plan, endangered: endangered, base: target.filename,
+                          layers: chain.layers[0...j].map { ($0.filename, $0.identity) })
     }
 }
 

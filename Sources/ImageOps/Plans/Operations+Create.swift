@@ -26,11 +26,12 @@ extension Operations {
     public static func overlay(base: String, overlay: String?, absolute: Bool, dryRun: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
         let target = overlay ?? defaultOverlay(for: base)
+        try requireLastingName(base, owner: base)
         let info = try readImage(base, role: "the base")
         let chain = BackingChain.follow(from: info)
         if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
             throw .refused(path: base, reason: "its own backing chain is broken (\(p.kind.rawValue): \(p.message))",
-                           hint: "imgtool chain \(Shell.quote(base))")
+                           hint: "imgtool chain \(Shell.operand(base))")
         }
         try requireNotWritten(base, &plan)
         plan.checks.append("\(base) is \(info.format.rawValue), \(Sizes.human(info.virtualSize ?? 0)), its chain is healthy (\(chain.layers.count) layer\(chain.layers.count == 1 ? "" : "s"))")

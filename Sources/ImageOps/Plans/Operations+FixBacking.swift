@@ -1,8 +1,11 @@
 import QCow2
 
+import Glibc
+
 extension Operations {
     /// Checks `newBase` as the backing file of `image` and returns the name to write and the format to record.
     static func checkNewBacking(image: ImageInfo, newBase: String, style: LinkStyle, force: Bool, _ plan: inout Plan) throws(ChangeError) -> (name: String, format: String) {
+        try requireLastingName(newBase, owner: image.filename)
         let target = try readImage(newBase, role: "the new backing file")
         if target.identity.device == image.identity.device && target.identity.inode == image.identity.inode {
             throw .refused(path: image.filename, reason: "\(newBase) is the image itself: the chain would loop", hint: nil)
@@ -64,15 +67,21 @@ extension Operations {
     /// Images in `folder` whose backing link is broken and names a file called like `newBase`.
     public static func brokenOverlays(in folder: String, named newBase: String) -> [String] {
         let wanted = BackingPath.fileName(newBase)
-        var found: [String] = []
+        var found: [(path: String, identity: FileIdentity, isLink: Bool)] = []
         Directory.walk(folder, maxDepth: 0, limit: 100_000) { e in
             guard !e.isDirectory, let info = try? ImageInfo.read(e.path), let name = info.backingFilename,
                   BackingPath.fileName(name) == wanted else { return }
             let chain = BackingChain.follow(from: info, maxDepth: 1)
             if let p = chain.problems.first, p.layer == 0, [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind) {
-                found.append(e.path)
+                var st = stat()
+                let isLink = lstat(e.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+                found.append((e.path, info.identity, isLink))
             }
         }
-        return found.sorted()
+        // One image under several names (symbolic or hard links) is listed once, by a name that is not a symbolic
+        // link where there is one: changing it twice would file the changed header as its save.
+        var seen = Set<FileKey>()
+        return found.sorted { ($0.isLink ? 1 : 0, $0.path) < ($1.isLink ? 1 : 0, $1.path) }
+            .filter { seen.insert(FileKey($0.identity)).inserted }.map(\.path).sorted()
     }
 }

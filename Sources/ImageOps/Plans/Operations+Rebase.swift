@@ -11,7 +11,7 @@ extension Operations {
         }
         if flatten && unsafe {
             throw .refused(path: image, reason: "--flatten --unsafe would drop every cluster the backing chain holds",
-                           hint: "imgtool rebase \(Shell.quote(image)) --flatten (copies the data in)")
+                           hint: "imgtool rebase \(Shell.operand(image)) --flatten (copies the data in)")
         }
         // A safe rebase reads the old backing file: it is handed to qemu-img by its resolved path, since the image
         // itself goes by a /proc/self/fd name that a relative backing name cannot be resolved from.
@@ -21,7 +21,7 @@ extension Operations {
             let chain = BackingChain.follow(from: info)
             if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
                 throw .refused(path: image, reason: "a safe rebase reads the old backing chain, and it is broken (\(p.kind.rawValue): \(p.message))",
-                               hint: "imgtool fix-backing \(Shell.quote(chain.layers[p.layer].filename)) --to NEW-PATH (repoints without copying)")
+                               hint: "imgtool fix-backing \(Shell.operand(chain.layers[p.layer].filename)) --to NEW-PATH (repoints without copying)")
             }
             if chain.layers.count > 1 {
                 oldBacking = (chain.layers[1].format.rawValue, Paths.absolute(chain.layers[1].filename))

@@ -25,7 +25,7 @@ extension Operations {
         // qemu-img answers a looping chain with a misleading "Is another process using the image?": say it here.
         if info.backingFilename != nil, let p = BackingChain.follow(from: info).problems.first(where: { $0.kind == .loop }) {
             throw .refused(path: image, reason: "its backing chain loops (\(p.message))",
-                           hint: "imgtool chain \(Shell.quote(image)), then imgtool fix-backing to break the loop")
+                           hint: "imgtool chain \(Shell.operand(image)), then imgtool fix-backing to break the loop")
         }
         let current = info.virtualSize ?? 0
         let newSize: UInt64

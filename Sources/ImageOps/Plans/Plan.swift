@@ -155,11 +155,42 @@ public enum Operations {
     /// Checks that `path` does not exist. The executor creates it exclusively (O_EXCL) just before qemu-img runs,
     /// so no other file can appear there in between and an existing file is never overwritten.
     static func reserve(_ path: String, _ plan: inout Plan) throws(ChangeError) {
+        try refuseFolderName(path)
         if exists(path) {
             throw .refused(path: path, reason: "already exists and imgtool does not overwrite", hint: "choose another name, or remove it yourself")
         }
         plan.checks.append("\(path) does not exist yet; it is created exclusively and held, and qemu-img writes it as \(QemuImgCommand.heldImage)")
         plan.reserve = path
+    }
+
+    /// Refuses a new file's name that ends in "/": it names a folder, and FilePath (which drops the slash) would
+    /// create a file without it.
+    static func refuseFolderName(_ path: String) throws(ChangeError) {
+        guard path.hasSuffix("/") else { return }
+        throw .refused(path: path, reason: "ends in /, so it names a folder, not a new file", hint: "give the file's name without the trailing /")
+    }
+
+    /// Refuses a file to be named as a backing file when its name reaches it through a pseudo file system
+    /// (`/proc/self/fd/0`, `/dev/stdin`): written into an image, such a name means that file only while imgtool runs,
+    /// and a chain followed from it is followed from the wrong folder (so a loop goes unseen). `owner` is the image
+    /// refused; the hint names the file itself.
+    static func requireLastingName(_ path: String, owner: String) throws(ChangeError) {
+        var p = Paths.absolute(path)
+        for _ in 0..<40 {
+            let dir = BackingPath.directory(p)
+            if let fs = PseudoFileSystem.of(path: dir) {
+                var real = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                let hint = realpath(path, &real).map { "name the file itself: \(Shell.operand(String(cString: $0)))" }
+                throw .refused(path: owner, reason: "\(path) reaches its file through \(fs) (\(dir)), a name that leads there only while imgtool runs", hint: hint)
+            }
+            var st = stat()
+            guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return }
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+            let n = readlink(p, &buf, buf.count)
+            guard n > 0 else { return }
+            let target = String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            p = target.hasPrefix("/") ? target : (dir == "/" ? "" : dir) + "/" + target
+        }
     }
 
     /// Holds `file` for the change and says so among the checks.

@@ -13,10 +13,9 @@ package enum Repoint {
     package static func command(_ image: String, format: ImageFormat, resolved: String, to target: String, placeholder: Bool = false, extra: [String] = []) -> String {
         let rewrite = canRewrite(format)
         // A link's own relative target would be read from the link's folder, so a symbolic link gets an absolute one.
-        let shown = placeholder ? target : Shell.quote(rewrite ? target : Paths.absolute(target))
-        if rewrite { return ([Shell.join(["imgtool", "fix-backing", image, "--to"]), shown] + extra.map(Shell.quote)).joined(separator: " ") }
-        // `--` ends ln's options: a name starting with "-" would be read as one.
-        let endOptions = shown.hasPrefix("-") || resolved.hasPrefix("-") ? "-- " : ""
-        return "ln -s \(endOptions)\(shown) \(Shell.quote(resolved))"
+        let shown = placeholder ? target : Shell.operand(rewrite ? target : Paths.absolute(target))
+        if rewrite { return (["imgtool fix-backing", Shell.operand(image), "--to", shown] + extra.map(Shell.quote)).joined(separator: " ") }
+        // A name starting with "-" is written `./-name` (Shell.operand), so ln never reads it as an option.
+        return "ln -s \(shown) \(Shell.operand(resolved))"
     }
 }

@@ -20,6 +20,10 @@ public enum Shell {
         return out + "'"
     }
 
+    /// A file name as an operand of a printed command: quoted, and a relative name starting with "-" written as
+    /// `./-name`, so that neither imgtool nor mount, losetup or qemu-nbd reads it as an option wherever it stands.
+    public static func operand(_ path: String) -> String { quote(path.hasPrefix("-") ? "./" + path : path) }
+
     /// A whole command line.
     public static func join(_ argv: [String]) -> String { argv.map(quote).joined(separator: " ") }
 

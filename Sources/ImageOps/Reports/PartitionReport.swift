@@ -23,11 +23,11 @@ public struct PartitionReport: Sendable {
         if p.extended { return [] }
         let s = table.sectorSize
         if format == .raw {
-            return ["mount -o loop,offset=\(p.offset(s)),sizelimit=\(p.size(s)) \(Shell.quote(image)) /mnt"]
+            return ["mount -o loop,offset=\(p.offset(s)),sizelimit=\(p.size(s)) \(Shell.operand(image)) /mnt"]
         }
         return [
             "modprobe nbd max_part=8",
-            "qemu-nbd --connect=/dev/nbd0 --read-only \(Shell.quote(image))",
+            "qemu-nbd --connect=/dev/nbd0 --read-only \(Shell.operand(image))",
             "mount -o ro /dev/nbd0p\(p.number) /mnt",
             "umount /mnt && qemu-nbd --disconnect /dev/nbd0",
         ]

@@ -8,13 +8,24 @@ public enum ReadError: Swift.Error, CustomStringConvertible, Sendable, Equatable
     /// `scan DIR` on something that is not a folder.
     case notAFolder(path: String)
 
-    public var description: String {
+    public var description: String { ([headline] + details.map { "  " + $0 }).joined(separator: "\n") }
+
+    /// The refusal, one line.
+    public var headline: String {
         switch self {
         case .noPartition(let path, let number, let have):
             let list = have.isEmpty ? "it has no partitions" : "it has " + have.map(String.init).joined(separator: ", ")
-            return "\(path): has no partition \(number) (\(list))\n  instead: imgtool partitions \(Shell.quote(path))"
+            return "\(path): has no partition \(number) (\(list))"
         case .notAFolder(let path):
-            return "\(path): is not a folder; scan looks through a folder of images\n  instead: imgtool chain \(Shell.quote(path))"
+            return "\(path): is not a folder; scan looks through a folder of images"
+        }
+    }
+
+    /// What to run instead, a line of its own (the CLI shows a headline with its newlines escaped).
+    public var details: [String] {
+        switch self {
+        case .noPartition(let path, _, _): return ["instead: imgtool partitions \(Shell.operand(path))"]
+        case .notAFolder(let path): return ["instead: imgtool chain \(Shell.operand(path))"]
         }
     }
 }

@@ -48,7 +48,11 @@ public final class ImageFile: Sendable {
         // Look before opening: opening a character device can act by itself (a watchdog arms, a tape rewinds), and
         // a hostile image can name one as its backing file. The check after opening still decides (the name may
         // change in between); this one only keeps us from opening what we would refuse anyway.
-        if let seen = FileIdentity.of(path: path), seen.kind != .regular, seen.kind != .blockDevice {
+        let seen = FileIdentity.of(path: path)
+        // FilePath drops a trailing "/", so "image/" would open "image"; the kernel resolves no file by that name
+        // (ENOTDIR), and neither do we: a change would otherwise work out names relative to "image/" as a folder.
+        if seen == nil, path.hasSuffix("/") { throw .missing(path: path) }
+        if let seen, seen.kind != .regular, seen.kind != .blockDevice {
             throw .notAFile(path: path, kind: seen.kind.rawValue)
         }
         // Files of the kernel's pseudo file systems look regular to stat, but reading one can consume it

@@ -70,7 +70,14 @@ public enum ChangeCommands {
             printOut("found \(targets.count) image\(targets.count == 1 ? "" : "s") with a broken link to \(Untrusted.shown(BackingPath.fileName(request.to))): \(Untrusted.shown(targets.joined(separator: ", ")))")
         }
         var plans: [Plan] = []
-        for image in targets { plans.append(try Operations.fixBacking(image, to: request.to, style: request.style, force: request.force)) }
+        var seen = Set<FileKey>()
+        for image in targets {
+            let plan = try Operations.fixBacking(image, to: request.to, style: request.style, force: request.force)
+            // One file named twice (a link, a repeated name) is changed once: a second change would save the
+            // already-changed header over the first save, and undo could no longer put the old one back.
+            if let held = plan.held, !seen.insert(FileKey(held.stat)).inserted { continue }
+            plans.append(plan)
+        }
         return plans
     }
 

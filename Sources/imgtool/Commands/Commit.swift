@@ -27,6 +27,9 @@ struct Commit: AsyncParsableCommand {
         if live { return try LiveCommands.commit(image, base: base, store: store, force: force, options: change.library) }
         let checked = try Operations.commit(image, base: base, store: store, force: force, progress: isatty(1) == 1 && !change.dryRun)
         try await change.carryOut(checked.plan)
+        if !change.dryRun, let moved = checked.renamedLayers() {
+            throw ChangeError.pathMoved(path: image, detail: moved)
+        }
         if !change.dryRun {
             printOut("committed \(Untrusted.shown(image)) into \(Untrusted.shown(checked.base))")
             if !checked.endangered.isEmpty {

@@ -201,7 +201,7 @@ extension Scan {
         }
         for u in unreadable { out.line(style.bad("✗ ") + Untrusted.shown(u.message)) }
         let s = summary
-        var tail = "\(s.images) images in \(s.chains) chains"
+        var tail = "\(s.images) image\(s.images == 1 ? "" : "s") in \(s.chains) chain\(s.chains == 1 ? "" : "s")"
         tail += s.broken + s.loops == 0 ? ", " + style.good("no broken links") : ", " + style.bad("\(s.broken) broken link\(s.broken == 1 ? "" : "s")")
         if s.loops > 0 { tail += ", " + style.bad("\(s.loops) loop\(s.loops == 1 ? "" : "s")") }
         if s.warnings > 0 { tail += ", \(s.warnings) warning\(s.warnings == 1 ? "" : "s")" }
