@@ -40,7 +40,7 @@ enum Request: Sendable, Equatable {
         case .partitions(let image, let output): return try ReadCommands.partitions(image, output: output)
         case .offset(let image, let number): return try ReadCommands.offset(image, number: number)
         case .who(let image, let output): return try ReadCommands.who(image, output: output)
-        case .fixBacking: return 0
+        case .fixBacking: return 0  // not a read: main sends it through run(), never here
         }
     }
 

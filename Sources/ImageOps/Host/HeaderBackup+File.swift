@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Save files on disk: written to a temporary name, fsynced, renamed into place and the folder fsynced, so a save
 /// is either whole or absent, after a crash too.

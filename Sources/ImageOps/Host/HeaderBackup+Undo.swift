@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 extension HeaderBackup {
     /// What `undo` found, and so what it did.

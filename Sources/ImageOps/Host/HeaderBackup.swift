@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The header cluster saved before a header-only change (`fix-backing`, `rebase --unsafe`), so `undo` can put it
 /// back. Saves live in `$IMGTOOL_STATE_DIR`, else `$XDG_STATE_HOME/imgtool/undo`, else `~/.local/state/imgtool/undo`,

@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Who holds an image: processes with a descriptor on it, and what QEMU's OFD locks on it say.
 public struct InUse: Sendable, Equatable {

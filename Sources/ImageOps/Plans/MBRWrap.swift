@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// `imgtool mbr-wrap`: a 16 KiB file with an MBR whose one partition starts at sector 32 and covers PARTITION
 /// exactly, so `cat FILE PARTITION` (or a linear md array of the two) is a whole disk QEMU can boot.

@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A change, checked and ready: the checks made (for the user to read) and the qemu-img commands that do it.
 public struct Plan: Sendable {

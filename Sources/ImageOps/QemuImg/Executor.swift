@@ -1,11 +1,7 @@
 import QCow2
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Runs a checked plan: reserves the new file or keeps the checked one open, saves the header, runs qemu-img on
 /// that very file, records the result for `undo`, and cleans up after a failure or an interruption.

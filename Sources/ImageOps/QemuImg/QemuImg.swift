@@ -3,11 +3,7 @@ import Subprocess
 import Synchronization
 import SystemPackage
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The qemu-img binary we run: found from `--qemu-img`, `IMGTOOL_QEMU_IMG`, or PATH.
 public struct QemuImg: Sendable {

@@ -92,8 +92,12 @@ public struct BackingChain: Sendable, Equatable {
 
 /// A file's identity for loop detection: two names of one file compare equal.
 package struct FileKey: Hashable, Sendable {
+    /// The device number.
     package var device: UInt64
+    /// The inode number.
     package var inode: UInt64
+    /// The key of a file already looked at.
     package init(_ id: FileIdentity) { device = id.device; inode = id.inode }
+    /// The key from raw numbers (a `stat` made elsewhere).
     package init(device: UInt64, inode: UInt64) { self.device = device; self.inode = inode }
 }

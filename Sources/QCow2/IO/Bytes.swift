@@ -3,6 +3,7 @@ package struct ByteWindow: Sendable {
     /// The bytes.
     package let bytes: [UInt8]
 
+    /// A window on `bytes`.
     package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     /// True when `count` bytes at `offset` lie inside the window.
@@ -10,18 +11,22 @@ package struct ByteWindow: Sendable {
         offset >= 0 && count >= 0 && offset <= bytes.count && count <= bytes.count - offset
     }
 
+    /// The byte at `offset`; nil past the end.
     package func u8(_ offset: Int) -> UInt8? { has(offset, 1) ? bytes[offset] : nil }
 
+    /// A little-endian 16-bit value at `offset`; nil when it would run past the end.
     package func u16LE(_ offset: Int) -> UInt16? {
         guard has(offset, 2) else { return nil }
         return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
     }
 
+    /// A big-endian 16-bit value at `offset`; nil when it would run past the end.
     package func u16BE(_ offset: Int) -> UInt16? {
         guard has(offset, 2) else { return nil }
         return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
     }
 
+    /// A big-endian 32-bit value at `offset`; nil when it would run past the end.
     package func u32BE(_ offset: Int) -> UInt32? {
         guard has(offset, 4) else { return nil }
         var v: UInt32 = 0
@@ -29,6 +34,7 @@ package struct ByteWindow: Sendable {
         return v
     }
 
+    /// A little-endian 32-bit value at `offset`; nil when it would run past the end.
     package func u32LE(_ offset: Int) -> UInt32? {
         guard has(offset, 4) else { return nil }
         var v: UInt32 = 0
@@ -36,6 +42,7 @@ package struct ByteWindow: Sendable {
         return v
     }
 
+    /// A big-endian 64-bit value at `offset`; nil when it would run past the end.
     package func u64BE(_ offset: Int) -> UInt64? {
         guard has(offset, 8) else { return nil }
         var v: UInt64 = 0
@@ -43,6 +50,7 @@ package struct ByteWindow: Sendable {
         return v
     }
 
+    /// A little-endian 64-bit value at `offset`; nil when it would run past the end.
     package func u64LE(_ offset: Int) -> UInt64? {
         guard has(offset, 8) else { return nil }
         var v: UInt64 = 0
@@ -50,10 +58,12 @@ package struct ByteWindow: Sendable {
         return v
     }
 
+    /// `count` bytes at `offset`; nil when they would run past the end.
     package func slice(_ offset: Int, _ count: Int) -> ArraySlice<UInt8>? {
         has(offset, count) ? bytes[offset..<(offset + count)] : nil
     }
 
+    /// True when `magic` sits at `offset`.
     package func starts(with magic: [UInt8], at offset: Int = 0) -> Bool {
         guard has(offset, magic.count) else { return false }
         return bytes[offset..<(offset + magic.count)].elementsEqual(magic)

@@ -12,8 +12,11 @@ package enum Directory {
 
     /// One entry met on the walk.
     package struct Entry: Sendable {
+        /// The path, the walk's root joined with the names below it.
         package var path: String
+        /// The entry's own name.
         package var name: String
+        /// True for a folder (symbolic links to folders are not followed, so false for them).
         package var isDirectory: Bool
     }
 

@@ -1,5 +1,6 @@
 /// The DOS/MBR label, read as util-linux's libfdisk (and so `sfdisk -J`) reads it.
 package enum MBR {
+    /// The types of an extended container (DOS, LBA and Linux extended).
     package static let extendedTypes: Set<UInt8> = [0x05, 0x0F, 0x85]
     /// Linux stops following EBRs after this many links; so do we (a loop must end). libfdisk stops at 60 table
     /// slots (56 logicals); a chain that long that is not a loop has never been seen.
@@ -7,6 +8,7 @@ package enum MBR {
     /// AIX disks carry this at byte 0 and are not DOS-labelled, whatever bytes 510–511 say (libfdisk skips them).
     static let aixMagic: [UInt8] = [0xC9, 0xC2, 0xD4, 0xC1]
 
+    /// Names of the common partition types, as sfdisk words them.
     package static let typeNames: [UInt8: String] = [
         0x00: "Empty", 0x01: "FAT12", 0x04: "FAT16 <32M", 0x05: "Extended", 0x06: "FAT16", 0x07: "HPFS/NTFS/exFAT",
         0x0B: "W95 FAT32", 0x0C: "W95 FAT32 (LBA)", 0x0E: "W95 FAT16 (LBA)", 0x0F: "W95 Ext'd (LBA)",
@@ -14,6 +16,7 @@ package enum MBR {
         0xA5: "FreeBSD", 0xCD: "Unknown", 0xEE: "GPT", 0xEF: "EFI (FAT-12/16/32)", 0xFD: "Linux raid autodetect",
     ]
 
+    /// A type byte as two lower-case hex digits, as sfdisk prints it.
     package static func hex(_ t: UInt8) -> String {
         let h = String(t, radix: 16)
         return h.count == 1 ? "0" + h : h
