@@ -1,5 +1,10 @@
-import Foundation
 import QCow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// What a live change did, for the report.
 public struct LiveOutcome: Sendable {
@@ -53,14 +58,14 @@ extension LiveSession {
         out.steps.append("created \(target) on \(name) (\(top.driver)) with qemu-img")
         let node = Self.freeNodeName(before)
         do throws(LiveError) {
-            try execute("blockdev-add", ["driver": "file", "node-name": "\(node)-file", "filename": absTarget])
+            try execute("blockdev-add", ["driver": "file", "node-name": "\(node)-file", "filename": .string(absTarget)])
             do throws(LiveError) {
-                try execute("blockdev-add", ["driver": "qcow2", "node-name": node, "file": "\(node)-file", "backing": NSNull()])
+                try execute("blockdev-add", ["driver": "qcow2", "node-name": .string(node), "file": "\(node)-file", "backing": .null])
             } catch { _ = try? execute("blockdev-del", ["node-name": "\(node)-file"]); throw error }
             do throws(LiveError) {
-                try execute("blockdev-snapshot", ["node": top.nodeName, "overlay": node])
+                try execute("blockdev-snapshot", ["node": .string(top.nodeName), "overlay": .string(node)])
             } catch {
-                _ = try? execute("blockdev-del", ["node-name": node])
+                _ = try? execute("blockdev-del", ["node-name": .string(node)])
                 _ = try? execute("blockdev-del", ["node-name": "\(node)-file"])
                 throw error
             }
@@ -109,7 +114,7 @@ extension LiveSession {
         do throws(LiveError) {
             let reopened = try reopen(layer, below: backing, readOnly: false)
             let job = "imgtool-fix-backing-\(getpid())"
-            try execute("block-stream", ["job-id": job, "device": layer.nodeName, "base-node": backing.nodeName, "backing-file": name])
+            try execute("block-stream", ["job-id": .string(job), "device": .string(layer.nodeName), "base-node": .string(backing.nodeName), "backing-file": .string(name)])
             try waitForJob(job) { _ in }
             if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
         } catch {
@@ -142,8 +147,8 @@ extension LiveSession {
         }
         let reopened = try reopen(layer, below: device.layers[i + 1], readOnly: false)
         let job = "imgtool-stream-\(getpid())"
-        var args: [String: Any] = ["job-id": job, "device": layer.nodeName]
-        if let speed { args["speed"] = speed }
+        var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(layer.nodeName)]
+        if let speed { args["speed"] = .uint(speed) }
         try execute("block-stream", args)
         try waitForJob(job, progress: progress)
         if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: nil, readOnly: true) }
@@ -182,15 +187,15 @@ extension LiveSession {
         var reopened: [(LiveLayer, LiveLayer?)] = []
         if try reopen(target, below: below, readOnly: false) { reopened.append((target, below)) }
         let job = "imgtool-commit-\(getpid())"
-        var args: [String: Any] = ["job-id": job, "device": device.layers[0].nodeName, "base-node": target.nodeName]
+        var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(device.layers[0].nodeName), "base-node": .string(target.nodeName)]
         if i > 0 {
             let above = device.layers[i - 1]
             if try reopen(above, below: device.layers[i], readOnly: false) { reopened.append((above, target)) }
-            args["top-node"] = device.layers[i].nodeName
-            args["backing-file"] = LinkNames.name(for: absolutePath(above.filename), to: absolutePath(target.filename),
-                                                    recorded: above.backingFilename, style: .keep)
+            args["top-node"] = .string(device.layers[i].nodeName)
+            args["backing-file"] = .string(LinkNames.name(for: absolutePath(above.filename), to: absolutePath(target.filename),
+                                                    recorded: above.backingFilename, style: .keep))
         }
-        if let speed { args["speed"] = speed }
+        if let speed { args["speed"] = .uint(speed) }
         try execute("block-commit", args)
         try waitForJob(job, progress: progress)
         // Layers still below the top go back to read-only; an active commit's base is the new top and stays writable.
@@ -218,8 +223,19 @@ extension LiveSession {
     /// QEMU's file name as a path from here: a relative one is relative to QEMU's working folder.
     func absolutePath(_ filename: String) -> String {
         if filename.hasPrefix("/") { return filename }
-        let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process.pid)/cwd")) ?? "/"
+        let cwd = Self.readLink("/proc/\(process.pid)/cwd") ?? "/"
         return (cwd == "/" ? "" : cwd) + "/" + filename
+    }
+
+    /// The target of symbolic link `path` (readlink(2), which does not NUL-terminate), or nil when it cannot be read.
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = buffer.withUnsafeMutableBufferPointer { b -> Int in
+            guard let base = b.baseAddress else { return -1 }
+            return readlink(path, base, b.count - 1)
+        }
+        guard n >= 0 else { return nil }
+        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

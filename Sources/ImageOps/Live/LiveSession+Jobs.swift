@@ -1,4 +1,3 @@
-import Foundation
 import QCow2
 
 extension LiveSession {
@@ -9,29 +8,29 @@ extension LiveSession {
         var completing = false
         var missing = 0
         while true {
-            let event: [String: Any]?
+            let event: QMPValue?
             do {
                 event = try client.waitForEvent(timeoutMS: 100) { e in
-                    guard let name = e["event"] as? String, ends.contains(name) else { return false }
-                    return (e["data"] as? [String: Any])?["device"] as? String == id
+                    guard let name = e["event"]?.string, ends.contains(name) else { return false }
+                    return e["data"]?["device"]?.string == id
                 }
             } catch { throw .qmp(path: image, error) }
-            if let event, let name = event["event"] as? String {
-                let data = event["data"] as? [String: Any] ?? [:]
+            if let event, let name = event["event"]?.string {
+                let data = event["data"] ?? [:]
                 switch name {
                 case "BLOCK_JOB_READY":
                     if let job = try currentJob(id) { progress(job) }
                     if !completing {
                         completing = true
-                        try execute("block-job-complete", ["device": id])
+                        try execute("block-job-complete", ["device": .string(id)])
                     }
                     continue
                 case "BLOCK_JOB_CANCELLED":
                     throw .jobFailed(path: image, job: id, message: "cancelled")
                 default:
-                    if let message = data["error"] as? String { throw .jobFailed(path: image, job: id, message: message) }
-                    let len = (data["len"] as? NSNumber)?.uint64Value ?? 0
-                    progress(LiveJob(id: id, type: data["type"] as? String ?? "", offset: (data["offset"] as? NSNumber)?.uint64Value ?? len,
+                    if let message = data["error"]?.string { throw .jobFailed(path: image, job: id, message: message) }
+                    let len = data["len"]?.uint64 ?? 0
+                    progress(LiveJob(id: id, type: data["type"]?.string ?? "", offset: data["offset"]?.uint64 ?? len,
                                      length: len, ready: false, status: "concluded"))
                     return
                 }
@@ -62,11 +61,15 @@ extension LiveSession {
     @discardableResult
     func reopen(_ layer: LiveLayer, below: LiveLayer?, readOnly: Bool) throws(LiveError) -> Bool {
         guard layer.readOnly != readOnly, !layer.nodeName.hasPrefix("#"), let fileNode = layer.fileNodeName else { return false }
-        var format: [String: Any] = ["driver": layer.driver, "node-name": layer.nodeName, "file": fileNode, "read-only": readOnly]
-        if layer.driver != "raw" { format["backing"] = below.map { $0.nodeName as Any } ?? NSNull() }
-        let file: [String: Any] = ["driver": "file", "node-name": fileNode, "filename": layer.filename, "read-only": readOnly]
+        var format: [String: QMPValue] = [
+            "driver": .string(layer.driver), "node-name": .string(layer.nodeName), "file": .string(fileNode), "read-only": .bool(readOnly),
+        ]
+        if layer.driver != "raw" { format["backing"] = below.map { .string($0.nodeName) } ?? .null }
+        let file: [String: QMPValue] = [
+            "driver": "file", "node-name": .string(fileNode), "filename": .string(layer.filename), "read-only": .bool(readOnly),
+        ]
         // The file node first when opening up (the format node needs write access below it), last when closing down.
-        try execute("blockdev-reopen", ["options": readOnly ? [format, file] : [file, format]])
+        try execute("blockdev-reopen", ["options": .array(readOnly ? [.object(format), .object(file)] : [.object(file), .object(format)])])
         return true
     }
 
@@ -82,11 +85,11 @@ extension LiveSession {
         for stray in after.strays where inChain[stray.nodeName] != nil || stray.nodeName.hasPrefix("imgtool-") {
             // A file node is listed beside its format node when the latter carries a json: name; it goes with it.
             guard !stray.nodeName.hasPrefix("#"), !deleted.contains(stray.nodeName) else { continue }
-            try execute("blockdev-del", ["node-name": stray.nodeName])
+            try execute("blockdev-del", ["node-name": .string(stray.nodeName)])
             deleted.append(stray.nodeName)
             // A file node added on its own stays behind its format node; a `#block` one goes with it.
             if let fileNode = inChain[stray.nodeName]?.fileNodeName, !fileNode.hasPrefix("#"), !deleted.contains(fileNode) {
-                try execute("blockdev-del", ["node-name": fileNode])
+                try execute("blockdev-del", ["node-name": .string(fileNode)])
                 deleted.append(fileNode)
             }
         }

@@ -125,7 +125,7 @@ public final class LiveSession {
 
     /// Runs a QMP command, naming the image in a failure.
     @discardableResult
-    func execute(_ command: String, _ arguments: [String: Any]? = nil) throws(LiveError) -> Any {
+    func execute(_ command: String, _ arguments: [String: QMPValue]? = nil) throws(LiveError) -> QMPValue {
         do { return try client.execute(command, arguments) } catch { throw .qmp(path: image, error) }
     }
 

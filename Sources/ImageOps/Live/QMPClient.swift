@@ -1,6 +1,6 @@
-import Foundation
+import FoundationEssentials
 
-/// A QMP session with one running QEMU: JSON lines over its monitor socket, decoded by Foundation. Every read has a
+/// A QMP session with one running QEMU: JSON lines over its monitor socket, decoded by FoundationEssentials' `JSONDecoder` (full Foundation is not linked: its start-up cost hit every command). Every read has a
 /// deadline; events that arrive between answers are queued so a block job's end is never missed.
 public final class QMPClient {
     /// Why talking to QEMU failed. Each case names the monitor's address.
@@ -36,7 +36,7 @@ public final class QMPClient {
     /// QEMU's version as the greeting states it, e.g. "7.2.22".
     public private(set) var version: String = ""
     /// Events received and not yet taken, oldest first (each a decoded JSON object).
-    private(set) var events: [[String: Any]] = []
+    private(set) var events: [QMPValue] = []
     private let socket: MonitorSocket
     /// Deadline for each answer, in milliseconds.
     var answerTimeoutMS: Int32 = 10_000
@@ -59,10 +59,11 @@ public final class QMPClient {
         let client = QMPClient(socket: s)
         do {
             guard let line = try s.readLine(timeoutMS: greetingTimeoutMS),
-                  let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                  let qmp = obj["QMP"] as? [String: Any] else { throw Error.malformed(address, command: "greeting", detail: "no QMP object") }
-            if let v = (qmp["version"] as? [String: Any])?["qemu"] as? [String: Any],
-               let major = v["major"] as? Int, let minor = v["minor"] as? Int, let micro = v["micro"] as? Int {
+                  let qmp = (try? QMPValue.parse(line))?["QMP"], qmp.object != nil else {
+                throw Error.malformed(address, command: "greeting", detail: "no QMP object")
+            }
+            if let v = qmp["version"]?["qemu"],
+               let major = v["major"]?.int64, let minor = v["minor"]?.int64, let micro = v["micro"]?.int64 {
                 client.version = "\(major).\(minor).\(micro)"
             }
             _ = try client.executeAll([("qmp_capabilities", nil)])
@@ -73,18 +74,17 @@ public final class QMPClient {
     /// Ends the session.
     public func close() { socket.close() }
 
-    /// Runs `command` and returns its `return` value (decoded JSON: dictionary, array, or empty dictionary).
+    /// Runs `command` and returns its `return` value (decoded JSON: object, array, or empty object).
     @discardableResult
-    public func execute(_ command: String, _ arguments: [String: Any]? = nil) throws(Error) -> Any {
-        guard let line = try executeAll([(command, arguments)]).first,
-              let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let ret = obj["return"] else {
+    public func execute(_ command: String, _ arguments: [String: QMPValue]? = nil) throws(Error) -> QMPValue {
+        guard let line = try executeAll([(command, arguments)]).first, let ret = (try? QMPValue.parse(line))?["return"] else {
             throw .malformed(address, command: command, detail: "no return value")
         }
         return ret
     }
 
     /// Runs `command` and decodes its `return` value as `T`, straight from QEMU's bytes.
-    public func execute<T: Decodable>(_ command: String, _ arguments: [String: Any]? = nil, as type: T.Type) throws(Error) -> T {
+    public func execute<T: Decodable>(_ command: String, _ arguments: [String: QMPValue]? = nil, as type: T.Type) throws(Error) -> T {
         guard let line = try executeAll([(command, arguments)]).first else { throw .malformed(address, command: command, detail: "no answer") }
         return try decode(line, as: T.self, command: command)
     }
@@ -92,15 +92,15 @@ public final class QMPClient {
     /// Sends every command at once, then reads the answers in order (events between them are queued): one round
     /// trip to QEMU instead of one per command, which matters on a loaded machine where each wake-up of QEMU waits
     /// for a CPU. Returns each answer's line; a refused command throws.
-    public func executeAll(_ commands: [(String, [String: Any]?)]) throws(Error) -> [[UInt8]] {
+    public func executeAll(_ commands: [(String, [String: QMPValue]?)]) throws(Error) -> [[UInt8]] {
         var bytes: [UInt8] = []
         for (command, arguments) in commands {
-            var message: [String: Any] = ["execute": command]
-            if let arguments { message["arguments"] = arguments }
-            guard let data = try? JSONSerialization.data(withJSONObject: message) else {
+            var message: [String: QMPValue] = ["execute": .string(command)]
+            if let arguments { message["arguments"] = .object(arguments) }
+            guard let data = try? QMPValue.object(message).jsonBytes() else {
                 throw .malformed(address, command: command, detail: "arguments are not JSON")
             }
-            bytes += Array(data) + [0x0A]
+            bytes += data + [0x0A]
         }
         do { try socket.send(bytes, timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, commands.first?.0 ?? "") }
         var answers: [[UInt8]] = []
@@ -114,7 +114,7 @@ public final class QMPClient {
                     throw .malformed(address, command: command, detail: String(decoding: line.prefix(120), as: UTF8.self))
                 }
                 if envelope.isEvent {
-                    if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { events.append(obj) }
+                    if let event = try? QMPValue.parse(line) { events.append(event) }
                     continue
                 }
                 if let err = envelope.error {
@@ -137,7 +137,7 @@ public final class QMPClient {
 
     /// Waits for the first queued or arriving event for which `matches` is true, and removes it from the queue.
     /// Nil when none came within `timeoutMS`.
-    public func waitForEvent(timeoutMS: Int32, _ matches: ([String: Any]) -> Bool) throws(Error) -> [String: Any]? {
+    public func waitForEvent(timeoutMS: Int32, _ matches: (QMPValue) -> Bool) throws(Error) -> QMPValue? {
         if let i = events.firstIndex(where: matches) { return events.remove(at: i) }
         let deadline = Clock.now + Int64(timeoutMS)
         while Clock.now < deadline {
@@ -145,8 +145,7 @@ public final class QMPClient {
             let line: [UInt8]?
             do { line = try socket.readLine(timeoutMS: left) } catch { throw Self.map(error, "waiting for an event") }
             guard let line else { return nil }
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
-            guard obj["event"] != nil else { continue }
+            guard let obj = try? QMPValue.parse(line), obj["event"] != nil else { continue }
             if matches(obj) { return obj }
             events.append(obj)
         }

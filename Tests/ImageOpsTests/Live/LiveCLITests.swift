@@ -69,7 +69,7 @@ struct LiveCLITests {
         #expect(busy.status == 1)
         #expect(busy.stderr.contains("busy") && busy.stderr.contains("PID \(vm.pid)") && busy.stderr.contains(vm.qmp))
         #expect(FileManager.default.fileExists(atPath: f("top.cow")))
-        #expect(((try holder.execute("query-status")) as? [String: Any])?["status"] as? String == "prelaunch")
+        #expect((try holder.execute("query-status"))["status"]?.string == "prelaunch")
         holder.close()
         usleep(100_000)
 

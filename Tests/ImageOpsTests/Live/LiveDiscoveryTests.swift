@@ -38,7 +38,7 @@ struct LiveDiscoveryTests {
                                    QemuMonitor(kind: .qmp, address: .unix(vm.qmp), state: .free),
                                    QemuMonitor(kind: .qmp, address: .tcp(host: "127.0.0.1", port: port), state: .free)])
         let overTCP = try QMPClient.connect(.tcp(host: "127.0.0.1", port: port))
-        #expect((try overTCP.execute("query-status") as? [String: Any])?["status"] as? String == "prelaunch")
+        #expect((try overTCP.execute("query-status"))["status"]?.string == "prelaunch")
         overTCP.close()
         do {
             _ = try QMPClient.connect(.unix(vm.hmp))
@@ -61,8 +61,8 @@ struct LiveDiscoveryTests {
         #expect(session.client.address == .tcp(host: "127.0.0.1", port: port))
         session.close()
         // The probes left nothing queued: the first client still gets answers.
-        let status = try #require(try first.execute("query-status") as? [String: Any])
-        #expect(status["status"] as? String == "prelaunch")
+        let status = try #require(try first.execute("query-status").object)
+        #expect(status["status"]?.string == "prelaunch")
         first.close()
         // QEMU accepts (and drops) the probes' closed connections one by one before it greets anyone again.
         var state = QemuMonitor.State.busy
