@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// One layer of a chain as a running QEMU has it open: a format node over a file node.
 public struct LiveLayer: Sendable, Equatable {

@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// What a live change did, for the report.
 public struct LiveOutcome: Sendable {

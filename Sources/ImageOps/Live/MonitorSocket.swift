@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Where a QEMU monitor listens: a unix socket path or a TCP host and port.
 public enum MonitorAddress: Sendable, Equatable, Hashable, CustomStringConvertible {

@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A monitor as QEMU's command line declares it: `-qmp unix:P` / `tcp:H:P`, `-monitor …` (HMP), or a
 /// `-chardev socket,id=X,path=P|host=H,port=N|fd=N` joined to `-mon chardev=X,mode=control|readline`.

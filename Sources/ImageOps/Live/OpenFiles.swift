@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The regular files a process has open, by device and inode, with the name the kernel gives each today. A file
 /// QEMU opened and someone then moved keeps its inode; `/proc/PID/fd/N` names its new place.

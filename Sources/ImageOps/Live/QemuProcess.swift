@@ -1,10 +1,6 @@
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A QEMU monitor found for a running process: what it speaks, where it listens, whether a client could talk now.
 public struct QemuMonitor: Sendable, Equatable {

@@ -1,11 +1,7 @@
 import ImageOps
 import QCow2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The `--live` forms: each finds the QEMU holding the image, asks it over QMP, waits for its job (progress on a
 /// terminal), then shows the live chain. Refusals name the PID and monitor, and for libvirt the virsh command.
