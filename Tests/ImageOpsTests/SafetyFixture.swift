@@ -16,12 +16,13 @@ struct SafetyFixture {
         state = root.path + "/state"
         wrapper = root.file("slow-qemu-img")
         let real = try QemuImg.path()
+        // Markers appear whole (written, then renamed): a test that sees "started" can read the PID in it.
         let script = """
             #!/bin/sh
-            echo $$ > \(shellQuote(root.file("started")))
+            echo $$ > \(shellQuote(root.file("started.tmp"))) && mv \(shellQuote(root.file("started.tmp"))) \(shellQuote(root.file("started")))
             sleep "${SLOW_QEMU_IMG_SECONDS:-1}" </dev/null
             \(shellQuote(real)) "$@"
-            echo $? > \(shellQuote(root.file("done")))
+            status=$?; echo $status > \(shellQuote(root.file("done.tmp"))) && mv \(shellQuote(root.file("done.tmp"))) \(shellQuote(root.file("done")))
             """
         try Data(script.utf8).write(to: URL(fileURLWithPath: wrapper))
         chmod(wrapper, 0o755)
