@@ -133,3 +133,23 @@ struct CLITests {
         #expect(j.rendered(indent: 0) == #"{"a\"b":"line\nnext\u0001\\"}"#)
     }
 }
+
+/// A relative save folder would move with the current folder (undo from elsewhere would find no save): it is
+/// ignored, as the XDG spec says of a relative XDG_STATE_HOME.
+@Suite struct SaveFolderTests {
+    @Test func relativeStateFoldersAreIgnored() throws {
+        let dir = try TempDir("statedir")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "1M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "top.qcow2"], cwd: dir.path)
+        var env = ProcessInfo.processInfo.environment
+        env["IMGTOOL_STATE_DIR"] = "saves"
+        env["XDG_STATE_HOME"] = "state"
+        env["HOME"] = dir.path
+        let r = try ImgtoolBinary.run(["fix-backing", "top.qcow2", "--to", "base.raw", "--dry-run"], cwd: dir.path, environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains(dir.path + "/.local/state/imgtool/undo"), "\(r.stdout)")
+        env["IMGTOOL_STATE_DIR"] = dir.path + "/abs"
+        let a = try ImgtoolBinary.run(["fix-backing", "top.qcow2", "--to", "base.raw", "--dry-run"], cwd: dir.path, environment: env)
+        #expect(a.stdout.contains(dir.path + "/abs"), "\(a.stdout)")
+    }
+}

@@ -92,10 +92,11 @@ public struct HeaderBackup: Sendable, Equatable {
         }
     }
 
-    /// The folder saves go to.
+    /// The folder saves go to. Only absolute folders count: a relative one would move with the current folder, and
+    /// `undo` run from elsewhere would find no save (the XDG spec says to ignore relative values too).
     public static func directory() -> String {
-        if let d = env("IMGTOOL_STATE_DIR") { return d }
-        if let x = env("XDG_STATE_HOME") { return x + "/imgtool/undo" }
+        if let d = env("IMGTOOL_STATE_DIR"), d.hasPrefix("/") { return d }
+        if let x = env("XDG_STATE_HOME"), x.hasPrefix("/") { return x + "/imgtool/undo" }
         return (env("HOME") ?? "/tmp") + "/.local/state/imgtool/undo"
     }
 
