@@ -40,7 +40,7 @@ package enum FormatCheck {
         let length = (file.stat.size + 511) / 512 * 512
         let start = length > 1023 ? length - 1023 : 0
         let tail = try readPadded(file, at: start, count: Int(min(length, 515)), format: .dmg, field: "UDIF trailer")
-        guard let i = tail.firstRange(of: Array("koly".utf8))?.lowerBound else {
+        guard let i = tail.firstOffset(of: Array("koly".utf8)) else {
             throw FormatError(path: file.path, format: .dmg, field: "UDIF trailer", reason: "could not locate the UDIF trailer (koly) in the dmg file")
         }
         let koly = ByteWindow(try readPadded(file, at: start + UInt64(i), count: 512, format: .dmg, field: "UDIF trailer"))

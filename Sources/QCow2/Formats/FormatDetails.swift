@@ -90,8 +90,8 @@ public struct FormatDetails: Sendable, Equatable {
     static func vmdkParent(_ descriptor: [UInt8]) -> String? {
         let text = descriptor.prefix { $0 != 0 }
         let key = Array("parentFileNameHint".utf8)
-        guard let at = text.firstRange(of: key) else { return nil }
-        let start = at.lowerBound + key.count + 2
+        guard let at = text.firstOffset(of: key) else { return nil }
+        let start = at + key.count + 2
         guard start <= text.endIndex, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")),
               end - start <= maxBackingName else { return nil }
         return decodeText(text[start..<end])

@@ -70,8 +70,8 @@ package struct VMDKDescriptor: Sendable, Equatable {
     /// `limit` − 1 bytes.
     package static func option(_ text: [UInt8], _ name: String, limit: Int) -> String? {
         let key = Array(name.utf8)
-        guard let at = text.firstRange(of: key) else { return nil }
-        let start = at.lowerBound + key.count + 2
+        guard let at = text.firstOffset(of: key) else { return nil }
+        let start = at + key.count + 2
         guard start < text.count, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")), end - start + 1 <= limit else { return nil }
         return decodeText(text[start..<end])
     }

@@ -103,10 +103,10 @@ struct VMDKLayout: Sendable {
     static func checkCIDs(_ file: ImageFile, descriptorAt offset: UInt64) throws(FormatError) {
         let text = try readPadded(file, at: offset, count: 10240 - 1, format: .vmdk, field: "descriptor").prefix { $0 != 0 }
         for (name, skip) in [("CID", 4), ("parentCID", 10)] {
-            guard let at = text.firstRange(of: Array(name.utf8)) else {
+            guard let at = text.firstOffset(of: Array(name.utf8)) else {
                 throw FormatError(path: file.path, format: .vmdk, field: name, offset: offset, reason: "missing from the descriptor (QEMU cannot open the image)")
             }
-            var p = at.lowerBound + skip
+            var p = at + skip
             while p < text.endIndex, VMDKDescriptor.isSpace(text[p]) { p += 1 }
             if p < text.endIndex, text[p] == UInt8(ascii: "+") || text[p] == UInt8(ascii: "-") { p += 1 }
             let hex: (UInt8) -> Bool = { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }
