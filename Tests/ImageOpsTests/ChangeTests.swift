@@ -59,6 +59,14 @@ struct ChangeTests {
                 == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":null}"#)
         #expect(QemuImgCommand.heldQCow2(backing: ("raw", "/v/a\"b.raw"))
                 == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"raw","file":{"driver":"file","filename":"/v/a\"b.raw"}}}"#)
+        // commit's chain: every layer explicit, the last without a backing key (raw takes none), devices as host_device.
+        let chain: [QemuImgCommand.HeldLayer] = [.init(format: "qcow2", path: QemuImgCommand.heldImage, onDevice: false),
+                                                 .init(format: "qed", path: "/proc/7/fd/5", onDevice: false),
+                                                 .init(format: "raw", path: "/proc/7/fd/6", onDevice: true)]
+        #expect(QemuImgCommand.heldChain(chain[...])
+                == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"qed","file":{"driver":"file","filename":"/proc/7/fd/5"},"backing":{"driver":"raw","file":{"driver":"host_device","filename":"/proc/7/fd/6"}}}}"#)
+        #expect(QemuImgCommand.commit(image: QemuImgCommand.heldChain(chain[1...]), format: "qed", base: nil, progress: true).arguments
+                == ["commit", "-f", "qed", "-p", #"json:{"driver":"qed","file":{"driver":"file","filename":"/proc/7/fd/5"},"backing":{"driver":"raw","file":{"driver":"host_device","filename":"/proc/7/fd/6"}}}"#])
         #expect(QemuImgCommand.create(image: "a.cow", format: "qcow2", size: nil, backing: "../b.raw", backingFormat: "raw").arguments
                 == ["create", "-q", "-f", "qcow2", "-b", "../b.raw", "-F", "raw", "a.cow"])
         #expect(QemuImgCommand.create(image: "a.raw", format: "raw", size: 1024, backing: nil, backingFormat: nil).arguments

@@ -44,7 +44,11 @@ struct CommitTests {
         let expected = try makeChain()
         let dry = try imgtool("commit", "top.qcow2", "--dry-run")
         #expect(dry.status == 0)
-        #expect(dry.stdout.contains("commit -f qcow2 -q top.qcow2"))
+        // Every layer goes to qemu-img by descriptor: the image as its standard input, the others as /proc names.
+        #expect(dry.stdout.contains(#"commit -f qcow2 -q 'json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"qcow2","file":{"driver":"file","filename":"/proc/"#), "\(dry.stdout)")
+        #expect(dry.stdout.contains(#"{"driver":"raw","file":{"driver":"file","filename":"/proc/"#) && dry.stdout.contains("< top.qcow2"))
+        let commands = dry.stdout.split(separator: "\n").filter { !$0.hasPrefix("checked:") && $0.contains("qemu-img") }
+        #expect(commands.count == 1 && !commands[0].contains("mid.qcow2") && !commands[0].contains("base.raw"), "no layer is named by path: \(dry.stdout)")
         let r = try imgtool("commit", "top.qcow2")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("committed top.qcow2 into"))
@@ -64,7 +68,9 @@ struct CommitTests {
         let chain = try #require(try QemuImg.info(f("top.qcow2"), chain: true) as? [[String: Any]])
         #expect(chain.count == 2)
         try QemuImg.run(["check", f("top.qcow2")])
+        try QemuImg.run(["check", f("mid.qcow2")])
         try expected.check(f("top.qcow2"))
+        try expected.check(f("base.raw"))
         let notInChain = try imgtool("commit", "top.qcow2", "--base", "mid.qcow2")
         #expect(notInChain.status == 1 && notInChain.stderr.contains("is not in the backing chain"))
     }

@@ -169,20 +169,35 @@ struct HostileReviewTests {
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/new.qcow2"))
     }
 
-    /// NOT FIXED (written up): `commit` hands qemu-img the paths (`qemu-img commit -f qcow2 top.qcow2`) and holds no
-    /// layer, so a base renamed over between the checks and qemu-img receives the data unchecked, and the command
-    /// said "committed top.qcow2 into base.raw", exit 0. Holding every layer (a `json:` chain over held descriptors)
-    /// is larger than this review; until then the command looks again afterwards and says so (exit 1).
-    @Test func commitNoticesALayerRenamedOver() throws {
+    /// Was NOT FIXED in the review: `commit` handed qemu-img the layers' names, so a base renamed over between the
+    /// checks and qemu-img received the data. Now every layer is held from the checks and qemu-img gets the chain as
+    /// a `json:` name over those descriptors: the decoy is never written, the checked base gets the data (copy-on-
+    /// write of a partial cluster reads the checked base's own backing file), and the command says the names moved.
+    @Test func commitWritesTheCheckedBaseWhenItIsRenamedOver() async throws {
         let dir = try TempDir("hostile-commit")
-        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "8M"], cwd: dir.path)
-        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "top.qcow2"], cwd: dir.path)
-        try QemuImg.run(["create", "-q", "-f", "raw", "decoy.raw", "8M"], cwd: dir.path)
-        let checked = try Operations.commit(dir.path + "/top.qcow2", base: nil, store: nil, force: false, progress: false)
+        try QemuImg.run(["create", "-q", "-f", "raw", "r.raw", "4M"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-f", "raw", "-c", "write -P 0x99 0 4M", "r.raw"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "r.raw", "-F", "raw", "base.qcow2"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x11 0 512k", "base.qcow2"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "top.qcow2"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x33 2M 1k", "top.qcow2"], cwd: dir.path)
+        let expected = try ExpectedDisk(from: dir.file("top.qcow2"), at: dir.file("expected.raw"))
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "decoy.qcow2", "4M"], cwd: dir.path)
+        let raw = try fileDigest(dir.file("r.raw"))
+
+        let checked = try Operations.commit(dir.file("top.qcow2"), base: nil, store: nil, force: false, progress: false)
         #expect(checked.renamedLayers() == nil)
-        #expect(rename(dir.path + "/base.raw", dir.path + "/base.orig") == 0)
-        #expect(rename(dir.path + "/decoy.raw", dir.path + "/base.raw") == 0)
+        #expect(rename(dir.file("base.qcow2"), dir.file("base.orig")) == 0)
+        #expect(rename(dir.file("decoy.qcow2"), dir.file("base.qcow2")) == 0)
+        let decoy = try fileDigest(dir.file("base.qcow2"))
+        _ = try await Executor.execute(checked.plan, qemuImg: ImageOps.QemuImg.locate(nil))
+
+        #expect(try fileDigest(dir.file("base.qcow2")) == decoy, "the decoy was written")
+        #expect(try fileDigest(dir.file("r.raw")) == raw)
+        try QemuImg.run(["check", dir.file("base.orig")])
+        try QemuImg.run(["check", dir.file("base.qcow2")])
+        try expected.check(dir.file("base.orig"))
         let moved = checked.renamedLayers()
-        #expect(moved?.contains("base.raw names another file than the one imgtool checked") == true, "\(moved ?? "nil")")
+        #expect(moved?.contains("base.qcow2 now names another file") == true, "\(moved ?? "nil")")
     }
 }

@@ -1,5 +1,7 @@
 import QCow2
 
+import Glibc
+
 /// A checked commit: the plan, and the images outside the chain that `--force` lets it endanger.
 public struct CommitPlan: Sendable {
     /// The commands (qemu-img commit, then the repoint onto a deeper base).
@@ -8,20 +10,21 @@ public struct CommitPlan: Sendable {
     public var endangered: [String]
     /// The layer the data goes into.
     public var base: String
-    /// The layers qemu-img opens by name (IMAGE down to LAYER) and the files they named when checked.
+    /// The layers the commit changes or reads (IMAGE down to the chain's end) and the files they named when checked.
     public var layers: [(path: String, identity: FileIdentity)] = []
 
-    /// Nil while every layer's name still names the file that was checked; else which does not, in words.
-    /// qemu-img commit opens the layers by name (they are not held yet), so a name that changed in between means
-    /// the data may have gone to a file imgtool never checked.
+    /// Nil while every layer's name still names the file that was checked; else which does not, in words. qemu-img
+    /// got the checked files themselves (held descriptors), so the data went where the checks said; but a name that
+    /// now names another file means the chain as the user names it is no longer the one that was changed.
     public func renamedLayers() -> String? {
         let moved = layers.filter { l in
             guard let now = FileIdentity.of(path: l.path) else { return true }
             return now.device != l.identity.device || now.inode != l.identity.inode
         }
         guard !moved.isEmpty else { return nil }
-        return moved.map(\.path).joined(separator: ", ") + (moved.count == 1 ? " names" : " name")
-            + " another file than the one imgtool checked; qemu-img opened the layers by name, so it may have written a file imgtool never checked"
+        return "the commit was made on the files imgtool checked and held, but "
+            + moved.map(\.path).joined(separator: ", ") + (moved.count == 1 ? " now names" : " now name")
+            + " another file (or none) than the one imgtool checked"
     }
 }
 
@@ -32,7 +35,8 @@ extension Operations {
     /// `force` while an image outside the chain is backed by LAYER or a layer between.
     public static func commit(_ image: String, base: String?, store: String?, force: Bool, progress: Bool) throws(ChangeError) -> CommitPlan {
         var plan = Plan()
-        let info = try readImage(image, role: "the image")
+        let file = try openImage(image, role: "the image")
+        let info = try readImage(file, role: "the image")
         guard info.format == .qcow2 || info.format == .qed else {
             throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img commits qcow2 and QED overlays", hint: nil)
         }
@@ -48,13 +52,15 @@ extension Operations {
             }
             j = k
         }
-        if let p = chain.problems.first(where: { !$0.kind.isWarning && $0.layer < j }) {
-            throw .refused(path: image, reason: "its backing chain is broken above the base (\(p.kind.rawValue): \(p.message))",
+        // qemu-img opens the whole chain (a write into the base copies the rest of a cluster from below it), and
+        // every layer is handed to it by descriptor: so the whole chain must be followed to its end.
+        if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
+            throw .refused(path: image, reason: "its backing chain is broken (layer \(p.layer), \(p.kind.rawValue): \(p.message)); qemu-img opens it all",
                            hint: "imgtool chain \(Shell.operand(image))")
         }
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
-        for layer in chain.layers[0...j] { try requireNotHeld(layer.filename, &plan) }
+        let held = try holdLayers(chain, top: file, &plan)
 
         let endangered = endangeredByCommit(chain, into: j, store: store)
         if !endangered.isEmpty {
@@ -64,18 +70,51 @@ extension Operations {
         } else {
             plan.checks.append("no other image in the chain's folders\(store.map { " or under \($0)" } ?? "") is backed by a layer that changes")
         }
-        plan.commands = [.commit(image: image, format: info.format.rawValue, base: j > 1 ? target.filename : nil, progress: progress)]
+        // One `qemu-img commit` per layer, each into its own backing file (IMAGE into layer 1, then layer 1 into
+        // layer 2, …), rather than `-b`: qemu-img finds `-b` by comparing file names, which a chain of held
+        // descriptors does not have. Each step leaves a chain that reads the guest's bytes, so an interruption
+        // between steps loses nothing.
+        plan.commands = (0..<j).map { k in
+            .commit(image: QemuImgCommand.heldChain(held[k...]), format: held[k].format, base: nil, progress: progress)
+        }
         if j > 1 {
-            // qemu-img leaves the layers between invalid; IMAGE now reads its data straight from the base.
+            // The layers between are emptied into the base; IMAGE now reads its data straight from it.
             let name = LinkNames.name(for: image, to: target.filename, recorded: info.backingFilename, style: .keep)
-            plan.commands.append(.rebase(image: image, format: info.format.rawValue, backing: name,
+            plan.commands.append(.rebase(image: QemuImgCommand.heldImage, format: info.format.rawValue, backing: name,
                                          backingFormat: target.format.rawValue, unsafe: true, progress: false))
             plan.checks.append("afterwards \(image) is repointed at \(name): the layers between drop out of its chain")
         }
         plan.progress = progress
         plan.show = [image]
         return CommitPlan(plan: plan, endangered: endangered, base: target.filename,
-                          layers: chain.layers[0...j].map { ($0.filename, $0.identity) })
+                          layers: chain.layers.map { ($0.filename, $0.identity) })
+    }
+
+    /// Opens every layer below `top` and checks each is the file the chain was read from (device and inode) and
+    /// held by no process; they stay open in the plan, and qemu-img is handed the chain as `/proc/PID/fd/N` names
+    /// of these descriptors, so a layer renamed over after the checks is not the one written.
+    static func holdLayers(_ chain: BackingChain, top: ImageFile, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
+        try requireNotHeld(top, &plan)
+        hold(top, &plan)
+        var held = [QemuImgCommand.HeldLayer(format: chain.layers[0].format.rawValue, path: QemuImgCommand.heldImage,
+                                             onDevice: top.stat.kind == .blockDevice)]
+        for layer in chain.layers.dropFirst() {
+            let file = try openImage(layer.filename, role: "a layer of the chain")
+            guard FileKey(file.stat) == FileKey(layer.identity) else {
+                throw .refused(path: layer.filename, reason: "was replaced by another file while imgtool read the chain", hint: "retry")
+            }
+            if layer.qcow2?.hasExternalDataFile == true {
+                throw .refused(path: layer.filename, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
+            }
+            try requireNotHeld(file, &plan)
+            plan.alsoHeld.append(file)
+            held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
+        }
+        if chain.layers[0].qcow2?.hasExternalDataFile == true {
+            throw .refused(path: top.path, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
+        }
+        plan.checks.append("every layer below stays open too; qemu-img gets them as /proc/\(getpid())/fd names, whatever their paths name by then")
+        return held
     }
 }
 

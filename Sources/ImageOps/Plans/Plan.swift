@@ -12,6 +12,9 @@ public struct Plan: Sendable {
     /// The image the commands change, opened when it was checked and held since, so the change lands on the file
     /// that was checked whatever its path names by then.
     public var held: ImageFile?
+    /// Further files the commands name by descriptor (`/proc/PID/fd/N` in a `json:` chain: commit's lower layers),
+    /// held from the checks to the end like `held`.
+    public var alsoHeld: [ImageFile] = []
     /// A new file the commands write: created exclusively (O_EXCL) just before qemu-img runs, then held the same way.
     public var reserve: String?
     /// Header-only changes: the change asked, for the save `undo` needs, written before qemu-img starts.

@@ -77,6 +77,38 @@ public enum QemuImgCommand: Sendable, Equatable {
         return #"json:{"driver":"qcow2","file":\#(file),"backing":\#(back)}"#
     }
 
+    /// One layer of a chain handed to qemu-img by descriptor: its format, and the `/proc/…/fd/N` name that reopens
+    /// the very file imgtool holds (device and inode), whatever its path names by then.
+    public struct HeldLayer: Sendable, Equatable {
+        /// The format QEMU opens it with (given, so nothing is probed).
+        public var format: String
+        /// `/proc/self/fd/0` for the image on qemu-img's standard input, `/proc/PID/fd/N` for imgtool's other held layers.
+        public var path: String
+        /// True for a block device (QEMU's `host_device` driver; `file` takes regular files only).
+        public var onDevice: Bool
+
+        /// A layer.
+        public init(format: String, path: String, onDevice: Bool) {
+            self.format = format
+            self.path = path
+            self.onDevice = onDevice
+        }
+    }
+
+    /// A `json:` name for a whole chain, top first, every layer and every backing link given explicitly: qemu-img then
+    /// opens no file by a name it reads from a header (a name someone can rename over between imgtool's checks and
+    /// qemu-img). The last layer gets no `backing` key: it records none (raw takes no such option).
+    public static func heldChain(_ layers: ArraySlice<HeldLayer>) -> String {
+        "json:" + chainObject(layers)
+    }
+
+    static func chainObject(_ layers: ArraySlice<HeldLayer>) -> String {
+        guard let top = layers.first else { return "null" }
+        let file = #"{"driver":"\#(top.onDevice ? "host_device" : "file")","filename":\#(jsonString(top.path))}"#
+        let below = layers.dropFirst()
+        return #"{"driver":\#(jsonString(top.format)),"file":\#(file)"# + (below.isEmpty ? "" : #","backing":"# + chainObject(below)) + "}"
+    }
+
     /// `s` as a JSON string literal.
     static func jsonString(_ s: String) -> String {
         var out = "\""
