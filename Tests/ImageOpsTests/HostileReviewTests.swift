@@ -200,4 +200,28 @@ struct HostileReviewTests {
         let moved = checked.renamedLayers()
         #expect(moved?.contains("base.qcow2 now names another file") == true, "\(moved ?? "nil")")
     }
+
+    /// A safe rebase copies what the old backing file provides: that file (and its chain) is held from the checks,
+    /// so an old base renamed over before qemu-img runs is not what gets copied; the guest keeps its bytes.
+    @Test func safeRebaseReadsTheCheckedOldBaseWhenItIsRenamedOver() async throws {
+        let dir = try TempDir("hostile-rebase")
+        try QemuImg.run(["create", "-q", "-f", "raw", "old.raw", "4M"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-f", "raw", "-c", "write -P 0x44 0 4M", "old.raw"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "old.raw", "-F", "raw", "top.qcow2"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x55 1M 1k", "top.qcow2"], cwd: dir.path)
+        let expected = try ExpectedDisk(from: dir.file("top.qcow2"), at: dir.file("expected.raw"))
+        try QemuImg.run(["create", "-q", "-f", "raw", "new.raw", "4M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "raw", "decoy.raw", "4M"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-f", "raw", "-c", "write -P 0x66 0 4M", "decoy.raw"], cwd: dir.path)
+
+        let plan = try Operations.rebase(dir.file("top.qcow2"), onto: dir.file("new.raw"), flatten: false, unsafe: false, progress: false)
+        #expect(rename(dir.file("old.raw"), dir.file("old.orig")) == 0)
+        #expect(rename(dir.file("decoy.raw"), dir.file("old.raw")) == 0)
+        let decoy = try fileDigest(dir.file("old.raw"))
+        _ = try await Executor.execute(plan, qemuImg: ImageOps.QemuImg.locate(nil))
+
+        #expect(try fileDigest(dir.file("old.raw")) == decoy)
+        try QemuImg.run(["check", dir.file("top.qcow2")])
+        try expected.check(dir.file("top.qcow2"))
+    }
 }

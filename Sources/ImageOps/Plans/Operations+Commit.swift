@@ -60,7 +60,8 @@ extension Operations {
         }
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
-        let held = try holdLayers(chain, top: file, &plan)
+        try requireNotHeld(file, &plan)
+        let held = try holdLayers(chain, top: file, requireFree: true, &plan)
 
         let endangered = endangeredByCommit(chain, into: j, store: store)
         if !endangered.isEmpty {
@@ -90,11 +91,11 @@ extension Operations {
                           layers: chain.layers.map { ($0.filename, $0.identity) })
     }
 
-    /// Opens every layer below `top` and checks each is the file the chain was read from (device and inode) and
-    /// held by no process; they stay open in the plan, and qemu-img is handed the chain as `/proc/PID/fd/N` names
-    /// of these descriptors, so a layer renamed over after the checks is not the one written.
-    static func holdLayers(_ chain: BackingChain, top: ImageFile, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
-        try requireNotHeld(top, &plan)
+    /// Holds `top` and opens every layer below it, checking each is the file the chain was read from (device and
+    /// inode) and, with `requireFree` (a commit writes them), held by no process. They stay open in the plan, and
+    /// qemu-img is handed the chain as `/proc/PID/fd/N` names of these descriptors: a layer renamed over after the
+    /// checks is neither written nor read.
+    static func holdLayers(_ chain: BackingChain, top: ImageFile, requireFree: Bool, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
         hold(top, &plan)
         var held = [QemuImgCommand.HeldLayer(format: chain.layers[0].format.rawValue, path: QemuImgCommand.heldImage,
                                              onDevice: top.stat.kind == .blockDevice)]
@@ -106,7 +107,7 @@ extension Operations {
             if layer.qcow2?.hasExternalDataFile == true {
                 throw .refused(path: layer.filename, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
             }
-            try requireNotHeld(file, &plan)
+            if requireFree { try requireNotHeld(file, &plan) }
             plan.alsoHeld.append(file)
             held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
         }

@@ -13,20 +13,18 @@ extension Operations {
             throw .refused(path: image, reason: "--flatten --unsafe would drop every cluster the backing chain holds",
                            hint: "imgtool rebase \(Shell.operand(image)) --flatten (copies the data in)")
         }
-        // A safe rebase reads the old backing file: it is handed to qemu-img by its resolved path, since the image
-        // itself goes by a /proc/self/fd name that a relative backing name cannot be resolved from.
-        var oldBacking: (format: String, path: String)?
-        var oldOnDevice = false
+        // A safe rebase reads the old backing chain: every layer is held and handed to qemu-img by descriptor (a
+        // relative backing name could not be resolved from the image's /proc/self/fd name anyway, and a name can be
+        // renamed over between the checks and qemu-img).
+        var oldChain: BackingChain?
         if !unsafe {
             let chain = BackingChain.follow(from: info)
             if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
                 throw .refused(path: image, reason: "a safe rebase reads the old backing chain, and it is broken (\(p.kind.rawValue): \(p.message))",
                                hint: "imgtool fix-backing \(Shell.operand(chain.layers[p.layer].filename)) --to NEW-PATH (repoints without copying)")
             }
-            if chain.layers.count > 1 {
-                oldBacking = (chain.layers[1].format.rawValue, Paths.absolute(chain.layers[1].filename))
-                oldOnDevice = chain.layers[1].identity.kind == .blockDevice
-            } else if info.backingFilename != nil {
+            oldChain = chain
+            if chain.layers.count == 1, info.backingFilename != nil {
                 throw .refused(path: image, reason: "its backing name is not a file imgtool can hand to qemu-img", hint: nil)
             }
             plan.checks.append("the old backing chain is readable (\(chain.layers.count) layers)")
@@ -39,7 +37,9 @@ extension Operations {
             plan.checks.append("flatten: every cluster the chain provides is copied into \(image)")
         }
         try requireNotHeld(file, &plan)
-        hold(file, &plan)
+        // Readers of the old backing files (other VMs on the same base) are no reason to refuse: they are only read.
+        let oldLayers = try oldChain.map { c throws(ChangeError) in try holdLayers(c, top: file, requireFree: false, &plan) }
+        if oldLayers == nil { hold(file, &plan) }
         let held = QemuImgCommand.heldImage
         if unsafe {
             plan.save = HeaderBackup.Intent(backing: name, backingFormat: format ?? "")
@@ -48,7 +48,8 @@ extension Operations {
             // qemu-img resolves a relative new name from the image's name too: the copy is made against the new
             // base's absolute path, then the name is written as asked (a header-only step on the same file).
             let absolute = onto.map(Paths.absolute) ?? ""
-            plan.commands = [.rebase(image: QemuImgCommand.heldQCow2(backing: oldBacking, onDevice: file.stat.kind == .blockDevice, backingOnDevice: oldOnDevice), backing: absolute, backingFormat: format, unsafe: false, progress: progress)]
+            let image = oldLayers.map { QemuImgCommand.heldChain($0[...]) } ?? held
+            plan.commands = [.rebase(image: image, backing: absolute, backingFormat: format, unsafe: false, progress: progress)]
             if name != absolute {
                 plan.commands.append(.rebase(image: held, backing: name, backingFormat: format, unsafe: true, progress: false))
             }
