@@ -18,6 +18,8 @@ public protocol ReportableError: Error, CustomStringConvertible {
     var headline: String { get }
     /// Lines that follow it (a hint, another program's output), each shown escaped and indented.
     var details: [String] { get }
+    /// The process's exit code for it: 1, or 128 + the signal for an interrupted change.
+    var exitCode: Int32 { get }
 }
 
 extension ReportableError {
@@ -25,6 +27,8 @@ extension ReportableError {
     public var headline: String { description }
     /// None, by default.
     public var details: [String] { [] }
+    /// 1, by default: the contract's "could not do it".
+    public var exitCode: Int32 { 1 }
 }
 
 extension ImageFile.Error: ReportableError {}

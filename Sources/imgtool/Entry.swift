@@ -48,7 +48,7 @@ extension Imgtool {
         // terminal raw or forges a line.)
         if let error = error as? any ReportableError {
             printReportable(error)
-            exit((error as? ChangeError)?.exitCode ?? 1)
+            exit(error.exitCode)
         }
         exitForUsage(error)
     }

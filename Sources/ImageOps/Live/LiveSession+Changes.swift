@@ -146,7 +146,10 @@ extension LiveSession {
         var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(layer.nodeName)]
         if let speed { args["speed"] = .uint(speed) }
         try execute("block-stream", args)
-        try waitForJob(job, progress: progress)
+        do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
+            if reopened, i > 0 { _ = try? reopen(layer.with(readOnly: false), below: device.layers[i + 1], readOnly: true) }
+            throw error
+        }
         if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: nil, readOnly: true) }
         out.steps.append("QEMU copied the data of \(device.layers.count - i - 1) backing layer(s) into \(image); it has no backing file now")
         let cleanup = try deleteDroppedNodes(before: before)
@@ -193,7 +196,11 @@ extension LiveSession {
         }
         if let speed { args["speed"] = .uint(speed) }
         try execute("block-commit", args)
-        try waitForJob(job, progress: progress)
+        do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
+            // No pivot happened (failed or cancelled): every layer reopened read-write goes back to read-only.
+            for (layer, below) in reopened { _ = try? reopen(layer.with(readOnly: false), below: below, readOnly: true) }
+            throw error
+        }
         // Layers still below the top go back to read-only; an active commit's base is the new top and stays writable.
         for (layer, below) in reopened where !(i == 0 && layer.nodeName == target.nodeName) {
             try reopen(layer.with(readOnly: false), below: below, readOnly: true)

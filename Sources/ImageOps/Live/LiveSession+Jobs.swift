@@ -3,11 +3,26 @@ import QCow2
 extension LiveSession {
     /// Waits for block job `id` to end, reporting progress from `query-block-jobs` about every 100 ms. An active
     /// commit reports READY and waits for `block-job-complete`, which this sends (the pivot onto the base).
+    ///
+    /// SIGINT, SIGTERM or SIGHUP meanwhile cancels the job (`block-job-cancel`, forced so a READY job does not pivot)
+    /// and, once QEMU reports it cancelled, throws `.interrupted`: a job left running would go on writing (an active
+    /// commit would mirror every guest write forever) with nobody to finish it. A job that completes before the
+    /// cancel lands is a finished change and returns normally. A second signal ends imgtool at once.
     func waitForJob(_ id: String, progress: (LiveJob) -> Void) throws(LiveError) {
         let ends: Set<String> = ["BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY"]
         var completing = false
         var missing = 0
+        var cancelled: Int32?
+        ChildGuard.install()
+        defer { ChildGuard.uninstall() }
+        func cancelIfInterrupted() {
+            guard cancelled == nil, let sig = ChildGuard.interruption else { return }
+            cancelled = sig
+            // Refused only when the job is already ending (a pivot under way): its end event decides.
+            try? execute("block-job-cancel", ["device": .string(id), "force": .bool(true)])
+        }
         while true {
+            cancelIfInterrupted()
             let event: QMPValue?
             do {
                 event = try client.waitForEvent(timeoutMS: 100) { e in
@@ -20,12 +35,16 @@ extension LiveSession {
                 switch name {
                 case "BLOCK_JOB_READY":
                     if let job = try currentJob(id) { progress(job) }
-                    if !completing {
+                    cancelIfInterrupted()
+                    if !completing, cancelled == nil {
                         completing = true
                         try execute("block-job-complete", ["device": .string(id)])
                     }
                     continue
                 case "BLOCK_JOB_CANCELLED":
+                    if let sig = cancelled {
+                        throw .interrupted(path: image, signal: sig, detail: "QEMU cancelled its job \(id); the disk goes on running on the chain it had")
+                    }
                     throw .jobFailed(path: image, job: id, message: "cancelled")
                 default:
                     if let message = data["error"]?.string { throw .jobFailed(path: image, job: id, message: message) }

@@ -24,6 +24,14 @@ public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable
     case jobFailed(path: String, job: String, message: String)
     /// Preparing a file (qemu-img, a header save) failed.
     case failed(path: String, String)
+    /// imgtool was interrupted (`signal`) during a job, and had QEMU cancel it; what that left, in words.
+    case interrupted(path: String, signal: Int32, detail: String)
+
+    /// The exit code: 128 + the signal for an interruption (as a shell reports one), else 1.
+    public var exitCode: Int32 {
+        if case .interrupted(_, let sig, _) = self { return 128 + sig }
+        return 1
+    }
 
     /// The whole message: the headline and, indented, what to do instead.
     public var description: String { ([headline] + details.map { "  " + $0 }).joined(separator: "\n") }
@@ -63,6 +71,7 @@ public enum LiveError: Swift.Error, CustomStringConvertible, Sendable, Equatable
         case .qmp(let p, let e): return "\(p): \(e.description)"
         case .jobFailed(let p, let job, let m): return "\(p): QEMU's job \(job) failed: \(m)"
         case .failed(let p, let m): return "\(p): \(m)"
+        case .interrupted(let p, let sig, let detail): return "\(p): interrupted by \(ChangeError.signalName(sig)); \(detail)"
         }
     }
 }

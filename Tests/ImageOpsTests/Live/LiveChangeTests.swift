@@ -125,6 +125,40 @@ struct LiveChangeTests {
         try verifyOffline("top.qcow2", expected, layers: 2)
     }
 
+    /// Ctrl-C during a live job: imgtool has QEMU cancel it (forced, so the READY active commit does not pivot),
+    /// puts the base back to read-only, and exits 130; the disk goes on running on the chain it had, no job is left
+    /// in QEMU, and once the VM stops the chain opens and reads the guest's bytes.
+    @Test func sigintDuringAnActiveCommitCancelsTheJob() throws {
+        try makeChain()
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let vm = try TestVM(dir: dir.path, .blockdev([(f("top.qcow2"), "qcow2"), (f("mid.qcow2"), "qcow2"), (f("base.raw"), "raw")]))
+        defer { vm.stop() }
+        let session = try LiveSession.open(f("top.qcow2"), virsh: { $0 })
+        defer { session.close() }
+        let before = try session.view()
+        var signalled = false
+        #expect {
+            // 64 KiB/s: the 320 KiB to merge take five seconds; the signal comes with the first progress report, sent to
+            // the process as Ctrl-C is (raise() would target this worker thread, whose mask blocks SIGINT).
+            _ = try session.commit(f("top.qcow2"), base: nil, speed: 64 << 10) { _ in
+                if !signalled { signalled = true; kill(getpid(), SIGINT) }
+            }
+        } throws: { error in
+            guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
+            return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
+        }
+        #expect(signalled)
+        #expect(try session.currentJob("imgtool-commit-\(getpid())") == nil, "a job is left in QEMU")
+        let after = try #require(try session.view().devices.first)
+        #expect(after.layers.map(\.nodeName) == before.devices.first?.layers.map(\.nodeName))
+        #expect(after.layers.map(\.readOnly) == [false, true, true], "the base goes back to read-only")
+        try vm.guestWrite(pattern: 0x5a, offset: 2 << 20, length: 65536)
+        try expected.write(pattern: 0x5a, offset: 2 << 20, length: 65536)
+        session.close()
+        vm.stop()
+        try verifyOffline("top.qcow2", expected, layers: 3)
+    }
+
     @Test func flattenWithBlockdevStyleDropsTheBackingNodes() throws {
         try makeChain()
         let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
