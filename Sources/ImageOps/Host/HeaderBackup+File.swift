@@ -7,7 +7,9 @@ import Glibc
 /// is either whole or absent, after a crash too.
 enum SaveFile {
     /// Writes `bytes` as `file`. On any failure the temporary file is removed and `cannotSave` names the image.
-    static func write(_ bytes: [UInt8], to file: String, image: String) throws(HeaderBackup.Error) {
+    /// `replacing` (a file in the same folder) is removed once `file` is in place, under the same folder fsync: one
+    /// flush fewer than removing it afterwards (each costs milliseconds on a busy disk).
+    static func write(_ bytes: [UInt8], to file: String, image: String, replacing old: String? = nil) throws(HeaderBackup.Error) {
         let folder = BackingPath.directory(file)
         let tmp = folder + "/." + BackingPath.fileName(file) + ".\(getpid()).tmp"
         // Under `ulimit -f` a write past the limit raises SIGXFSZ, which would kill us with the image half-handled:
@@ -33,6 +35,7 @@ enum SaveFile {
                 unlink(tmp)
                 throw Errno(rawValue: e)
             }
+            if let old { unlink(old) }
             try syncFolder(folder)
         } catch {
             throw .cannotSave(path: image, folder: folder, errno: (error as? Errno)?.rawValue ?? EIO)

@@ -149,8 +149,7 @@ public struct HeaderBackup: Sendable, Equatable {
         after = try Self.headerBytes(file)
         sizeAfter = now.size
         let done = Self.saveFile(for: file.stat)
-        try SaveFile.write(encoded(), to: done, image: path)
-        SaveFile.remove(Self.pendingFile(for: file.stat))
+        try SaveFile.write(encoded(), to: done, image: path, replacing: Self.pendingFile(for: file.stat))
         return done
     }
 
