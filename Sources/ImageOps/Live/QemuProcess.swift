@@ -76,7 +76,7 @@ public struct QemuProcess: Sendable, Equatable {
             guard let pid = Int32(name), pid != me, let comm = readSmallFile("/proc/\(pid)/comm", limit: 64) else { continue }
             // comm is cut at 15 bytes: "qemu-system-x86".
             guard comm.starts(with: Array("qemu-".utf8)) || comm.starts(with: Array("kvm".utf8)) else { continue }
-            if OpenFiles(pid: pid).byKey[key] != nil { found.append(pid) }
+            if OpenFiles.has(pid: pid, key) { found.append(pid) }
         }
         return found.sorted()
     }
