@@ -2,7 +2,7 @@ import ImageOps
 import QCow2
 
 /// The one fast path: the plain forms of the commands people run in loops (`info`, `chain`, `partitions`, `offset`,
-/// `who`, `fix-backing`) read without ArgumentParser, whose start-up reflection costs more than these commands' own
+/// `who`, `fix-backing`, live or not) read without ArgumentParser, whose start-up reflection costs more than these commands' own
 /// work. It is driven by the table below, which names the same options as the ArgumentParser commands; anything
 /// unusual — help, `--`, an unknown or repeated option, an empty value, a value that looks like an option, a value
 /// ArgumentParser would refuse — returns nil and goes through ArgumentParser, which explains the mistake. A test
@@ -83,11 +83,12 @@ enum FastPath {
             guard let n = Int(p.positionals[1]), n >= 1 else { return nil }
             return .offset(image: p.positionals[0], number: n)
         }
-        case "fix-backing": return Spec(flags: ["--relative", "--absolute", "--force", "--dry-run"], options: ["--to", "--qemu-img"], positionals: 0...Int.max) { p in
+        case "fix-backing": return Spec(flags: ["--relative", "--absolute", "--force", "--dry-run", "--live"], options: ["--to", "--qemu-img"], positionals: 0...Int.max) { p in
             guard let to = p.options["--to"], !(p.flags.contains("--relative") && p.flags.contains("--absolute")) else { return nil }
             let style: Operations.LinkStyle = p.flags.contains("--absolute") ? .absolute : p.flags.contains("--relative") ? .relative : .keep
             let options = ChangeCommands.Options(dryRun: p.flags.contains("--dry-run"), qemuImg: p.options["--qemu-img"])
-            return .fixBacking(.init(images: p.positionals, to: to, style: style, force: p.flags.contains("--force"), options: options))
+            return .fixBacking(.init(images: p.positionals, to: to, style: style, force: p.flags.contains("--force"), options: options,
+                                     live: p.flags.contains("--live")))
         }
         default: return nil
         }

@@ -17,8 +17,8 @@ struct Imgtool: ParsableCommand {
     static func main() {
         let argv = prepare(Array(CommandLine.arguments.dropFirst()))
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = FastPath.parse(argv) {
-            // The reading requests stay synchronous: awaiting would start the runtime's threads for nothing.
-            if request.isReading { reporting { exit(try request.runReading()) } }
+            // Reads, live changes and dry runs stay synchronous: awaiting would start the runtime's threads for nothing.
+            reporting { if let code = try request.runWithoutAwaiting() { exit(code) } }
             awaiting { exit(try await request.run()) }
         }
         reporting {

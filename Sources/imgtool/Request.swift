@@ -14,25 +14,20 @@ enum Request: Sendable, Equatable {
     case who(image: String, output: ReadCommands.Output)
     case fixBacking(ChangeCommands.FixBackingRequest)
 
-    /// Does the work; returns the exit code (0 done or healthy, 2 found problems).
+    /// Does the work; returns the exit code (0 done or healthy, 2 found problems). Only a change qemu-img makes
+    /// awaits; everything else is `runWithoutAwaiting`.
     func run() async throws -> Int32 {
-        switch self {
-        case .fixBacking(let request):
-            // The checks and a dry run stay synchronous: awaiting would start the runtime's threads for nothing.
-            let plans = try ChangeCommands.plans(for: request)
-            if request.options.dryRun {
-                for plan in plans { try ChangeCommands.describe(plan, request.options) }
-            } else {
-                try await ChangeCommands.execute(plans, for: request)
-            }
+        if case .fixBacking(let request) = self, !request.live, !request.options.dryRun {
+            try await ChangeCommands.execute(try ChangeCommands.plans(for: request), for: request)
             return 0
-        default:
-            return try runReading()
         }
+        return try runWithoutAwaiting() ?? 0
     }
 
-    /// The reading requests, synchronously (no concurrency runtime needed).
-    func runReading() throws -> Int32 {
+    /// The work that needs no concurrency runtime (starting its threads would cost more than some of these
+    /// commands): every read, a live change (QMP is synchronous) and a dry run. Nil for a change qemu-img makes,
+    /// which `run()` awaits.
+    func runWithoutAwaiting() throws -> Int32? {
         switch self {
         case .info(let image, let output): return try ReadCommands.info(image, output: output)
         case .chain(let image, let maxDepth, let output): return try ReadCommands.chain(image, maxDepth: maxDepth, output: output)
@@ -40,14 +35,15 @@ enum Request: Sendable, Equatable {
         case .partitions(let image, let output): return try ReadCommands.partitions(image, output: output)
         case .offset(let image, let number): return try ReadCommands.offset(image, number: number)
         case .who(let image, let output): return try ReadCommands.who(image, output: output)
-        case .fixBacking: return 0  // not a read: main sends it through run(), never here
+        case .fixBacking(let request):
+            if request.live {
+                try LiveCommands.fixBacking(request.images, to: request.to, style: request.style, options: request.options)
+                return 0
+            }
+            guard request.options.dryRun else { return nil }
+            for plan in try ChangeCommands.plans(for: request) { try ChangeCommands.describe(plan, request.options) }
+            return 0
         }
-    }
-
-    /// True for the requests that never change a file (they need no concurrency runtime).
-    var isReading: Bool {
-        if case .fixBacking = self { return false }
-        return true
     }
 }
 

@@ -16,7 +16,7 @@ import TestSupport
         "chain": ["a.img", "b.img", "--output", "json", "--output=json", "--max-depth", "3", "0", "-1", "--max-depth=2", "--max-depth=", "x", "--live"],
         "offset": ["a.img", "1", "5", "0", "-1", "one", "--output", "json"],
         "fix-backing": ["a.cow", "b.cow", "--to", "base.raw", "--to=base.raw", "--to=", "--relative", "--absolute", "--force",
-                        "--dry-run", "--qemu-img", "/usr/bin/qemu-img", "--qemu-img=", "--qemu-img=/q", "-x"],
+                        "--dry-run", "--qemu-img", "/usr/bin/qemu-img", "--qemu-img=", "--qemu-img=/q", "-x", "--live"],
     ]
     /// Words every command's lists may also hold.
     static let shared = ["--", "--help", "-h", "--bogus", "", "-"]
@@ -60,6 +60,8 @@ import TestSupport
     @Test func plainFormsTakeTheFastPath() {
         #expect(FastPath.parse(["fix-backing", "a", "--to", "b"]) != nil)
         #expect(FastPath.parse(["fix-backing", "--to=b", "--dry-run", "--force", "--relative"]) != nil)
+        #expect(FastPath.parse(["fix-backing", "a", "--to", "b", "--live"])
+                == .fixBacking(.init(images: ["a"], to: "b", style: .keep, force: false, options: .init(dryRun: false, qemuImg: nil), live: true)))
         #expect(FastPath.parse(["chain", "a", "--output=json", "--max-depth", "7"]) == .chain(image: "a", maxDepth: 7, output: .json))
         #expect(FastPath.parse(["partitions", "a", "--output", "json"]) == .partitions(image: "a", output: .json))
         #expect(FastPath.parse(["offset", "a", "1"]) == .offset(image: "a", number: 1))

@@ -27,7 +27,7 @@ struct Chain: ParsableCommand, RequestCommand {
     }
 
     func run() throws {
-        let code = try request.runReading()
+        let code = try request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -51,10 +51,12 @@ public enum ChangeCommands {
         public var force: Bool
         /// `--dry-run` and `--qemu-img`.
         public var options: Options
+        /// `--live`: the running QEMU that holds the image rewrites the name.
+        public var live: Bool
 
         /// The request as given.
-        public init(images: [String], to: String, style: Operations.LinkStyle, force: Bool, options: Options) {
-            (self.images, self.to, self.style, self.force, self.options) = (images, to, style, force, options)
+        public init(images: [String], to: String, style: Operations.LinkStyle, force: Bool, options: Options, live: Bool = false) {
+            (self.images, self.to, self.style, self.force, self.options, self.live) = (images, to, style, force, options, live)
         }
     }
 

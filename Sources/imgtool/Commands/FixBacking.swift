@@ -25,14 +25,10 @@ struct FixBacking: AsyncParsableCommand, RequestCommand {
 
     var request: Request {
         let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-        return .fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library))
+        return .fixBacking(.init(images: images, to: to, style: style, force: force, options: change.library, live: live))
     }
 
     func run() async throws {
-        if live {
-            let style: Operations.LinkStyle = absolute ? .absolute : relative ? .relative : .keep
-            return try LiveCommands.fixBacking(images, to: to, style: style, options: change.library)
-        }
         _ = try await request.run()
     }
 }

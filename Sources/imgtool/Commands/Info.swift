@@ -13,7 +13,7 @@ struct Info: ParsableCommand, RequestCommand {
     var request: Request { .info(image: image, output: options.output.library) }
 
     func run() throws {
-        let code = try request.runReading()
+        let code = try request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }

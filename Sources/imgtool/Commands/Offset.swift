@@ -17,7 +17,7 @@ struct Offset: ParsableCommand, RequestCommand {
     var request: Request { .offset(image: image, number: number) }
 
     func run() throws {
-        let code = try request.runReading()
+        let code = try request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }

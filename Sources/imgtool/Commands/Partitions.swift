@@ -13,7 +13,7 @@ struct Partitions: ParsableCommand, RequestCommand {
     var request: Request { .partitions(image: image, output: options.output.library) }
 
     func run() throws {
-        let code = try request.runReading()
+        let code = try request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }

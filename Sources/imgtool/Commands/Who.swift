@@ -11,7 +11,7 @@ struct Who: ParsableCommand, RequestCommand {
     var request: Request { .who(image: image, output: options.output.library) }
 
     func run() throws {
-        let code = try request.runReading()
+        let code = try request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }
