@@ -97,6 +97,9 @@ struct DMGTests {
 
     @Test func hostileTablesAreTypedErrors() throws {
         let dir = try TempDir("dmg")
+        // A resource fork whose one resource claims 4 GiB (the data fork is empty: the resource's length is at 16).
+        var bigResource = DMGBuilder.build([Chunk(type: 0, sector: 0, sectors: 8)], sectors: 8, resourceFork: true)
+        bigResource.replaceSubrange(16..<20, with: [0xFF, 0xFF, 0xFF, 0xFF])
         // Name, bytes, words of the error, and whether qemu-img fails too (it reads a short raw chunk's missing bytes
         // from a stale buffer, and glib's base64 skips what it does not know).
         let cases: [(String, [UInt8], String, Bool)] = [
@@ -110,6 +113,7 @@ struct DMGTests {
             ("length.dmg", DMGBuilder.build([Chunk(type: 0, sector: 0, sectors: 8, length: UInt64.max)], sectors: 8), "is larger than max", true),
             ("b64.dmg", DMGBuilder.build([Chunk(type: 0, sector: 0, sectors: 8)], sectors: 8) { "*" + $0 }, "not valid base64", false),
             ("pad.dmg", DMGBuilder.build([Chunk(type: 0, sector: 0, sectors: 8)], sectors: 8) { $0 + "=A" }, "not valid base64", false),
+            ("rsrc.dmg", bigResource, "resource length", true),
             ("tiny.dmg", Array("koly".utf8) + [UInt8](repeating: 0, count: 100), "RsrcForkOffset", true),
         ]
         for (name, bytes, words, qemuRefuses) in cases {

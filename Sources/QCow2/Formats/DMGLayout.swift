@@ -81,7 +81,7 @@ struct DMGLayout: Sendable {
 }
 
 /// The chunk table as `dmg_read_mish_block` builds it, one mish block at a time.
-struct ChunkTable {
+struct ChunkTable: Sendable {
     let path: String
     let dataFork: UInt64
     var chunks: [DMGChunk] = []
