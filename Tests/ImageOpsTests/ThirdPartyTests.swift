@@ -10,9 +10,7 @@ import TestSupport
 struct ThirdPartyTests {
     /// Disagreements accepted, each with its reason (the README lists them too). The test expects each to fail and
     /// fails the other way ("known issue was not recorded") once it is mended: delete the line then.
-    static let accepted: [String: String] = [
-        "simple-dmg.dmg partitions": "imgtool reads no dmg guest data (compressed chunks of a format qemu-img cannot create); partitions refuses it by name",
-    ]
+    static let accepted: [String: String] = [:]
 
     @Test func manifestListsTheCorpus() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: ThirdPartyCorpus.folder).filter { $0 != "MANIFEST.tsv" }

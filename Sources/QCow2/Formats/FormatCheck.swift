@@ -18,7 +18,7 @@ package enum FormatCheck {
         case .luks: return try luks(file)
         case .bochs: return try BochsHeader.read(file).size
         case .cloop: return try CloopHeader.read(file).size
-        case .dmg: return try dmgSize(file)
+        case .dmg: return try DMGLayout.read(file).sectors * 512
         case .qcow2, .raw: return nil
         }
     }
@@ -33,22 +33,6 @@ package enum FormatCheck {
                               reason: "the payload starts at \(payload) but the file has \(file.stat.size) bytes: there is no disk (QEMU cannot size it)")
         }
         return file.stat.size - min(payload, file.stat.size)
-    }
-
-    /// DMG: QEMU looks for the "koly" trailer in the last 515 bytes; its sector count is the disk's size.
-    static func dmgSize(_ file: ImageFile) throws(FormatError) -> UInt64 {
-        let length = (file.stat.size + 511) / 512 * 512
-        let start = length > 1023 ? length - 1023 : 0
-        let tail = try readPadded(file, at: start, count: Int(min(length, 515)), format: .dmg, field: "UDIF trailer")
-        guard let i = tail.firstOffset(of: Array("koly".utf8)) else {
-            throw FormatError(path: file.path, format: .dmg, field: "UDIF trailer", reason: "could not locate the UDIF trailer (koly) in the dmg file")
-        }
-        let koly = ByteWindow(try readPadded(file, at: start + UInt64(i), count: 512, format: .dmg, field: "UDIF trailer"))
-        let sectors = koly.u64BE(0x1EC) ?? 0
-        guard sectors <= UInt64(Int64.max) / 512 else {
-            throw FormatError(path: file.path, format: .dmg, field: "SectorCount", offset: start + UInt64(i) + 0x1EC, reason: "\(sectors) sectors is too large")
-        }
-        return sectors * 512
     }
 }
 

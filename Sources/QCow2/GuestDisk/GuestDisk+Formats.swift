@@ -16,7 +16,8 @@ extension GuestDisk {
         case .vmdk: return try VMDKLayer(file: file, layout: checked { () throws(FormatError) in try VMDKLayout.read(file) }, backing: backing)
         case .bochs: return try BochsLayer(file: file, header: checked { () throws(FormatError) in try BochsHeader.read(file) })
         case .cloop: return try CloopLayer(file: file, header: checked { () throws(FormatError) in try CloopHeader.read(file) })
-        case .luks, .dmg, .qcow2, .raw: throw .unsupportedFormat(path: info.filename, format: info.format.rawValue)
+        case .dmg: return try DMGLayer(file: file, layout: checked { () throws(FormatError) in try DMGLayout.read(file) })
+        case .luks, .qcow2, .raw: throw .unsupportedFormat(path: info.filename, format: info.format.rawValue)
         }
     }
 }

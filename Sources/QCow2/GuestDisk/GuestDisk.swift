@@ -19,6 +19,8 @@ public final class GuestDisk {
         case encrypted(path: String)
         /// A format whose clusters we do not map.
         case unsupportedFormat(path: String, format: String)
+        /// A chunk compressed by a method imgtool has no library for (a dmg's bzip2 or lzfse chunks).
+        case unsupportedCompression(path: String, method: String, offset: UInt64)
         /// A table entry or compressed cluster that cannot be right.
         case corrupt(path: String, field: String, offset: UInt64, reason: String)
         /// A read failed.
@@ -32,6 +34,8 @@ public final class GuestDisk {
             case .brokenChain(let path, let problem): return "\(path): the backing chain is broken (\(problem)); run imgtool chain \(path)"
             case .encrypted(let path): return "\(path): the image is encrypted; imgtool does not read encrypted guest data"
             case .unsupportedFormat(let path, let format): return "\(path): guest reads of \(format) images are not supported"
+            case .unsupportedCompression(let path, let method, let offset):
+                return "\(path): the chunk at offset \(offset) is \(method)-compressed: \(method) chunks are not supported (imgtool has no \(method) library); `qemu-img convert -O raw` first (QEMU needs its dmg-\(method == "bzip2" ? "bz2" : method) module, from qemu-block-extra on Debian)"
             case .corrupt(let path, let field, let offset, let reason): return "\(path): corrupt \(field) at offset \(offset): \(reason)"
             case .io(let e): return e.description
             case .tooLarge(let n): return "a single read of \(n) bytes is larger than the 64 MiB imgtool reads at once"
