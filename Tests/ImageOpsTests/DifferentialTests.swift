@@ -26,8 +26,7 @@ struct DifferentialTests {
             Issue.record("\(what): qemu-img prints \(key) (\(theirs[key]?.description ?? "")), imgtool does not")
         }
         common(ours, theirs, what)
-        // VMDK's and LUKS's blocks are compared whole: every key, both ways (qcow2's `encrypt` still lacks the
-        // LUKS details qemu-img adds, so qcow2 is compared by the keys both print).
+        // VMDK's and LUKS's blocks are compared whole: every key, both ways (qcow2's only by the keys both print).
         if case .string(let f) = theirs["format"] ?? .null, f == "vmdk" || f == "luks" {
             #expect(ours["format-specific"] == theirs["format-specific"],
                     "\(what): format-specific: imgtool \(ours["format-specific"]?.description ?? "nil") vs qemu-img \(theirs["format-specific"]?.description ?? "nil")")

@@ -16,6 +16,8 @@ public struct ImageInfo: Sendable, Equatable {
     public var probe: ProbeResult
     /// For formats other than qcow2 and raw: what their header says beyond the magic.
     public var details: FormatDetails?
+    /// For LUKS-encrypted qcow2 images: the LUKS header the crypto extension points at, when QEMU's checks pass.
+    public var qcow2LUKS: LUKSHeader?
     /// For VMDK images: what qemu-img prints in `format-specific` (create type, IDs, extents).
     public var vmdk: VMDKSpecific?
 
@@ -74,7 +76,7 @@ public struct ImageInfo: Sendable, Equatable {
         if probe.format == .vmdk { probe = ImageFormat.vmdkProbe(file, probe) }
         var info = ImageInfo(
             filename: file.path, format: probe.format, virtualSize: probe.virtualSize,
-            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil, vmdk: nil)
+            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil, qcow2LUKS: nil, vmdk: nil)
         if probe.format != .qcow2, probe.format != .raw {
             let details = FormatDetails.read(probe.format, prefix: prefix, fileSize: file.stat.size) { offset, count in
                 try? file.read(at: offset, count: count)
@@ -104,6 +106,11 @@ public struct ImageInfo: Sendable, Equatable {
                 }
                 info.qcow2 = header
                 info.virtualSize = header.size
+                // QEMU reads the LUKS header only inside the extension's extent (`qcow2_crypto_hdr_read_func`).
+                if header.encryptionName == "luks", let c = header.cryptoHeader, c.length >= UInt64(LUKSHeader.size),
+                   let bytes = try? file.read(at: c.offset, count: LUKSHeader.size), case .success(let l) = LUKSHeader.parse(bytes) {
+                    info.qcow2LUKS = l
+                }
             } catch {
                 throw .header(error)
             }

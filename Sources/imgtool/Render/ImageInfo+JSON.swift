@@ -14,7 +14,12 @@ extension ImageInfo {
             data.append(("refcount-bits", .uint(h.refcountBits)))
             if let df = h.dataFile { data.append(("data-file", .string(df))) }
             if h.hasExternalDataFile { data.append(("data-file-raw", .bool(h.dataFileRaw))) }
-            if let enc = h.encryptionName { data.append(("encrypt", .object([("format", .string(enc))]))) }
+            if let enc = h.encryptionName {
+                // `ImageInfoSpecificQCow2Encryption`: the format, then for LUKS the header's details.
+                var members: [(String, JSON?)] = [("format", .string(enc))]
+                if case .object(let luks)? = qcow2LUKS?.json { members += luks.map { ($0.0, Optional($0.1)) } }
+                data.append(("encrypt", .object(members)))
+            }
             if let b = h.bitmaps { data.append(("bitmap-count", .uint(UInt64(b.count)))) }
             if h.version >= 3 {
                 data.append(("corrupt", .bool(h.isCorrupt)))
