@@ -16,22 +16,21 @@ struct DifferentialTests {
     /// Keys qemu-img prints that imgtool does not, each for a reason: `snapshots` (imgtool prints a count,
     /// `snapshot-count`), `children` (a newer qemu-img's node tree).
     static let theirsOnly: Set<String> = ["snapshots", "children"]
-    /// Formats whose `format-specific` block imgtool does not print yet (VMDK's CIDs and extent list, LUKS's key
-    /// slots): a gap the README names, not a disagreement — where both print a value, it is still compared.
-    static let noFormatSpecific: Set<String> = ["vmdk", "luks"]
-
     /// Every key both print is compared with its type (`false` is not `0`), recursively, format-specific included;
     /// the keys the contract names must be printed by both or by neither.
     static func compare(_ ours: JSONValue, _ theirs: JSONValue, _ what: String) {
         for key in compared {
             #expect(ours[key] == theirs[key], "\(what): \(key): imgtool \(ours[key]?.description ?? "nil") vs qemu-img \(theirs[key]?.description ?? "nil")")
         }
-        var allowed = theirsOnly
-        if case .string(let f) = theirs["format"] ?? .null, noFormatSpecific.contains(f) { allowed.insert("format-specific") }
-        for key in Set(theirs.members.keys).subtracting(ours.members.keys).subtracting(allowed) {
+        for key in Set(theirs.members.keys).subtracting(ours.members.keys).subtracting(theirsOnly) {
             Issue.record("\(what): qemu-img prints \(key) (\(theirs[key]?.description ?? "")), imgtool does not")
         }
         common(ours, theirs, what)
+        // VMDK's and LUKS's blocks are compared whole: every key, both ways (qcow2's only by the keys both print).
+        if case .string(let f) = theirs["format"] ?? .null, f == "vmdk" || f == "luks" {
+            #expect(ours["format-specific"] == theirs["format-specific"],
+                    "\(what): format-specific: imgtool \(ours["format-specific"]?.description ?? "nil") vs qemu-img \(theirs["format-specific"]?.description ?? "nil")")
+        }
     }
 
     /// Equal wherever both have a value: objects by the keys both print, arrays element by element.
@@ -109,6 +108,10 @@ struct DifferentialTests {
                 ["create", "-q", "-f", "vmdk", "b7.vmdk", "4M"], ["create", "-q", "-f", "vmdk", "-b", "b7.vmdk", "-F", "vmdk", "delta.vmdk"],
             ]),
             Case(name: "stream.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "stream.vmdk", "10M"]]),
+            Case(name: "flat.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "flat.vmdk", "3M"]]),
+            Case(name: "sub/two-sparse.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "sub/two-sparse.vmdk", "5G"]]),
+            Case(name: "two-flat.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentFlat", "two-flat.vmdk", "3M"]]),
+            Case(name: "zeroed.vmdk", commands: [["create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", "zeroed.vmdk", "3M"]]),
             Case(name: "dynamic.vdi", commands: [["create", "-q", "-f", "vdi", "dynamic.vdi", "10M"]]),
             Case(name: "static.vdi", commands: [["create", "-q", "-f", "vdi", "-o", "static=on", "static.vdi", "3M"]]),
             // Made by QEMU's default writer, the size comes from the CHS geometry; with force_size from current_size.
@@ -117,6 +120,10 @@ struct DifferentialTests {
             Case(name: "plain.vhdx", commands: [["create", "-q", "-f", "vhdx", "plain.vhdx", "10M"]]),
             Case(name: "b1m.vhdx", commands: [["create", "-q", "-f", "vhdx", "-o", "block_size=1M,log_size=1M", "b1m.vhdx", "7M"]]),
             Case(name: "plain.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=50", "plain.luks", "6M"]]),
+            Case(name: "serpent.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=10,cipher-alg=serpent-256,hash-alg=sha512", "serpent.luks", "1M"]]),
+            Case(name: "essiv.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256", "essiv.luks", "1M"]]),
+            Case(name: "cast5.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=10,cipher-alg=cast5-128,cipher-mode=cbc,ivgen-alg=plain,hash-alg=sha1", "cast5.luks", "1M"]]),
+            Case(name: "twofish.luks", commands: [["create", "-q"] + secret + ["-f", "luks", "-o", "key-secret=s0,iter-time=10,cipher-alg=twofish-192,hash-alg=ripemd160", "twofish.luks", "1M"]]),
             Case(name: "plain.parallels", commands: [["create", "-q", "-f", "parallels", "plain.parallels", "10M"]]),
             Case(name: "c64k.parallels", commands: [["create", "-q", "-f", "parallels", "-o", "cluster_size=64k", "c64k.parallels", "7M"]]),
         ]

@@ -23,10 +23,14 @@ package enum FormatCheck {
         }
     }
 
-    /// LUKS1: the guest sees what follows the payload offset; a file that ends before it cannot be opened
+    /// LUKS1: the header must pass QEMU's checks (`LUKSHeader.parse`); the guest sees what follows the payload offset; a file that ends before it cannot be opened
     /// ("Could not refresh total sector count").
     static func luks(_ file: ImageFile) throws(FormatError) -> UInt64 {
-        let w = ByteWindow(try readPadded(file, at: 0, count: 592, format: .luks, field: "header"))
+        let bytes = try readPadded(file, at: 0, count: LUKSHeader.size, format: .luks, field: "header")
+        if case .failure(let p) = LUKSHeader.parse(bytes) {
+            throw FormatError(path: file.path, format: .luks, field: p.field, offset: UInt64(p.offset), reason: p.reason)
+        }
+        let w = ByteWindow(bytes)
         let payload = UInt64(w.u32BE(104) ?? 0) * 512
         guard file.stat.kind == .blockDevice || payload <= file.stat.size else {
             throw FormatError(path: file.path, format: .luks, field: "payload_offset", offset: 104,

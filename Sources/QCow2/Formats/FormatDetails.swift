@@ -11,6 +11,10 @@ public struct FormatDetails: Sendable, Equatable {
     public var backingFile: String?
     /// The backing format it records (QED records only "raw", as a flag; qcow v1 records none).
     public var backingFormat: String?
+    /// A LUKS image's header, when QEMU would accept it: what `format-specific` prints.
+    public var luks: LUKSHeader?
+    /// A VMDK's descriptor IDs (`CID`, `parentCID`), when QEMU could read both.
+    public var vmdkCIDs: VMDKCIDs?
 
     /// Longest backing name read from a QED or qcow header; QEMU refuses longer ones too (qcow: 1023 bytes,
     /// QED: its name buffer of PATH_MAX).
@@ -50,7 +54,9 @@ public struct FormatDetails: Sendable, Equatable {
             // Hosted sparse extent: grain size in sectors at 20.
             if w.starts(with: Array("KDMV".utf8)), let grain = w.u64LE(20), grain > 0, grain <= 1 << 20 { d.clusterSize = grain * 512 }
             let sparse = w.starts(with: Array("KDMV".utf8)) || w.starts(with: Array("COWD".utf8))
-            if let parent = vmdkParent(read(sparse ? 0x200 : 0, 20 * 512) ?? []) {
+            let descriptor = read(sparse ? 0x200 : 0, 20 * 512) ?? []
+            d.vmdkCIDs = VMDKCIDs.parse(descriptor)
+            if let parent = vmdkParent(descriptor) {
                 d.backingFile = parent
                 d.backingFormat = "vmdk"
             }
@@ -67,6 +73,7 @@ public struct FormatDetails: Sendable, Equatable {
             (d.virtualSize, d.clusterSize) = vhdxSizes(read: read)
         case .luks:
             d.encrypted = true
+            if case .success(let header) = LUKSHeader.parse(prefix) { d.luks = header }
             // LUKS1 only (QEMU opens no other): the payload starts at a sector offset; the guest sees what follows.
             if w.u16BE(6) == 1, let sectors = w.u32BE(104) {
                 let payload = UInt64(sectors) * 512

@@ -16,9 +16,18 @@ public struct ImageInfo: Sendable, Equatable {
     public var probe: ProbeResult
     /// For formats other than qcow2 and raw: what their header says beyond the magic.
     public var details: FormatDetails?
+    /// For LUKS-encrypted qcow2 images: the LUKS header the crypto extension points at, when QEMU's checks pass.
+    public var qcow2LUKS: LUKSHeader?
+    /// For VMDK images: what qemu-img prints in `format-specific` (create type, IDs, extents).
+    public var vmdk: VMDKSpecific?
 
     /// qemu-img's `cluster-size`, for the formats that have one.
-    public var clusterSize: UInt64? { qcow2?.clusterSize ?? details?.clusterSize }
+    public var clusterSize: UInt64? {
+        if let h = qcow2 { return h.clusterSize }
+        // A VMDK's is its extents' grain, when they agree (a descriptor's sparse extents have no header of its own).
+        if let v = vmdk { return v.clusterSize }
+        return details?.clusterSize
+    }
     /// True when the guest's data is encrypted (qcow2 or qcow encryption, LUKS).
     public var isEncrypted: Bool { qcow2?.encryptionName != nil || details?.encrypted == true }
 
@@ -67,7 +76,7 @@ public struct ImageInfo: Sendable, Equatable {
         if probe.format == .vmdk { probe = ImageFormat.vmdkProbe(file, probe) }
         var info = ImageInfo(
             filename: file.path, format: probe.format, virtualSize: probe.virtualSize,
-            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil)
+            actualSize: file.stat.allocated, identity: file.stat, qcow2: nil, probe: probe, details: nil, qcow2LUKS: nil, vmdk: nil)
         if probe.format != .qcow2, probe.format != .raw {
             let details = FormatDetails.read(probe.format, prefix: prefix, fileSize: file.stat.size) { offset, count in
                 try? file.read(at: offset, count: count)
@@ -78,6 +87,12 @@ public struct ImageInfo: Sendable, Equatable {
                 if let size = try FormatCheck.validate(probe.format, file) { info.virtualSize = size }
             } catch {
                 throw .invalid(error)
+            }
+            if probe.format == .vmdk, let v = VMDKSpecific.read(file, cids: details.vmdkCIDs) {
+                info.vmdk = v
+                // qemu-img's actual size counts the extent files too.
+                let (sum, o) = info.actualSize.addingReportingOverflow(v.extentBytesOnDisk)
+                info.actualSize = o ? UInt64.max : sum
             }
             // qemu-img reports a size for every image it opens; so does imgtool, or it refuses.
             if info.virtualSize == nil {
@@ -91,6 +106,11 @@ public struct ImageInfo: Sendable, Equatable {
                 }
                 info.qcow2 = header
                 info.virtualSize = header.size
+                // QEMU reads the LUKS header only inside the extension's extent (`qcow2_crypto_hdr_read_func`).
+                if header.encryptionName == "luks", let c = header.cryptoHeader, c.length >= UInt64(LUKSHeader.size),
+                   let bytes = try? file.read(at: c.offset, count: LUKSHeader.size), case .success(let l) = LUKSHeader.parse(bytes) {
+                    info.qcow2LUKS = l
+                }
             } catch {
                 throw .header(error)
             }

@@ -64,6 +64,8 @@ struct VMDKLayout: Sendable {
         var fileName: String
         var sectors: UInt64
         var kind: Kind
+        /// The type on the extent line (FLAT, SPARSE, …); empty for a sparse file opened directly.
+        var type: String = ""
     }
     var createType: String?
     var extents: [Extent]
@@ -136,7 +138,7 @@ struct VMDKLayout: Sendable {
             case "SPARSE": kind = .unsupported("")  // opened by the layer, which reads the extent's own header
             default: kind = .unsupported("\(e.type) extents")
             }
-            extents.append(Extent(path: path, fileName: e.fileName, sectors: e.sectors, kind: kind))
+            extents.append(Extent(path: path, fileName: e.fileName, sectors: e.sectors, kind: kind, type: e.type))
         }
         return VMDKLayout(createType: type, extents: extents)
     }

@@ -14,21 +14,22 @@ extension ImageInfo {
             data.append(("refcount-bits", .uint(h.refcountBits)))
             if let df = h.dataFile { data.append(("data-file", .string(df))) }
             if h.hasExternalDataFile { data.append(("data-file-raw", .bool(h.dataFileRaw))) }
-            if let enc = h.encryptionName { data.append(("encrypt", .object([("format", .string(enc))]))) }
+            if let enc = h.encryptionName {
+                // `ImageInfoSpecificQCow2Encryption`: the format, then for LUKS the header's details.
+                var members: [(String, JSON?)] = [("format", .string(enc))]
+                if case .object(let luks)? = qcow2LUKS?.json { members += luks.map { ($0.0, Optional($0.1)) } }
+                data.append(("encrypt", .object(members)))
+            }
             if let b = h.bitmaps { data.append(("bitmap-count", .uint(UInt64(b.count)))) }
             if h.version >= 3 {
                 data.append(("corrupt", .bool(h.isCorrupt)))
                 data.append(("extended-l2", .bool(h.hasExtendedL2)))
             }
             formatSpecific = .object([("type", .string("qcow2")), ("data", .object(data))])
-        } else if format == .vmdk, !probe.vmdkExtents.isEmpty {
-            formatSpecific = .object([
-                ("type", .string("vmdk")),
-                ("data", .object([
-                    ("create-type", probe.vmdkCreateType.map(JSON.string)),
-                    ("extents", .array(probe.vmdkExtents.map { .object([("filename", .string($0))]) })),
-                ])),
-            ])
+        } else if let v = vmdk {
+            formatSpecific = .object([("type", .string("vmdk")), ("data", v.json)])
+        } else if let l = details?.luks {
+            formatSpecific = .object([("type", .string("luks")), ("data", l.json)])
         }
         return .object([
             ("filename", .string(filename)),
@@ -44,6 +45,51 @@ extension ImageInfo {
             ("backing-filename-format", backingFormat.map(JSON.string)),
             ("snapshot-count", qcow2.map { .uint(UInt64($0.snapshotCount)) }),
             ("format-specific", formatSpecific),
+        ])
+    }
+}
+
+extension VMDKSpecific {
+    /// `ImageInfoSpecificVmdk`, its members in the schema's order; each extent is an `ImageInfo` with only the
+    /// members QEMU fills (cluster-size for sparse extents, compressed only when true).
+    var json: JSON {
+        .object([
+            ("create-type", .string(createType)),
+            ("cid", .uint(UInt64(cids.cid))),
+            ("parent-cid", .uint(UInt64(cids.parentCID))),
+            ("extents", .array(extents.map { e in
+                .object([
+                    ("filename", .string(e.filename)),
+                    ("format", .string(e.format)),
+                    ("virtual-size", .uint(e.virtualSize)),
+                    ("cluster-size", e.clusterSize.map(JSON.uint)),
+                    ("compressed", e.compressed ? .bool(true) : nil),
+                ])
+            })),
+        ])
+    }
+}
+
+extension LUKSHeader {
+    /// `QCryptoBlockInfoLUKS`, its members in the schema's order; iters and stripes only for active slots.
+    var json: JSON {
+        .object([
+            ("cipher-alg", .string(cipherAlg)),
+            ("cipher-mode", .string(cipherMode)),
+            ("ivgen-alg", .string(ivgenAlg)),
+            ("ivgen-hash-alg", ivgenHashAlg.map(JSON.string)),
+            ("hash-alg", .string(hashAlg)),
+            ("payload-offset", .uint(payloadOffset)),
+            ("master-key-iters", .uint(UInt64(masterKeyIters))),
+            ("uuid", .string(uuid)),
+            ("slots", .array(slots.map { s in
+                .object([
+                    ("active", .bool(s.active)),
+                    ("iters", s.active ? .uint(UInt64(s.iterations)) : nil),
+                    ("stripes", s.active ? .uint(UInt64(s.stripes)) : nil),
+                    ("key-offset", .uint(s.keyOffset)),
+                ])
+            })),
         ])
     }
 }

@@ -50,6 +50,14 @@ enum ImageReport {
             if let c = info.clusterSize { rows.append(("cluster size", Sizes.human(c))) }
             if info.isEncrypted { rows.append(("encryption", info.format == .luks ? "luks" : "aes")) }
         }
+        if let v = info.vmdk {
+            let hex = { (x: UInt32) in String(x, radix: 16) }
+            rows.append(("vmdk type", "\(v.createType.isEmpty ? "none" : v.createType) (CID \(hex(v.cids.cid)), parent CID \(hex(v.cids.parentCID)))"))
+        }
+        if let l = info.details?.luks {
+            let active = l.slots.filter(\.active).count
+            rows.append(("cipher", "\(l.cipherAlg) \(l.cipherMode)-\(l.ivgenAlg)\(l.ivgenHashAlg.map { ":" + $0 } ?? ""), \(l.hashAlg); \(active) of 8 key slots in use"))
+        }
         if !info.probe.vmdkExtents.isEmpty {
             rows.append(("vmdk extents", info.probe.vmdkExtents.joined(separator: ", ")))
         }
