@@ -23,6 +23,7 @@ struct RefusalTests {
         Case(name: "vmdk-l1-too-big", format: "vmdk", field: "capacity"),
         Case(name: "vdi-parent-uuid", format: "vdi", field: "uuid_parent"),
         Case(name: "qed-unknown-feature", format: "qed", field: "features"),
+        Case(name: "vmdk-flat-extent-missing", format: "vmdk", field: "extent"),
     ]
 
     static func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
@@ -36,6 +37,11 @@ struct RefusalTests {
             try QemuImg.run(["create", "-q", "--object", "secret,id=s0,data=pw", "-f", "luks", "-o", "key-secret=s0,iter-time=10", full, "1M"])
             let bytes = try Data(contentsOf: URL(fileURLWithPath: full)).prefix(4096)
             try bytes.write(to: URL(fileURLWithPath: f))
+            return f
+        case "vmdk-flat-extent-missing":
+            // The descriptor of a monolithicFlat image whose data file is gone (moved without it).
+            try QemuImg.run(["create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", f, "1M"])
+            try FileManager.default.removeItem(atPath: dir.file(c.name + "-flat.vmdk"))
             return f
         default:
             try QemuImg.run(["create", "-q", "-f", c.format, f, "64M"])

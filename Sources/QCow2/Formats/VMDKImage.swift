@@ -130,6 +130,10 @@ struct VMDKLayout: Sendable {
         var extents: [Extent] = []
         for e in d.extents {
             let path = BackingPath.resolve(e.fileName, relativeTo: file.path)
+            // `vmdk_parse_extents` opens every extent but a ZERO one; one that is not there fails the whole open.
+            if e.type != "ZERO", FileIdentity.of(path: path) == nil {
+                throw bad("extent", "extent file \(e.fileName)\(path == e.fileName ? "" : " (\(path))"): no such file (QEMU cannot open the image)")
+            }
             var kind: Kind
             switch e.type {
             case "FLAT", "VMFS":
