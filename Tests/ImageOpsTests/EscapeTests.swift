@@ -118,8 +118,10 @@ struct EscapeTests {
         try dir.write("d.vmdk", Array(text.utf8))
         for cmd in ["verify", "info"] {
             let r = try Self.run([cmd, "d.vmdk"], in: dir)
-            Self.expectClean(r.stdout, cmd)
+            // The extent file does not exist, so info refuses the image as qemu-img does: the name is in its error.
+            Self.expectClean(cmd == "info" ? r.stderr : r.stdout, cmd)
         }
         #expect(try Self.run(["verify", "d.vmdk"], in: dir).status == 2)
+        #expect(try Self.run(["info", "d.vmdk"], in: dir).status == 1)
     }
 }
