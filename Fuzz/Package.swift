@@ -8,20 +8,15 @@ let package = Package(
     name: "imgtool-fuzz",
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
     ],
     targets: [
         .systemLibrary(name: "CZlib", pkgConfig: "zlib"),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd"),
         .systemLibrary(name: "CLinux"),
         .target(name: "QCow2", dependencies: ["CZlib", "CZstd", "CLinux", .product(name: "SystemPackage", package: "swift-system")]),
-        .target(name: "ImageOps", dependencies: [
-            "QCow2", "CZlib", .product(name: "SystemPackage", package: "swift-system"),
-            .product(name: "Subprocess", package: "swift-subprocess"),
-        ]),
         .executableTarget(name: "FuzzHeader", dependencies: ["QCow2"]),
-        .executableTarget(name: "FuzzPartitions", dependencies: ["ImageOps", "QCow2"]),
-        .executableTarget(name: "FuzzImage", dependencies: ["ImageOps", "QCow2"]),
+        .executableTarget(name: "FuzzPartitions", dependencies: ["QCow2"]),
+        .executableTarget(name: "FuzzImage", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzGuest", dependencies: ["QCow2"]),
     ]
 )

@@ -1,4 +1,3 @@
-import ImageOps
 import QCow2
 
 #if canImport(Glibc)

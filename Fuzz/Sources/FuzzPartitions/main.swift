@@ -1,4 +1,3 @@
-import ImageOps
 import QCow2
 
 /// MBR/EBR/GPT parsing with the input as a disk (zeros past its end, as a sparse disk reads).
