@@ -98,6 +98,21 @@ struct CommitTests {
         try expected.check(f("top.qcow2"))
     }
 
+    /// A reader of a layer below LAYER (other VMs on a shared base) does not stop the commit: qemu-img only reads
+    /// that layer. (Was refused once every layer was held: the no-holder check went down the whole chain.) A commit
+    /// that writes the read layer is still refused.
+    @Test func aReaderOfALayerBelowTheTargetDoesNotStopTheCommit() throws {
+        let expected = try makeChain()
+        let reader = try NBDHolder(f("base.raw"), format: "raw", readOnly: true, in: dir)
+        let deep = try imgtool("commit", "top.qcow2", "--base", "base.raw")
+        #expect(deep.status == 1 && deep.stderr.contains("PID \(reader.pid)"), "\(deep.stderr)")
+        let r = try imgtool("commit", "top.qcow2")
+        #expect(r.status == 0, "\(r.stderr)")
+        try expected.check(f("top.qcow2"))
+        try expected.check(f("mid.qcow2"))
+        withExtendedLifetime(reader) {}
+    }
+
     @Test func anImageWithoutBackingHasNothingToCommit() throws {
         try QemuImg.run(["create", "-q", "-f", "qcow2", "alone.qcow2", "1M"], cwd: dir.path)
         let before = try fileDigest(f("alone.qcow2"))

@@ -61,7 +61,7 @@ extension Operations {
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
         try requireNotHeld(file, &plan)
-        let held = try holdLayers(chain, top: file, requireFree: true, &plan)
+        let held = try holdLayers(chain, top: file, writtenThrough: j, &plan)
 
         let endangered = endangeredByCommit(chain, into: j, store: store)
         if !endangered.isEmpty {
@@ -92,14 +92,15 @@ extension Operations {
     }
 
     /// Holds `top` and opens every layer below it, checking each is the file the chain was read from (device and
-    /// inode) and, with `requireFree` (a commit writes them), held by no process. They stay open in the plan, and
+    /// inode) and, down to layer `writtenThrough` (the layers a commit writes), held by no process; the layers below
+    /// are only read, so a reader of them (other VMs on a shared base) is no reason to refuse. They stay open in the plan, and
     /// qemu-img is handed the chain as `/proc/PID/fd/N` names of these descriptors: a layer renamed over after the
     /// checks is neither written nor read.
-    static func holdLayers(_ chain: BackingChain, top: ImageFile, requireFree: Bool, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
+    static func holdLayers(_ chain: BackingChain, top: ImageFile, writtenThrough: Int, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
         hold(top, &plan)
         var held = [QemuImgCommand.HeldLayer(format: chain.layers[0].format.rawValue, path: QemuImgCommand.heldImage,
                                              onDevice: top.stat.kind == .blockDevice)]
-        for layer in chain.layers.dropFirst() {
+        for (k, layer) in chain.layers.enumerated().dropFirst() {
             let file = try openImage(layer.filename, role: "a layer of the chain")
             guard FileKey(file.stat) == FileKey(layer.identity) else {
                 throw .refused(path: layer.filename, reason: "was replaced by another file while imgtool read the chain", hint: "retry")
@@ -107,7 +108,7 @@ extension Operations {
             if layer.qcow2?.hasExternalDataFile == true {
                 throw .refused(path: layer.filename, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
             }
-            if requireFree { try requireNotHeld(file, &plan) }
+            if k <= writtenThrough { try requireNotHeld(file, &plan) }
             plan.alsoHeld.append(file)
             held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
         }

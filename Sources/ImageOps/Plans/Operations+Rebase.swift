@@ -38,7 +38,7 @@ extension Operations {
         }
         try requireNotHeld(file, &plan)
         // Readers of the old backing files (other VMs on the same base) are no reason to refuse: they are only read.
-        let oldLayers = try oldChain.map { c throws(ChangeError) in try holdLayers(c, top: file, requireFree: false, &plan) }
+        let oldLayers = try oldChain.map { c throws(ChangeError) in try holdLayers(c, top: file, writtenThrough: 0, &plan) }
         if oldLayers == nil { hold(file, &plan) }
         let held = QemuImgCommand.heldImage
         if unsafe {
