@@ -110,6 +110,14 @@ extension Operations {
             }
             if k <= writtenThrough { try requireNotHeld(file, &plan) }
             plan.alsoHeld.append(file)
+            // A VMDK descriptor names its extent files relative to its own name, which a /proc name has no folder
+            // for: such a layer goes by its checked path (as before layers were held); the renamed-layer check after
+            // the change still covers it.
+            if let extents = layer.vmdk?.extents, extents.contains(where: { FileIdentity.of(path: $0.filename).map(FileKey.init) != FileKey(file.stat) }) {
+                held.append(.init(format: layer.format.rawValue, path: Paths.absolute(layer.filename), onDevice: false))
+                plan.checks.append("\(layer.filename) is a VMDK descriptor with extent files of its own: qemu-img opens it by name")
+                continue
+            }
             held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
         }
         if chain.layers[0].qcow2?.hasExternalDataFile == true {
