@@ -59,12 +59,17 @@ struct SafetyFixture {
     }
 
     /// Starts imgtool through the slow wrapper and returns once the wrapper runs (qemu-img is about to start).
-    func startSlow(_ args: [String]) throws -> Process {
+    /// `ignoring` (signal names, as `trap` takes them): imgtool starts with those ignored, as under `nohup`.
+    func startSlow(_ args: [String], ignoring: String? = nil) throws -> Process {
         try? FileManager.default.removeItem(atPath: root.file("started"))
         try? FileManager.default.removeItem(atPath: root.file("done"))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try ImgtoolBinary.path())
         p.arguments = args + ["--qemu-img", wrapper]
+        if let ignoring {
+            p.arguments = ["-c", "trap '' \(ignoring); exec \"$0\" \"$@\"", try ImgtoolBinary.path()] + args + ["--qemu-img", wrapper]
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        }
         p.currentDirectoryURL = URL(fileURLWithPath: store)
         p.environment = environment
         p.standardInput = FileHandle.nullDevice

@@ -145,6 +145,19 @@ struct SafetyTests {
         #expect(f.saves().isEmpty, "\(f.saves())")
     }
 
+    /// A signal imgtool was started with ignored (SIGHUP under `nohup`) stays ignored: the change goes on. (The
+    /// guard's handler replaced the ignored disposition, so a logout stopped a `nohup imgtool commit`, or cancelled
+    /// a live job, exit 129.)
+    @Test func aSignalIgnoredAtStartStaysIgnored() throws {
+        let f = try SafetyFixture()
+        try chainAndDecoy(f)
+        let p = try f.startSlow(["fix-backing", "vm.cow", "--to", "new-a.raw"], ignoring: "HUP")
+        kill(p.processIdentifier, SIGHUP)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(try f.backing("vm.cow") == "new-a.raw")
+    }
+
     /// Interrupted `create` and `overlay`: the file reserved with O_EXCL is removed, so the next try succeeds.
     @Test(arguments: [SIGTERM, SIGINT])
     func interruptedCreateRemovesTheReservedFile(signal: Int32) throws {

@@ -137,6 +137,11 @@ package enum ChildGuard {
     static let child = Atomic<Int32>(0)
     static let signalled = Atomic<Int32>(0)
     static let installed = Atomic<Bool>(false)
+    /// The signals (a bit each) that were ignored when the guard was installed: they stay ignored, and go back to
+    /// ignored on uninstall. `nohup` ignores SIGHUP so that a logout does not stop the command; a background job
+    /// of a script has SIGINT ignored.
+    static let ignored = Atomic<UInt32>(0)
+    static let guarded: [Int32] = [SIGINT, SIGTERM, SIGHUP]
 
     /// The signal that interrupted us, or nil.
     package static var interruption: Int32? {
@@ -150,7 +155,8 @@ package enum ChildGuard {
         if pid > 0, interruption != nil { kill(pid, SIGTERM) }
     }
 
-    /// From here on SIGINT, SIGTERM and SIGHUP stop the child and are remembered instead of ending us at once.
+    /// From here on SIGINT, SIGTERM and SIGHUP stop the child and are remembered instead of ending us at once; one
+    /// that was ignored stays ignored.
     package static func install() {
         guard !installed.exchange(true, ordering: .sequentiallyConsistent) else { return }
         let handler: @convention(c) (Int32) -> Void = { sig in
@@ -160,16 +166,23 @@ package enum ChildGuard {
             if pid > 0 { kill(pid, SIGTERM) }
         }
         signalled.store(0, ordering: .sequentiallyConsistent)
-        signal(SIGINT, handler)
-        signal(SIGTERM, handler)
-        signal(SIGHUP, handler)
+        var ignoredNow: UInt32 = 0
+        for sig in guarded {
+            var old = sigaction()
+            guard sigaction(sig, nil, &old) == 0 else { continue }
+            if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) {
+                ignoredNow |= 1 << UInt32(sig)
+            } else {
+                signal(sig, handler)
+            }
+        }
+        ignored.store(ignoredNow, ordering: .sequentiallyConsistent)
     }
 
     /// Back to the default: once the change is settled a signal ends us at once again.
     package static func uninstall() {
         guard installed.exchange(false, ordering: .sequentiallyConsistent) else { return }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-        signal(SIGHUP, SIG_DFL)
+        let ignoredThen = ignored.load(ordering: .sequentiallyConsistent)
+        for sig in guarded { signal(sig, ignoredThen & (1 << UInt32(sig)) != 0 ? SIG_IGN : SIG_DFL) }
     }
 }
