@@ -113,6 +113,18 @@ struct CommitTests {
         withExtendedLifetime(reader) {}
     }
 
+    /// A writer of a layer below LAYER is named, as a refusal (qemu-img would fail on QEMU's lock, naming only a
+    /// /proc path); nothing changes.
+    @Test func aWriterOfALayerBelowTheTargetIsNamed() throws {
+        _ = try makeChain()
+        let before = try digests()
+        let writer = try NBDHolder(f("base.raw"), format: "raw", readOnly: false, in: dir)
+        let r = try imgtool("commit", "top.qcow2")
+        #expect(r.status == 1 && r.stderr.contains("is being written by") && r.stderr.contains("\(writer.pid)"), "\(r.stderr)")
+        withExtendedLifetime(writer) {}
+        #expect(try digests().filter { $0.key != "base.raw" } == before.filter { $0.key != "base.raw" })
+    }
+
     /// A VMDK descriptor layer names its extent file relative to itself, which no /proc/PID/fd name resolves: it goes
     /// to qemu-img by its path. (Commit and safe rebase both failed with "Could not open '/proc/N/fd/base-flat.vmdk'"
     /// once every layer went by descriptor.)

@@ -108,7 +108,13 @@ extension Operations {
             if layer.qcow2?.hasExternalDataFile == true {
                 throw .refused(path: layer.filename, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
             }
-            if k <= writtenThrough { try requireNotHeld(file, &plan) }
+            if k <= writtenThrough {
+                try requireNotHeld(file, &plan)
+            } else {
+                // Only read, but a writer would make qemu-img's open fail on QEMU's lock: said here, with the holder.
+                let use = InUse.check(file)
+                if use.writeLocked { throw .baseWritten(path: layer.filename, holders: use.who) }
+            }
             plan.alsoHeld.append(file)
             // A VMDK descriptor names its extent files relative to its own name, which a /proc name has no folder
             // for: such a layer goes by its checked path (as before layers were held); the renamed-layer check after
