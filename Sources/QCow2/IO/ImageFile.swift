@@ -137,17 +137,25 @@ public struct FileIdentity: Sendable, Equatable, Hashable {
     public var device: UInt64
     /// Inode number.
     public var inode: UInt64
-    /// Size in bytes (for a block device, 0: ask the device).
+    /// Size in bytes (for a block device opened by `ImageFile`, the device's size; from a path alone, 0).
     public var size: UInt64
     /// Bytes allocated on disk (`st_blocks` × 512), what qemu-img calls actual-size.
     public var allocated: UInt64
     /// Kind of file.
     public var kind: Kind
 
+    /// `fstat` of an open file. A block device's `st_size` is 0, so its size is asked of the device (a seek to its
+    /// end, which leaves the descriptor's offset moved; every read here is a pread): a qcow2 on an LVM volume must
+    /// probe and size as qemu-img does, not as an empty raw disk.
     static func of(_ fd: FileDescriptor) -> FileIdentity? {
         var st = stat()
         guard fstat(fd.rawValue, &st) == 0 else { return nil }
-        return FileIdentity(st)
+        var identity = FileIdentity(st)
+        if identity.kind == .blockDevice {
+            let end = lseek(fd.rawValue, 0, SEEK_END)
+            if end > 0 { identity.size = UInt64(end) }
+        }
+        return identity
     }
 
     /// `stat` of a path, following links; nil when it cannot be had.
