@@ -15,65 +15,6 @@ public struct LiveOutcome: Sendable {
 }
 
 extension LiveSession {
-    /// `overlay BASE [OVERLAY] --live`: qemu-img makes the overlay (relative backing name, never overwriting), then
-    /// QEMU opens it (`blockdev-add`) and switches the disk to it (`blockdev-snapshot`).
-    public func overlay(base: String, overlay: String?, absolute: Bool = false, qemuImg: QemuImg, dryRun: Bool = false) async throws(LiveError) -> LiveOutcome {
-        var out = LiveOutcome()
-        let before = try view()
-        let (device, index) = try locate(base, in: before)
-        guard index == 0 else {
-            throw .refused(path: base, reason: "is layer \(index) of disk \(device.label); a live snapshot goes on the active layer \(device.layers[0].filename)",
-                           hint: "imgtool overlay \(Shell.quote(device.layers[0].filename)) --live")
-        }
-        let top = device.layers[0]
-        let target = overlay ?? Operations.defaultOverlay(for: base)
-        let absTarget = Paths.absolute(target)
-        let name = absolute ? Paths.absolute(base) : Paths.relative(Paths.absolute(base), from: BackingPath.directory(absTarget))
-        // The size is given so qemu-img need not open a base the running VM writes.
-        let size = (try? ImageInfo.read(base))?.virtualSize
-        let create = QemuImgCommand.create(image: target, format: "qcow2", size: size, backing: name, backingFormat: top.driver)
-        if dryRun {
-            if Operations.exists(target) { throw .refused(path: target, reason: "already exists and imgtool does not overwrite", hint: "choose another name") }
-            out.steps = ["\(base) is the active layer of disk \(device.label) in QEMU PID \(process.pid)", qemuImg.commandLine(create),
-                         "then QMP: blockdev-add \(target), blockdev-snapshot onto node \(top.nodeName)"]
-            out.view = before
-            return out
-        }
-        let fd = Glibc.open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            let why = errno == EEXIST ? "already exists and imgtool does not overwrite" : "cannot be created (\(errnoText()))"
-            throw .refused(path: target, reason: why, hint: errno == EEXIST ? "choose another name" : nil)
-        }
-        Glibc.close(fd)
-        do {
-            _ = try await qemuImg.run(create)
-        } catch {
-            unlink(target)
-            throw .failed(path: target, error.description)
-        }
-        out.steps.append("created \(target) on \(name) (\(top.driver)) with qemu-img")
-        let node = Self.freeNodeName(before)
-        do throws(LiveError) {
-            try execute("blockdev-add", ["driver": "file", "node-name": "\(node)-file", "filename": .string(absTarget)])
-            do throws(LiveError) {
-                try execute("blockdev-add", ["driver": "qcow2", "node-name": .string(node), "file": "\(node)-file", "backing": .null])
-            } catch { _ = try? execute("blockdev-del", ["node-name": "\(node)-file"]); throw error }
-            do throws(LiveError) {
-                try execute("blockdev-snapshot", ["node": .string(top.nodeName), "overlay": .string(node)])
-            } catch {
-                _ = try? execute("blockdev-del", ["node-name": .string(node)])
-                _ = try? execute("blockdev-del", ["node-name": "\(node)-file"])
-                throw error
-            }
-        } catch {
-            unlink(target)
-            throw error
-        }
-        out.steps.append("QEMU opened \(target) as node \(node) and switched disk \(device.label) to it")
-        out.view = try view()
-        return out
-    }
-
     /// `fix-backing IMAGE --to PATH --live`: QEMU rewrites the backing name and format through a block-stream that
     /// has nothing to copy (its base is the direct backing node). PATH must be the file QEMU already reads.
     public func fixBacking(_ image: String, to newBase: String, style: Operations.LinkStyle, dryRun: Bool = false) throws(LiveError) -> LiveOutcome {
@@ -108,11 +49,16 @@ extension LiveSession {
         out.savedHeader = HeaderBackup.saveFile(for: held.stat)
         out.steps.append("saved the header of \(image)")
         do throws(LiveError) {
-            let reopened = try reopen(layer, below: backing, readOnly: false)
-            let job = "imgtool-fix-backing-\(getpid())"
-            try execute("block-stream", ["job-id": .string(job), "device": .string(layer.nodeName), "base-node": .string(backing.nodeName), "backing-file": .string(name)])
-            try waitForJob(job) { _ in }
-            if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
+            try guarded { () throws(LiveError) in
+                let reopened = try reopen(layer, below: backing, readOnly: false)
+                try stopIfInterrupted("nothing was changed") {
+                    if reopened, i > 0 { _ = try? reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
+                }
+                let job = "imgtool-fix-backing-\(getpid())"
+                try execute("block-stream", ["job-id": .string(job), "device": .string(layer.nodeName), "base-node": .string(backing.nodeName), "backing-file": .string(name)])
+                try waitForJob(job) { _ in }
+                if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: backing, readOnly: true) }
+            }
         } catch {
             // QEMU wrote nothing: no save is left behind (a header it did change keeps its pending save for undo).
             if save.isUnchanged(held) { save.discard() }
@@ -141,16 +87,21 @@ extension LiveSession {
             out.view = before
             return out
         }
-        let reopened = try reopen(layer, below: device.layers[i + 1], readOnly: false)
-        let job = "imgtool-stream-\(getpid())"
-        var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(layer.nodeName)]
-        if let speed { args["speed"] = .uint(speed) }
-        try execute("block-stream", args)
-        do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
-            if reopened, i > 0 { _ = try? reopen(layer.with(readOnly: false), below: device.layers[i + 1], readOnly: true) }
-            throw error
+        try guarded { () throws(LiveError) in
+            let reopened = try reopen(layer, below: device.layers[i + 1], readOnly: false)
+            try stopIfInterrupted("nothing was changed") {
+                if reopened, i > 0 { _ = try? reopen(layer.with(readOnly: false), below: device.layers[i + 1], readOnly: true) }
+            }
+            let job = "imgtool-stream-\(getpid())"
+            var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(layer.nodeName)]
+            if let speed { args["speed"] = .uint(speed) }
+            try execute("block-stream", args)
+            do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
+                if reopened, i > 0 { _ = try? reopen(layer.with(readOnly: false), below: device.layers[i + 1], readOnly: true) }
+                throw error
+            }
+            if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: nil, readOnly: true) }
         }
-        if reopened, i > 0 { try reopen(layer.with(readOnly: false), below: nil, readOnly: true) }
         out.steps.append("QEMU copied the data of \(device.layers.count - i - 1) backing layer(s) into \(image); it has no backing file now")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted
@@ -183,27 +134,32 @@ extension LiveSession {
             return out
         }
         let below = j + 1 < device.layers.count ? device.layers[j + 1] : nil
-        var reopened: [(LiveLayer, LiveLayer?)] = []
-        if try reopen(target, below: below, readOnly: false) { reopened.append((target, below)) }
-        let job = "imgtool-commit-\(getpid())"
-        var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(device.layers[0].nodeName), "base-node": .string(target.nodeName)]
-        if i > 0 {
-            let above = device.layers[i - 1]
-            if try reopen(above, below: device.layers[i], readOnly: false) { reopened.append((above, target)) }
-            args["top-node"] = .string(device.layers[i].nodeName)
-            args["backing-file"] = .string(LinkNames.name(for: absolutePath(above.filename), to: absolutePath(target.filename),
-                                                    recorded: above.backingFilename, style: .keep))
-        }
-        if let speed { args["speed"] = .uint(speed) }
-        try execute("block-commit", args)
-        do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
-            // No pivot happened (failed or cancelled): every layer reopened read-write goes back to read-only.
-            for (layer, below) in reopened { _ = try? reopen(layer.with(readOnly: false), below: below, readOnly: true) }
-            throw error
-        }
-        // Layers still below the top go back to read-only; an active commit's base is the new top and stays writable.
-        for (layer, below) in reopened where !(i == 0 && layer.nodeName == target.nodeName) {
-            try reopen(layer.with(readOnly: false), below: below, readOnly: true)
+        try guarded { () throws(LiveError) in
+            var reopened: [(LiveLayer, LiveLayer?)] = []
+            if try reopen(target, below: below, readOnly: false) { reopened.append((target, below)) }
+            let job = "imgtool-commit-\(getpid())"
+            var args: [String: QMPValue] = ["job-id": .string(job), "device": .string(device.layers[0].nodeName), "base-node": .string(target.nodeName)]
+            if i > 0 {
+                let above = device.layers[i - 1]
+                if try reopen(above, below: device.layers[i], readOnly: false) { reopened.append((above, target)) }
+                args["top-node"] = .string(device.layers[i].nodeName)
+                args["backing-file"] = .string(LinkNames.name(for: absolutePath(above.filename), to: absolutePath(target.filename),
+                                                        recorded: above.backingFilename, style: .keep))
+            }
+            if let speed { args["speed"] = .uint(speed) }
+            try stopIfInterrupted("nothing was changed") {
+                for (layer, below) in reopened { _ = try? reopen(layer.with(readOnly: false), below: below, readOnly: true) }
+            }
+            try execute("block-commit", args)
+            do throws(LiveError) { try waitForJob(job, progress: progress) } catch {
+                // No pivot happened (failed or cancelled): every layer reopened read-write goes back to read-only.
+                for (layer, below) in reopened { _ = try? reopen(layer.with(readOnly: false), below: below, readOnly: true) }
+                throw error
+            }
+            // Layers still below the top go back to read-only; an active commit's base is the new top and stays writable.
+            for (layer, below) in reopened where !(i == 0 && layer.nodeName == target.nodeName) {
+                try reopen(layer.with(readOnly: false), below: below, readOnly: true)
+            }
         }
         out.steps.append(i == 0
             ? "QEMU merged \(image) into \(target.filename) and switched disk \(device.label) to it"

@@ -4,7 +4,8 @@ extension LiveSession {
     /// Waits for block job `id` to end, reporting progress from `query-block-jobs` about every 100 ms. An active
     /// commit reports READY and waits for `block-job-complete`, which this sends (the pivot onto the base).
     ///
-    /// SIGINT, SIGTERM or SIGHUP meanwhile cancels the job (`block-job-cancel`, forced so a READY job does not pivot)
+    /// The caller holds the signal guard (`guarded`) from before its first change. SIGINT, SIGTERM or SIGHUP meanwhile
+    /// cancels the job (`block-job-cancel`, forced so a READY job does not pivot)
     /// and, once QEMU reports it cancelled, throws `.interrupted`: a job left running would go on writing (an active
     /// commit would mirror every guest write forever) with nobody to finish it. A job that completes before the
     /// cancel lands is a finished change and returns normally. A second signal ends imgtool at once.
@@ -13,8 +14,6 @@ extension LiveSession {
         var completing = false
         var missing = 0
         var cancelled: Int32?
-        ChildGuard.install()
-        defer { ChildGuard.uninstall() }
         func cancelIfInterrupted() {
             guard cancelled == nil, let sig = ChildGuard.interruption else { return }
             cancelled = sig
@@ -63,6 +62,22 @@ extension LiveSession {
                 if missing > 20 { throw .jobFailed(path: image, job: id, message: "the job disappeared without reporting its end") }
             }
         }
+    }
+
+    /// Runs a live change with SIGINT, SIGTERM and SIGHUP held back from the first change QEMU is asked to make
+    /// (a reopen, a new node) to the end: a signal then stops the job or is answered between steps, never in the
+    /// middle, where it would leave layers read-write or a job with nobody to finish it.
+    func guarded<T>(_ body: () throws(LiveError) -> T) throws(LiveError) -> T {
+        ChildGuard.install()
+        defer { ChildGuard.uninstall() }
+        return try body()
+    }
+
+    /// Throws `.interrupted` when a signal came before a job was started; `undo` puts back what was done so far.
+    func stopIfInterrupted(_ what: String, undo: () -> Void = {}) throws(LiveError) {
+        guard let sig = ChildGuard.interruption else { return }
+        undo()
+        throw .interrupted(path: image, signal: sig, detail: what)
     }
 
     /// The job's state now, or nil when QEMU no longer lists it.

@@ -159,6 +159,37 @@ struct LiveChangeTests {
         try verifyOffline("top.qcow2", expected, layers: 3)
     }
 
+    /// `overlay --live` reserves the new file exclusively and has qemu-img write it through the held descriptor; a
+    /// file renamed over the name before QEMU opens it is neither overwritten nor handed to the VM: the change is
+    /// refused, the nodes it added are deleted, the disk stays on its top, and the decoy is byte-for-byte intact.
+    @Test func overlayRefusesAFileRenamedOverItsNameBeforeQemuOpensIt() async throws {
+        try makeChain()
+        let vm = try TestVM(dir: dir.path, .drive(f("top.qcow2")))
+        defer { vm.stop() }
+        try qemu("create", "-q", "-f", "qcow2", "decoy.qcow2", "4M")
+        try qemu("io", "-c", "write -P 0x77 0 64k", "decoy.qcow2")
+        let decoy = try fileDigest(f("decoy.qcow2"))
+        // A qemu-img that waits before it runs; meanwhile the decoy is renamed over the reserved name.
+        let wrapper = f("slow-qemu-img")
+        try "#!/bin/sh\ntouch \(f("started"))\nsleep 1\nexec \(try QemuImg.path()) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        #expect(chmod(wrapper, 0o755) == 0)
+        let session = try LiveSession.open(f("top.qcow2"), virsh: { $0 })
+        defer { session.close() }
+        let before = try session.view()
+        let swapper = Thread {
+            while !FileManager.default.fileExists(atPath: self.f("started")) { usleep(10_000) }
+            _ = rename(self.f("decoy.qcow2"), self.f("top.cow"))
+        }
+        swapper.start()
+        await #expect(throws: LiveError.self) {
+            _ = try await session.overlay(base: f("top.qcow2"), overlay: nil, qemuImg: try ImageOps.QemuImg.locate(wrapper))
+        }
+        #expect(try fileDigest(f("top.cow")) == decoy, "the file renamed over the name was written")
+        let after = try session.view()
+        #expect(after.devices.first?.layers.map(\.nodeName) == before.devices.first?.layers.map(\.nodeName))
+        #expect(after.strays.isEmpty, "nodes left open: \(after.strays)")
+    }
+
     @Test func flattenWithBlockdevStyleDropsTheBackingNodes() throws {
         try makeChain()
         let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
