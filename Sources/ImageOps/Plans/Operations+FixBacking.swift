@@ -4,7 +4,9 @@ import Glibc
 
 extension Operations {
     /// Checks `newBase` as the backing file of `image` and returns the name to write and the format to record.
-    static func checkNewBacking(image: ImageInfo, newBase: String, style: LinkStyle, force: Bool, _ plan: inout Plan) throws(ChangeError) -> (name: String, format: String) {
+    /// A differing format or size is refused unless `force`; `forced` says in the checks why it was accepted.
+    static func checkNewBacking(image: ImageInfo, newBase: String, style: LinkStyle, force: Bool, forced: String = "--force given",
+                                _ plan: inout Plan) throws(ChangeError) -> (name: String, format: String) {
         try requireLastingName(newBase, owner: image.filename)
         let target = try readImage(newBase, role: "the new backing file")
         if target.identity.device == image.identity.device && target.identity.inode == image.identity.inode {
@@ -23,7 +25,7 @@ extension Operations {
                 throw .refused(path: image.filename, reason: "records its backing as \(recorded) but \(newBase) is \(target.format.rawValue)",
                                hint: "check that \(newBase) is the right file; --force records \(target.format.rawValue)")
             }
-            plan.checks.append("format differs (\(recorded) recorded, \(target.format.rawValue) found): --force given")
+            plan.checks.append("format differs (\(recorded) recorded, \(target.format.rawValue) found): \(forced)")
         } else {
             plan.checks.append("format agrees: \(target.format.rawValue)")
         }
@@ -32,7 +34,7 @@ extension Operations {
                 throw .refused(path: image.filename, reason: "is \(mine) bytes but \(newBase) is \(theirs) bytes: probably not its base",
                                hint: "--force if you know it is")
             }
-            plan.checks.append("virtual size differs (\(mine) vs \(theirs)): --force given")
+            plan.checks.append("virtual size differs (\(mine) vs \(theirs)): \(forced)")
         } else {
             plan.checks.append("virtual size agrees: \(Sizes.human(image.virtualSize ?? 0))")
         }

@@ -31,7 +31,8 @@ extension Operations {
         }
         var name = "", format: String?
         if let onto {
-            (name, format) = try checkNewBacking(image: info, newBase: onto, style: .keep, force: true, &plan)
+            (name, format) = try checkNewBacking(image: info, newBase: onto, style: .keep, force: true,
+                                                 forced: unsafe ? "recorded as found (--unsafe)" : "a safe rebase copies what differs", &plan)
             try requireNotWritten(onto, &plan)
         } else {
             plan.checks.append("flatten: every cluster the chain provides is copied into \(image)")
