@@ -64,8 +64,10 @@ struct SafetyFixture {
         try? FileManager.default.removeItem(atPath: root.file("started"))
         try? FileManager.default.removeItem(atPath: root.file("done"))
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try ImgtoolBinary.path())
-        p.arguments = args + ["--qemu-img", wrapper]
+        // Started with SIGINT, SIGTERM and SIGHUP at their defaults whatever this process inherited (`swift test` may
+        // run us with SIGINT ignored, and imgtool keeps a signal it was started ignoring ignored, as nohup needs).
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["--default-signal=INT,TERM,HUP", try ImgtoolBinary.path()] + args + ["--qemu-img", wrapper]
         if let ignoring {
             p.arguments = ["-c", "trap '' \(ignoring); exec \"$0\" \"$@\"", try ImgtoolBinary.path()] + args + ["--qemu-img", wrapper]
             p.executableURL = URL(fileURLWithPath: "/bin/sh")

@@ -136,6 +136,9 @@ struct LiveChangeTests {
         let session = try LiveSession.open(f("top.qcow2"), virsh: { $0 })
         defer { session.close() }
         let before = try session.view()
+        // The test runner may have been started with SIGINT ignored, which imgtool's guard keeps ignored (nohup).
+        let inherited = signal(SIGINT, SIG_DFL)
+        defer { signal(SIGINT, inherited) }
         var signalled = false
         #expect {
             // 64 KiB/s: the 320 KiB to merge take five seconds; the signal comes with the first progress report, sent to
