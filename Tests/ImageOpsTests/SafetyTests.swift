@@ -116,8 +116,9 @@ struct SafetyTests {
         let before = try f.digest("vm.cow")
         let p = try f.startSlow(["fix-backing", "vm.cow", "--to", "new-a.raw"])
         let wrapper = try #require(Int32(try String(contentsOfFile: f.root.file("started"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-        kill(wrapper, SIGKILL)
+        // imgtool first: killed second, it could see its qemu-img die and clean up in between (it did once, under load).
         kill(p.processIdentifier, SIGKILL)
+        kill(wrapper, SIGKILL)
         p.waitUntilExit()
         #expect(try f.digest("vm.cow") == before)
         #expect(f.saves().count == 1, "\(f.saves())")
