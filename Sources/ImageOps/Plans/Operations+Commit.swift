@@ -97,6 +97,9 @@ extension Operations {
     /// qemu-img is handed the chain as `/proc/PID/fd/N` names of these descriptors: a layer renamed over after the
     /// checks is neither written nor read.
     static func holdLayers(_ chain: BackingChain, top: ImageFile, writtenThrough: Int, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
+        if chain.layers[0].qcow2?.hasExternalDataFile == true {
+            throw .refused(path: top.path, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
+        }
         hold(top, &plan)
         var held = [QemuImgCommand.HeldLayer(format: chain.layers[0].format.rawValue, path: QemuImgCommand.heldImage,
                                              onDevice: top.stat.kind == .blockDevice)]
@@ -125,9 +128,6 @@ extension Operations {
                 continue
             }
             held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
-        }
-        if chain.layers[0].qcow2?.hasExternalDataFile == true {
-            throw .refused(path: top.path, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
         }
         plan.checks.append("every layer below stays open too; qemu-img gets them as /proc/\(getpid())/fd names, whatever their paths name by then")
         return held
