@@ -132,7 +132,7 @@ public struct Scan: Sendable {
                 return .rawMaybe(Image(info))
             } catch {
                 switch error {
-                case .header, .invalid, .file(.unreadable): return .unreadable(error.description)
+                case .header, .invalid, .snapshots, .file(.unreadable): return .unreadable(error.description)
                 default: return .nothing
                 }
             }

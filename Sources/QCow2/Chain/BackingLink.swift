@@ -23,6 +23,8 @@ public enum BackingLink {
             return (.invalidHeader, "backing file has an invalid header: \(h.description)")
         case .invalid(let h):
             return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(h.description)")
+        case .snapshots(let s):
+            return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(s.description)")
         }
     }
 

@@ -20,6 +20,8 @@ public struct ImageInfo: Sendable, Equatable {
     public var qcow2LUKS: LUKSHeader?
     /// For VMDK images: what qemu-img prints in `format-specific` (create type, IDs, extents).
     public var vmdk: VMDKSpecific?
+    /// For qcow2 images: the internal snapshots, in table order (read only when the header counts any).
+    public var snapshots: [QCow2Snapshot] = []
 
     /// qemu-img's `cluster-size`, for the formats that have one.
     public var clusterSize: UInt64? {
@@ -51,12 +53,15 @@ public struct ImageInfo: Sendable, Equatable {
         case header(QCow2Header.Error)
         /// Another format's header that QEMU would refuse to open.
         case invalid(FormatError)
+        /// A qcow2 snapshot table that QEMU would refuse to open.
+        case snapshots(QCow2Snapshot.Error)
 
         public var description: String {
             switch self {
             case .file(let e): return e.description
             case .header(let e): return e.description
             case .invalid(let e): return e.description
+            case .snapshots(let e): return e.description
             }
         }
     }
@@ -100,12 +105,19 @@ public struct ImageInfo: Sendable, Equatable {
             }
         }
         if probe.format == .qcow2 {
+            var snapshotError: QCow2Snapshot.Error?
             do throws(QCow2Header.Error) {
                 let header = try QCow2Header.parse(prefix, path: file.path) { (offset, count) throws(QCow2Header.Error) in
                     do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
                 }
                 info.qcow2 = header
                 info.virtualSize = header.size
+                // QEMU reads the snapshot table when it opens the image and refuses the image when the table fails.
+                if header.snapshotCount > 0 {
+                    do throws(QCow2Snapshot.Error) { info.snapshots = try header.readSnapshots(from: file).snapshots } catch {
+                        snapshotError = error
+                    }
+                }
                 // QEMU reads the LUKS header only inside the extension's extent (`qcow2_crypto_hdr_read_func`).
                 if header.encryptionName == "luks", let c = header.cryptoHeader, c.length >= UInt64(LUKSHeader.size),
                    let bytes = try? file.read(at: c.offset, count: LUKSHeader.size), case .success(let l) = LUKSHeader.parse(bytes) {
@@ -114,6 +126,7 @@ public struct ImageInfo: Sendable, Equatable {
             } catch {
                 throw .header(error)
             }
+            if let snapshotError { throw .snapshots(snapshotError) }
         }
         return info
     }

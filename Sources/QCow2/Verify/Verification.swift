@@ -139,7 +139,7 @@ public struct Verification: Sendable {
         if h.refcountTableOffset + UInt64(h.refcountTableClusters) * h.clusterSize > size {
             add("refcount table", true, "the refcount table (offset \(h.refcountTableOffset)) lies outside the file (\(size) bytes)")
         }
-        if h.snapshotCount > 0 && h.snapshotsOffset >= size { add("snapshot table", true, "the snapshot table lies outside the file") }
+        verifySnapshots(h, file, size: size, &v)
         if let b = h.bitmaps {
             let (end, o) = b.directoryOffset.addingReportingOverflow(b.directorySize)
             if o || end > size { add("bitmaps", true, "the bitmap directory lies outside the file") }

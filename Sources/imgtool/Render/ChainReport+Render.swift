@@ -34,6 +34,7 @@ extension ChainReport {
             }
             lines.append(branch + name + "  " + style.dim(ImageReport.summary(layer)))
             let below = String(repeating: "   ", count: i)
+            if !layer.snapshots.isEmpty { lines.append(below + "   " + ImageReport.snapshotSummary(layer.snapshots)) }
             for (p, s) in zip(chain.problems, suggestions) where p.layer == i {
                 let mark = p.kind.isWarning ? style.warn("! \(p.kind.rawValue)") : style.bad("✗ \(p.kind.rawValue)")
                 lines.append(below + "└─ " + mark + ": " + Untrusted.shown(p.backing) + (p.backing == p.resolved ? "" : " → " + Untrusted.shown(p.resolved)))

@@ -43,8 +43,26 @@ extension ImageInfo {
             ("backing-filename", backingFilename.map(JSON.string)),
             ("full-backing-filename", fullBackingFilename.map(JSON.string)),
             ("backing-filename-format", backingFormat.map(JSON.string)),
+            ("snapshots", snapshots.isEmpty ? nil : .array(snapshots.map(\.json))),
             ("snapshot-count", qcow2.map { .uint(UInt64($0.snapshotCount)) }),
             ("format-specific", formatSpecific),
+        ])
+    }
+}
+
+extension QCow2Snapshot {
+    /// qemu-img's `SnapshotInfo`: its 64-bit fields are signed in the schema, so a value past 2^63 prints as
+    /// qemu-img prints it; `icount` only when the entry records one.
+    var json: JSON {
+        .object([
+            ("id", .string(id)),
+            ("name", .string(name)),
+            ("vm-state-size", .int(Int64(bitPattern: vmStateSize))),
+            ("date-sec", .int(Int64(dateSeconds))),
+            ("date-nsec", .int(Int64(dateNanoseconds))),
+            ("vm-clock-sec", .int(Int64(vmClockNanoseconds / 1_000_000_000))),
+            ("vm-clock-nsec", .int(Int64(vmClockNanoseconds % 1_000_000_000))),
+            ("icount", icount.map { .int(Int64(bitPattern: $0)) }),
         ])
     }
 }

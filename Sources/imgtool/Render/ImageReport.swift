@@ -68,7 +68,9 @@ enum ImageReport {
         }
         let width = rows.map(\.0.count).max() ?? 0
         // Every value may come from the image or the file system: shown escaped, one line each.
-        return joined(rows.map { k, v in k + ":" + String(repeating: " ", count: width - k.count + 1) + Untrusted.shown(v) }, "\n")
+        var lines = rows.map { k, v in k + ":" + String(repeating: " ", count: width - k.count + 1) + Untrusted.shown(v) }
+        if !info.snapshots.isEmpty { lines += ["snapshot list:"] + snapshotTable(info.snapshots) }
+        return joined(lines, "\n")
     }
 
     /// `parts.joined(separator:)` without the standard library's unspecialized generic: its first call instantiates
