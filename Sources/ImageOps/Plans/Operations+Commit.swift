@@ -42,6 +42,8 @@ extension Operations {
         }
         let chain = BackingChain.follow(from: info)
         guard chain.layers.count > 1 else {
+            // A backing file named but not reached is a broken link, said as `chain` says it, with its fix.
+            if let p = chain.problems.first(where: { $0.layer == 0 && !$0.kind.isWarning }) { throw brokenLink(image, chain, p) }
             throw .refused(path: image, reason: "has no backing file to commit into", hint: nil)
         }
         var j = 1
@@ -54,12 +56,14 @@ extension Operations {
         }
         // qemu-img opens the whole chain (a write into the base copies the rest of a cluster from below it), and
         // every layer is handed to it by descriptor: so the whole chain must be followed to its end.
-        if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
-            throw .refused(path: image, reason: "its backing chain is broken (layer \(p.layer), \(p.kind.rawValue): \(p.message)); qemu-img opens it all",
-                           hint: "imgtool chain \(Shell.operand(image))")
-        }
+        if let p = chain.problems.first(where: { !$0.kind.isWarning }) { throw brokenLink(image, chain, p) }
         let target = chain.layers[j]
         plan.checks.append("\(target.filename) is layer \(j) of \(image)'s chain (\(target.format.rawValue))")
+        // Each layer above the target reads what it does not hold from the layers below, which the commit rewrites:
+        // so do their internal snapshots. The target's own snapshots read only below it, which stays as it is.
+        try requireNoSnapshots(snapshotsAffected(chain.layers[0..<j]),
+                               change: "the commit writes newer data into \(target.filename)\(j > 1 ? " and empties the layers between" : "")",
+                               force: force, &plan)
         try requireNotHeld(file, &plan)
         let held = try holdLayers(chain, top: file, writtenThrough: j, &plan)
 
@@ -89,6 +93,16 @@ extension Operations {
         plan.show = [image]
         return CommitPlan(plan: plan, endangered: endangered, base: target.filename,
                           layers: chain.layers.map { ($0.filename, $0.identity) })
+    }
+
+    /// The refusal for a chain that breaks at `p`: the problem as `imgtool chain` words it and the command that fixes
+    /// it (fix-backing), since qemu-img opens the whole chain.
+    static func brokenLink(_ image: String, _ chain: BackingChain, _ p: BackingChain.Problem) -> ChangeError {
+        let i = chain.problems.firstIndex(of: p) ?? 0
+        let fixes = ChainReport(image: image, chain: chain).suggestions[i]
+        let owner = p.layer < chain.layers.count ? chain.layers[p.layer].filename : image
+        let hint = fixes.isEmpty ? "imgtool chain \(Shell.operand(image))" : fixes.joined(separator: " or ") + ", then commit again"
+        return .refused(path: image, reason: "its backing chain is broken at \(owner) (\(p.kind.rawValue)): \(p.message); qemu-img opens it all", hint: hint)
     }
 
     /// Holds `top` and opens every layer below it, checking each is the file the chain was read from (device and

@@ -58,6 +58,7 @@ extension Operations {
             throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img can rewrite only qcow2 and QED backing links", hint: hint)
         }
         let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
+        noteSnapshots(snapshotsAffected([info][...]), &plan)
         try requireNotHeld(file, &plan)
         hold(file, &plan)
         plan.save = HeaderBackup.Intent(backing: name, backingFormat: format)

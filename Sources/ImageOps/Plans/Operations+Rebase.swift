@@ -1,8 +1,9 @@
 import QCow2
 
 extension Operations {
-    /// `imgtool rebase IMAGE (--onto PATH | --flatten) [--unsafe]`.
-    public static func rebase(_ image: String, onto: String?, flatten: Bool, unsafe: Bool, progress: Bool) throws(ChangeError) -> Plan {
+    /// `imgtool rebase IMAGE (--onto PATH | --flatten) [--unsafe] [--force]`. `force` lets a flatten or a safe rebase
+    /// change what IMAGE's internal snapshots read (refused otherwise).
+    public static func rebase(_ image: String, onto: String?, flatten: Bool, unsafe: Bool, force: Bool = false, progress: Bool) throws(ChangeError) -> Plan {
         var plan = Plan()
         let file = try openImage(image, role: "the image")
         let info = try readImage(file, role: "the image")
@@ -36,6 +37,15 @@ extension Operations {
             try requireNotWritten(onto, &plan)
         } else {
             plan.checks.append("flatten: every cluster the chain provides is copied into \(image)")
+        }
+        // A flatten makes IMAGE's snapshots read zeros where they hold nothing, a safe rebase the new base's data:
+        // qemu-img copies into the active view only. `--unsafe` states the new file holds the same data.
+        if unsafe {
+            noteSnapshots(snapshotsAffected([info][...]), &plan)
+        } else {
+            try requireNoSnapshots(snapshotsAffected([info][...]),
+                                   change: flatten ? "after a flatten they read zeros there" : "after a safe rebase they read \(onto ?? "the new backing file") there",
+                                   force: force, &plan)
         }
         try requireNotHeld(file, &plan)
         // Readers of the old backing files (other VMs on the same base) are no reason to refuse: they are only read.

@@ -23,6 +23,9 @@ public struct Plan: Sendable {
     public var show: [String] = []
     /// Stream qemu-img's output (its progress bar) to the terminal.
     public var progress = false
+    /// What the user must know about a change made anyway (`--force`) or about data it leaves to the user's word:
+    /// printed as warnings once the change is made.
+    public var warnings: [String] = []
 
     /// The path the commands write, as the user named it.
     public var target: String? { held?.path ?? reserve }

@@ -13,13 +13,13 @@ struct Commit: AsyncParsableCommand {
         discussion: """
             Afterwards the chain reads LAYER ← IMAGE and the guest sees the same bytes. Refused while a process holds \
             a layer, and (unless --force) while another image in the layers' folders or under --store is backed by a \
-            layer that would change. With --live, the running QEMU that holds IMAGE does the merge.
+            layer that would change, or while IMAGE or a layer between has internal snapshots (they would change). With --live, the running QEMU that holds IMAGE does the merge.
             """)
 
     @Argument(help: "The overlay whose data is merged down.") var image: String
     @Option(name: .long, help: "The layer to merge into (default: IMAGE's backing file).") var base: String?
     @Option(name: .long, help: "Also look under DIR for other images backed by a layer that changes.") var store: String?
-    @Flag(name: .long, help: "Commit even when other images are backed by a layer that changes (their data is corrupted).") var force = false
+    @Flag(name: .long, help: "Commit even when other images are backed by a layer that changes (their data is corrupted) or a layer that changes its view has internal snapshots (they change too).") var force = false
     @Flag(name: .long, help: "Have the running QEMU that holds IMAGE do it (QMP block-commit).") var live = false
     @OptionGroup var change: ChangeOptions
 

@@ -41,16 +41,23 @@ enum LiveCommands {
         defer { session.close() }
         let out = try session.fixBacking(image, to: to, style: style, dryRun: options.dryRun)
         report(out, dryRun: options.dryRun)
+        // Not refused (PATH is the very file QEMU reads), but the snapshots read from it too: said.
+        let notes = (try? ImageInfo.read(image)).map { Operations.noteSnapshots(Operations.snapshotsAffected([$0][...])) }
+        if !options.dryRun { for w in notes?.warnings ?? [] { printError("imgtool: warning: " + Untrusted.shown(w)) } }
     }
 
     /// `rebase IMAGE --flatten --live`.
-    static func flatten(_ image: String, options: ChangeCommands.Options) throws {
+    static func flatten(_ image: String, force: Bool = false, options: ChangeCommands.Options) throws {
+        // IMAGE's internal snapshots read what QEMU's stream drops from under them: checked on disk, as offline.
+        let top = try BackingChain.follow(image)
+        let checks = try Operations.checkSnapshots(Operations.snapshotsAffected(top.layers.prefix(1)), change: "after a flatten they read zeros there", force: force)
         let session = try LiveSession.open(image) { "virsh blockpull \($0) \(Shell.quote(image)) --wait --verbose" }
         defer { session.close() }
         var bar = ProgressBar()
         let out = try session.flatten(image, dryRun: options.dryRun) { bar.show($0) }
         bar.finish()
         report(out, dryRun: options.dryRun)
+        if !options.dryRun { for w in checks.warnings { printError("imgtool: warning: " + Untrusted.shown(w)) } }
     }
 
     /// `commit IMAGE [--base LAYER] [--store DIR] [--force] --live`: the images a commit would corrupt are looked for
@@ -63,6 +70,13 @@ enum LiveCommands {
         if !endangered.isEmpty && !force, j < chain.layers.count {
             throw Operations.endangeredRefusal(image, target: chain.layers[j].filename, deeper: j > 1, endangered)
         }
+        // The snapshots of IMAGE and of the layers between read what the commit rewrites, as offline.
+        var checks = Operations.SnapshotCheck()
+        if j < chain.layers.count {
+            checks = try Operations.checkSnapshots(Operations.snapshotsAffected(chain.layers[0..<j]),
+                                                   change: "the commit writes newer data into \(chain.layers[j].filename)\(j > 1 ? " and drops the layers between" : "")",
+                                                   force: force)
+        }
         let session = try LiveSession.open(image) {
             "virsh blockcommit \($0) \(Shell.quote(image))\(base.map { " --base " + Shell.quote($0) } ?? "") --active --pivot --wait --verbose"
                 + " (for a layer below the top: --top \(Shell.quote(image)) on the disk's target instead of --active --pivot)"
@@ -72,6 +86,7 @@ enum LiveCommands {
         let out = try session.commit(image, base: base, dryRun: options.dryRun) { bar.show($0) }
         bar.finish()
         report(out, dryRun: options.dryRun)
+        if !options.dryRun { for w in checks.warnings { printError("imgtool: warning: " + Untrusted.shown(w)) } }
         if !endangered.isEmpty && !options.dryRun {
             printError("imgtool: warning: --force: \(endangered.map(Untrusted.shown).joined(separator: ", ")) \(endangered.count == 1 ? "was" : "were") backed by a layer that changed; \(endangered.count == 1 ? "its" : "their") guest data is no longer what it was")
         }

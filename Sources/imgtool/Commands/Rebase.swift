@@ -15,6 +15,7 @@ struct Rebase: AsyncParsableCommand {
     @Option(name: .long, help: "The new backing file.") var onto: String?
     @Flag(name: .long, help: "Copy the whole chain into IMAGE and drop its backing link.") var flatten = false
     @Flag(name: .long, help: "Rewrite the header only (qemu-img rebase -u); the header is saved for undo.") var unsafe = false
+    @Flag(name: .long, help: "Go on although IMAGE has internal snapshots: they read what the change alters and will change too.") var force = false
     @Flag(name: .long, help: "With --flatten: the running QEMU holding IMAGE streams the data in.") var live = false
     @OptionGroup var change: ChangeOptions
 
@@ -24,8 +25,8 @@ struct Rebase: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if live { return try LiveCommands.flatten(image, options: change.library) }
-        let plan = try Operations.rebase(image, onto: onto, flatten: flatten, unsafe: unsafe, progress: isatty(1) == 1)
+        if live { return try LiveCommands.flatten(image, force: force, options: change.library) }
+        let plan = try Operations.rebase(image, onto: onto, flatten: flatten, unsafe: unsafe, force: force, progress: isatty(1) == 1)
         try await change.carryOut(plan)
     }
 }

@@ -1,10 +1,6 @@
 import ImageOps
 import QCow2
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Internal snapshots in human text, as `qemu-img snapshot -l` lists them (ID, tag, VM size, date, VM clock, icount).
 extension ImageReport {
     /// The snapshot list: a header line and one line per snapshot, qemu-img's columns. Tags and IDs come from the
@@ -33,20 +29,6 @@ extension ImageReport {
         return "\(snapshots.count) internal snapshot\(snapshots.count == 1 ? "" : "s"): " + joined(each, ", ") + more
     }
 
-    /// Local time as qemu-img prints it: `%Y-%m-%d %H:%M:%S`.
-    static func date(_ seconds: UInt32) -> String {
-        var t = time_t(seconds)
-        var parts = tm()
-        guard localtime_r(&t, &parts) != nil else { return "\(seconds)" }
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-    }
-
-    /// The guest clock as qemu-img prints it: `HH:MM:SS.mmm`.
-    static func clock(_ nanoseconds: UInt64) -> String {
-        let secs = nanoseconds / 1_000_000_000
-        let ms = (nanoseconds / 1_000_000) % 1000
-        func two(_ v: UInt64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(two(secs / 3600)):\(two((secs / 60) % 60)):\(two(secs % 60)).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)"
-    }
+    static func date(_ seconds: UInt32) -> String { SnapshotText.date(seconds) }
+    static func clock(_ nanoseconds: UInt64) -> String { SnapshotText.clock(nanoseconds) }
 }
