@@ -51,10 +51,12 @@ extension QCow2Header {
                     e += 48
                 }
             case ExtensionType.bitmaps:
-                guard length >= 24 else {
+                // QEMU refuses any other length ("bitmaps_ext: Invalid extension length").
+                guard length == 24 else {
                     throw .invalidField(path: path, field: "bitmaps extension length", value: length, reason: "must be 24 bytes")
                 }
-                bitmaps = Bitmaps(count: w.u32BE(d) ?? 0, directorySize: w.u64BE(d + 8) ?? 0, directoryOffset: w.u64BE(d + 16) ?? 0)
+                bitmaps = Bitmaps(count: w.u32BE(d) ?? 0, directorySize: w.u64BE(d + 8) ?? 0, directoryOffset: w.u64BE(d + 16) ?? 0,
+                                  reserved: w.u32BE(d + 4) ?? 0)
             case ExtensionType.cryptoHeader:
                 guard length == 16 else {
                     throw .invalidField(path: path, field: "crypto header extension length", value: length, reason: "must be 16 bytes")

@@ -73,6 +73,8 @@ public struct QCow2Header: Sendable, Equatable {
         public var directorySize: UInt64
         /// Offset of the bitmap directory.
         public var directoryOffset: UInt64
+        /// The 32 bits after the count, which must be zero.
+        public var reserved: UInt32 = 0
     }
 
     /// The full disk encryption header pointer extension.
