@@ -36,7 +36,7 @@ extension LiveSession {
         let name = LinkNames.name(for: image, to: newBase, recorded: layer.backingFilename, style: style)
         if dryRun {
             out.steps = ["\(newBase) is the file QEMU PID \(process.pid) reads as the backing file of \(image)",
-                         "would save the header of \(image) to \(HeaderBackup.directory())",
+                         "would save the header of \(image) to \(HeaderBackup.directoryShown)",
                          "then QMP: block-stream \(layer.nodeName) onto its backing node \(backing.nodeName) with backing-file \(name)"]
             out.view = before
             return out

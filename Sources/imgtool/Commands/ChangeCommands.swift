@@ -25,6 +25,7 @@ public enum ChangeCommands {
         let tool = try QemuImg.locate(options.qemuImg)
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         for saved in outcome.saved { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back)") }
+        for line in outcome.noUndo { printOut("note: " + Untrusted.shown(line)) }
         for image in plan.show {
             let chain = try BackingChain.follow(image)
             printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
