@@ -120,9 +120,21 @@ extension HeaderBackup {
             if Self.parse(before)?.isDirty == true {
                 return "the image was not closed cleanly (dirty bit), so qemu-img repaired its refcounts when it opened it: putting back only the old header would undo the repair"
             }
-            return "qemu-img changed more than the backing name (\(metaAfter != metaBefore ? "refcounts, L1 table or bitmaps" : "other header fields")): putting back only the old header could damage the image"
+            return "more than the backing name changed while the header was rewritten (\(metaAfter != metaBefore ? "refcounts, L1 table or bitmaps" : changedFields())): putting back only the old header could damage the image"
         }
         return nil
+    }
+
+    /// The header fields other than the backing name that differ between `before` and `after`, in words.
+    func changedFields() -> String {
+        guard let a = Self.parse(before), let b = Self.parse(after) else { return "other header fields" }
+        var names: [String] = []
+        if a.incompatibleFeatures != b.incompatibleFeatures { names.append("incompatible feature bits") }
+        if a.compatibleFeatures != b.compatibleFeatures { names.append("compatible feature bits") }
+        if a.autoclearFeatures != b.autoclearFeatures { names.append("autoclear feature bits \(a.autoclearFeatures) to \(b.autoclearFeatures)") }
+        if a.bitmaps != b.bitmaps { names.append("bitmap extension") }
+        if a.dataFile != b.dataFile || a.cryptoHeader != b.cryptoHeader { names.append("header extensions") }
+        return names.isEmpty ? "other header fields" : names.joined(separator: ", ")
     }
 
     /// What to do instead of undo: repoint the image at its old backing file through qemu-img, which keeps every

@@ -65,6 +65,11 @@ extension LiveSession {
             throw error
         }
         do { _ = try save.complete(held) } catch { throw .failed(path: image, error.description) }
+        if !save.refusal.isEmpty {
+            // Said now, not first at undo time (the VM's own writes during the job count too).
+            out.savedHeader = nil
+            out.steps.append("note: \(save.refusal); imgtool undo will refuse")
+        }
         out.steps.append("QEMU wrote backing name \(name) (\(backing.driver)) into \(image)")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted

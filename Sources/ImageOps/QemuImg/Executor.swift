@@ -113,7 +113,9 @@ public enum Executor {
                 b.discard()
                 notes.append("the header is as it was and no save is left behind")
             } else if let file = try? b.complete(held) {
-                notes.append("the header changed before qemu-img stopped; the old one is saved in \(file) (imgtool undo puts it back)")
+                notes.append(b.refusal.isEmpty
+                    ? "the header changed before qemu-img stopped; the old one is saved in \(file) (imgtool undo puts it back)"
+                    : "qemu-img changed the image before it stopped; \(b.refusal), so imgtool undo will refuse")
             } else {
                 notes.append("the header changed before qemu-img stopped; the old one is in \(HeaderBackup.pendingFile(for: held.stat)) (imgtool undo puts it back)")
             }
