@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ImageOps
 import TestSupport
 
 /// `undo` after a header-only change that qemu-img made into more: an image with a persistent dirty bitmap has it
@@ -124,6 +125,32 @@ struct UndoBitmapTests {
         #expect(undo.status == 1 && undo.stderr.contains("autoclear feature bits"), "\(undo.stderr)")
         #expect(try f.digest("vm.cow") == changed)
         try check("vm.cow")
+    }
+
+    /// The fingerprint's hash is SHA-256: the FIPS 180-4 vectors, fed whole and in uneven pieces.
+    @Test func sha256KnownVectors() {
+        let vectors: [(String, String)] = [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+        ]
+        for (text, digest) in vectors {
+            var whole = SHA256()
+            whole.update(Array(text.utf8))
+            #expect(whole.hex() == digest, "\(text)")
+            var pieces = SHA256()
+            let bytes = Array(text.utf8)
+            var i = 0
+            for size in [1, 5, 63, 64, 1000] where i < bytes.count {
+                pieces.update(bytes[i..<min(bytes.count, i + size)])
+                i = min(bytes.count, i + size)
+            }
+            #expect(pieces.hex() == digest, "\(text) in pieces")
+        }
+        var million = SHA256()
+        let block = [UInt8](repeating: 0x61, count: 1000)
+        for _ in 0..<1000 { million.update(block) }
+        #expect(million.hex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     /// Without bitmaps the header is put back, byte for byte, and qemu-img finds the image clean.
