@@ -154,6 +154,8 @@ struct ForeignSaveTests {
             (bare, "no folder to save its header in (HOME, XDG_STATE_HOME and IMGTOOL_STATE_DIR are all unset)"),
         ]
         for (environment, words) in cases {
+            let dry = try f.imgtool(["fix-backing", "vm.cow", "--to", "new.raw", "--dry-run"], environment: environment)
+            #expect(dry.status == 1 && dry.stderr.contains(words), "dry run, \(words): \(dry.stdout) \(dry.stderr)")
             let r = try f.imgtool(["fix-backing", "vm.cow", "--to", "new.raw"], environment: environment)
             #expect(r.status == 1, "\(words): \(r.stdout)")
             #expect(r.stderr.contains(words) && r.stderr.contains("nothing was changed"), "\(words): \(r.stderr)")

@@ -204,6 +204,16 @@ public struct HeaderBackup: Sendable, Equatable {
         }
     }
 
+    /// For a dry run: throws what `begin` would (no folder, or one others could write or reached through a link),
+    /// creating nothing. A folder not made yet passes when every folder above it does.
+    public static func checkFolder(for image: String) throws(Error) {
+        guard let dir = directory() else { throw .noFolder(path: image) }
+        do { _ = try SaveFolder.open(dir, create: false) } catch {
+            if error.errno != 0, error.errno != ELOOP, error.errno != ENOTDIR { return }
+            throw .unsafe(path: image, folder: dir, reason: error.reason, changing: true)
+        }
+    }
+
     /// Writes this save as `name` in a checked folder (`replacing` another name there), or throws `cannotSave`.
     func store(as name: String, replacing old: String? = nil) throws(Error) {
         guard let folder = try Self.folder(for: path, changing: true) else { throw .noFolder(path: path) }

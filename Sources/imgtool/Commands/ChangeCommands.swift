@@ -36,6 +36,8 @@ public enum ChangeCommands {
     /// the concurrency runtime's threads.
     public static func describe(_ plan: Plan, _ options: Options) throws {
         let tool = try QemuImg.locate(options.qemuImg)
+        // The save folder is one of the checks: a change it would refuse is refused by its dry run too.
+        if plan.save != nil, let path = plan.target { try HeaderBackup.checkFolder(for: path) }
         printOut(Executor.describe(plan, qemuImg: tool))
         printOut("dry run: nothing was changed")
     }
