@@ -153,6 +153,30 @@ struct UndoBitmapTests {
         #expect(million.hex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
+    /// A QED with need-check set (not closed cleanly) is checked and repaired by qemu-img on open: undo refuses.
+    @Test func aQEDWithNeedCheckIsNotUndone() throws {
+        try f.qemu("create", "-q", "-f", "raw", "old.raw", "64M")
+        try f.qemu("create", "-q", "-f", "raw", "new.raw", "64M")
+        try f.qemu("create", "-q", "-f", "qed", "-b", "old.raw", "-F", "raw", "vm.qed")
+        #expect(try qemuIO("vm.qed", "write -P 1 0 64k").status == 0)
+        let handle = try #require(FileHandle(forUpdatingAtPath: f.path("vm.qed")))
+        try handle.seek(toOffset: 16)
+        // QED_F_BACKING_FILE | QED_F_NEED_CHECK | QED_F_BACKING_FORMAT_NO_PROBE
+        try handle.write(contentsOf: [0x07])
+        try handle.close()
+        let dry = try f.imgtool(["fix-backing", "vm.qed", "--to", "new.raw", "--dry-run"])
+        #expect(dry.stdout.contains("QED need-check"), "\(dry.stdout)")
+        let change = try f.imgtool(["fix-backing", "vm.qed", "--to", "new.raw"])
+        #expect(change.status == 0, "\(change.stderr)")
+        #expect(change.stdout.contains("need-check bit") && change.stdout.contains("imgtool undo will refuse"), "\(change.stdout)")
+        try check("vm.qed")
+        let changed = try f.digest("vm.qed")
+        let undo = try f.imgtool(["undo", "vm.qed"])
+        #expect(undo.status == 1 && undo.stderr.contains("qemu-img rebase -u -b old.raw -F raw vm.qed"), "\(undo.stderr)")
+        #expect(try f.digest("vm.qed") == changed)
+        try check("vm.qed")
+    }
+
     /// Without bitmaps the header is put back, byte for byte, and qemu-img finds the image clean.
     @Test func aPlainImageIsStillUndoneCleanly() throws {
         try f.qemu("create", "-q", "-f", "raw", "old.raw", "64M")

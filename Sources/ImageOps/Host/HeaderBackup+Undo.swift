@@ -127,7 +127,11 @@ extension HeaderBackup {
 
     /// The header fields other than the backing name that differ between `before` and `after`, in words.
     func changedFields() -> String {
-        guard let a = Self.parse(before), let b = Self.parse(after) else { return "other header fields" }
+        guard let a = Self.parse(before), let b = Self.parse(after) else {
+            let qa = ByteWindow(before).u64LE(16), qb = ByteWindow(after).u64LE(16)
+            if let qa, let qb, (qa ^ qb) & 2 != 0 { return "the need-check bit, cleared by qemu-img's repair" }
+            return "other header fields"
+        }
         var names: [String] = []
         if a.incompatibleFeatures != b.incompatibleFeatures { names.append("incompatible feature bits") }
         if a.compatibleFeatures != b.compatibleFeatures { names.append("compatible feature bits") }
