@@ -91,10 +91,11 @@ struct SafetyFixture {
         throw ToolError("the qemu-img wrapper never wrote \(marker)")
     }
 
-    /// Mounts a tmpfs of `size` at a new folder `name` under the root; unmount with `unmount`.
+    /// Mounts a tmpfs of `size` at a new folder `name` under the root; unmount with `unmount`. Mode 0700: a tmpfs
+    /// root is 1777 by default, which imgtool refuses as a save folder (any user could plant a save there).
     func tmpfs(_ name: String, size: String) throws -> String {
         let dir = try root.mkdir(name)
-        guard shell("mount -t tmpfs -o size=\(size) tmpfs \(shellQuote(dir))") == 0 else {
+        guard shell("mount -t tmpfs -o size=\(size),mode=0700 tmpfs \(shellQuote(dir))") == 0 else {
             throw ToolError("mount -t tmpfs failed: these tests need root (they run as root here)")
         }
         return dir

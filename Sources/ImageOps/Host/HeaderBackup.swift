@@ -41,6 +41,13 @@ public struct HeaderBackup: Sendable, Equatable {
     public var after: [UInt8]
     /// File size after the change.
     public var sizeAfter: UInt64
+    /// Fingerprint of the metadata beyond the header before the change (see `MetadataFingerprint`).
+    public var metaBefore: String
+    /// Its fingerprint after the change (empty while the save is pending).
+    public var metaAfter: String
+    /// Why `undo` cannot put this header back, found when the change completed ("" when it can): the change
+    /// rewrote more than the backing name.
+    public var refusal: String
 
     /// Why a save could not be made or used. Every case names the image; an errno is said in words.
     public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
@@ -58,6 +65,13 @@ public struct HeaderBackup: Sendable, Equatable {
         case inUse(path: String, holders: String)
         /// The path names a folder, FIFO, device or procfs file: no image, so nothing of it was saved.
         case notAFile(path: String, kind: String)
+        /// No folder for saves: HOME, XDG_STATE_HOME and IMGTOOL_STATE_DIR are all unset (the change is refused).
+        case noFolder(path: String)
+        /// The save folder or file could have been written by another user, or is reached through a link: a
+        /// change is refused before it writes (`changing`), undo refuses to use it.
+        case unsafe(path: String, folder: String, reason: String, changing: Bool)
+        /// The change rewrote more than the header: putting the old header back would damage the image.
+        case notUndoable(path: String, reason: String, instead: [String])
 
         public var description: String {
             switch self {
@@ -76,28 +90,56 @@ public struct HeaderBackup: Sendable, Equatable {
                 return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
             case .notAFile(let path, let kind):
                 return "\(path): is a \(kind), not an image file; nothing to undo"
+            case .noFolder, .unsafe, .notUndoable:
+                return ([headline] + details).joined(separator: "\n  ")
             }
         }
 
         public var headline: String {
-            if case .cannotSave(let path, let folder, let e) = self {
+            switch self {
+            case .cannotSave(let path, let folder, let e):
                 return "\(path): could not save its header in \(folder) (\(Errno(rawValue: e).description)); nothing was changed"
+            case .noFolder(let path):
+                return "\(path): no folder to save its header in (HOME, XDG_STATE_HOME and IMGTOOL_STATE_DIR are all unset); nothing was changed"
+            case .unsafe(let path, let folder, let reason, true):
+                return "\(path): its header cannot be saved safely in \(folder): \(reason); nothing was changed"
+            case .unsafe(let path, let folder, let reason, false):
+                return "\(path): the save in \(folder) cannot be trusted: \(reason); undo refused, the image is left as it is"
+            case .notUndoable(let path, let reason, _):
+                return "\(path): \(reason); undo refused, the image is left as it is"
+            default:
+                return description
             }
-            return description
         }
 
         public var details: [String] {
-            if case .cannotSave = self { return ["instead: free space there, or point IMGTOOL_STATE_DIR at a writable folder"] }
-            return []
+            switch self {
+            case .cannotSave: return ["instead: free space there, or point IMGTOOL_STATE_DIR at a writable folder"]
+            case .noFolder: return ["instead: set HOME, or point IMGTOOL_STATE_DIR at a folder only you can write (mkdir -m 700 DIR)"]
+            case .unsafe(_, _, _, true):
+                return ["instead: point IMGTOOL_STATE_DIR at a folder only you can write (mkdir -m 700 DIR), reached through no symbolic link"]
+            case .unsafe(_, _, _, false):
+                return ["a save is used only when you own it and its folder, only you can write the folder, and no symbolic link leads to it"]
+            case .notUndoable(_, _, let instead): return instead
+            default: return []
+            }
         }
     }
 
-    /// The folder saves go to. Only absolute folders count: a relative one would move with the current folder, and
-    /// `undo` run from elsewhere would find no save (the XDG spec says to ignore relative values too).
-    public static func directory() -> String {
+    /// The folder saves go to; nil when there is none (a change is then refused before it writes). Only absolute
+    /// folders count: a relative one would move with the current folder, and `undo` run from elsewhere would find no
+    /// save (the XDG spec says to ignore relative values too). With HOME unset too there is no folder: /tmp, the old
+    /// fallback, is shared with every user, and a save another user can plant is one undo would write into the image.
+    public static func directory() -> String? {
         if let d = env("IMGTOOL_STATE_DIR"), d.hasPrefix("/") { return d }
         if let x = env("XDG_STATE_HOME"), x.hasPrefix("/") { return x + "/imgtool/undo" }
-        return (env("HOME") ?? "/tmp") + "/.local/state/imgtool/undo"
+        if let h = env("HOME"), h.hasPrefix("/") { return h + "/.local/state/imgtool/undo" }
+        return nil
+    }
+
+    /// The folder, or words saying there is none, for messages.
+    public static var directoryShown: String {
+        directory() ?? "no folder (HOME, XDG_STATE_HOME and IMGTOOL_STATE_DIR are all unset)"
     }
 
     static func env(_ name: String) -> String? {
@@ -107,62 +149,113 @@ public struct HeaderBackup: Sendable, Equatable {
     }
 
     /// The save file of a completed change to the file `id`.
-    public static func saveFile(for id: FileIdentity) -> String { saveFile(id.device, id.inode) }
+    public static func saveFile(for id: FileIdentity) -> String { directoryShown + "/" + saveName(id.device, id.inode) }
 
     /// The save file of a change to `id` that is under way, or was stopped before it completed.
-    public static func pendingFile(for id: FileIdentity) -> String { pendingFile(id.device, id.inode) }
+    public static func pendingFile(for id: FileIdentity) -> String { directoryShown + "/" + pendingName(id.device, id.inode) }
 
-    static func saveFile(_ device: UInt64, _ inode: UInt64) -> String { directory() + "/\(device)-\(inode).hdr" }
-    static func pendingFile(_ device: UInt64, _ inode: UInt64) -> String { directory() + "/\(device)-\(inode).pending" }
+    static func saveName(_ device: UInt64, _ inode: UInt64) -> String { "\(device)-\(inode).hdr" }
+    static func pendingName(_ device: UInt64, _ inode: UInt64) -> String { "\(device)-\(inode).pending" }
 
-    /// Reads cluster 0 of `file` (the whole of what a header-only change rewrites).
-    static func headerBytes(_ file: ImageFile) throws(Error) -> [UInt8] {
-        let info: ImageInfo
-        do { info = try ImageInfo.read(file) } catch { throw .io(path: file.path, what: "read its header", errno: EIO) }
-        // qcow2 rewrites within cluster 0; QED within its header clusters, from which qemu-img writes at most the
-        // 64-byte header and the name, so 64 KiB (QED's default header) covers it.
-        let length = Int(min(info.qcow2?.clusterSize ?? 65536, max(file.stat.size, 512)))
-        do { return try file.read(at: 0, count: length) } catch {
+    /// How many bytes of the header a save of `file` holds: cluster 0 for qcow2; for QED 64 KiB of its header
+    /// clusters, from which qemu-img writes at most the 64-byte header and the name.
+    static func headerLength(_ file: ImageFile, size: UInt64) -> Int {
+        Int(min(clusterBound(file), max(size, 512)))
+    }
+
+    /// The cluster size of a qcow2 `file` as its header says now (64 KiB for anything else): a save's regions are
+    /// never longer, which bounds a save file before it is read.
+    static func clusterBound(_ file: ImageFile) -> UInt64 {
+        (try? QCow2Header.read(from: file))?.clusterSize ?? 65536
+    }
+
+    /// Reads the header a save holds of `file` (the whole of what a header-only change rewrites).
+    static func headerBytes(_ file: ImageFile, size: UInt64) throws(Error) -> [UInt8] {
+        do { return try file.read(at: 0, count: headerLength(file, size: size)) } catch {
             throw .io(path: file.path, what: "read its header", errno: errnoOf(error))
         }
     }
 
-    private static func errnoOf(_ error: ImageFile.Error) -> Int32 {
+    static func errnoOf(_ error: ImageFile.Error) -> Int32 {
         switch error {
         case .io(_, _, let e), .unreadable(_, let e): return e
         default: return EIO
         }
     }
 
+    /// The fingerprint of `file`'s metadata now, or `io` naming what could not be read.
+    static func fingerprint(_ file: ImageFile) throws(Error) -> String {
+        do { return try MetadataFingerprint.of(file) } catch {
+            throw .io(path: file.path, what: error.what, errno: error.errno)
+        }
+    }
+
+    /// The save folder, checked (see `SaveFolder`); created when `changing`. Nil when it does not exist.
+    static func folder(for image: String, changing: Bool) throws(Error) -> SaveFolder? {
+        guard let dir = directory() else {
+            if changing { throw .noFolder(path: image) }
+            return nil
+        }
+        do { return try SaveFolder.open(dir, create: changing) } catch {
+            if changing, error.errno != 0, error.errno != ELOOP, error.errno != ENOTDIR {
+                throw .cannotSave(path: image, folder: dir, errno: error.errno)
+            }
+            throw .unsafe(path: image, folder: dir, reason: error.reason, changing: changing)
+        }
+    }
+
+    /// For a dry run: throws what `begin` would (no folder, or one others could write or reached through a link),
+    /// creating nothing. A folder not made yet passes when every folder above it does.
+    public static func checkFolder(for image: String) throws(Error) {
+        guard let dir = directory() else { throw .noFolder(path: image) }
+        do { _ = try SaveFolder.open(dir, create: false) } catch {
+            if error.errno != 0, error.errno != ELOOP, error.errno != ENOTDIR { return }
+            throw .unsafe(path: image, folder: dir, reason: error.reason, changing: true)
+        }
+    }
+
+    /// Writes this save as `name` in a checked folder (`replacing` another name there), or throws `cannotSave`.
+    func store(as name: String, replacing old: String? = nil) throws(Error) {
+        guard let folder = try Self.folder(for: path, changing: true) else { throw .noFolder(path: path) }
+        do { try folder.write(encoded(), as: name, replacing: old) } catch {
+            throw .cannotSave(path: path, folder: folder.path, errno: error.rawValue)
+        }
+    }
+
     /// Saves the header of the held `file` before a change, as a pending save: written whole and fsynced, or not at
-    /// all (a failure leaves no file behind and throws `cannotSave`).
+    /// all (a failure leaves no file behind and throws). No safe folder: the change is refused here, before it writes.
     public static func begin(_ file: ImageFile, intent: Intent) throws(Error) -> HeaderBackup {
+        guard let now = FileIdentity.of(fd: file) else { throw .io(path: file.path, what: "stat it", errno: errno) }
         let backup = HeaderBackup(path: file.path, device: file.stat.device, inode: file.stat.inode, intent: intent,
-                                  before: try headerBytes(file), sizeBefore: file.stat.size, after: [], sizeAfter: 0)
-        try SaveFile.write(backup.encoded(), to: pendingFile(for: file.stat), image: file.path)
+                                  before: try headerBytes(file, size: now.size), sizeBefore: now.size, after: [], sizeAfter: 0,
+                                  metaBefore: try fingerprint(file), metaAfter: "", refusal: "")
+        try backup.store(as: pendingName(file.stat.device, file.stat.inode))
         return backup
     }
 
-    /// Records the header qemu-img wrote and turns the pending save into the image's save. Returns the save file.
+    /// Records the header qemu-img wrote and what else it changed, and turns the pending save into the image's
+    /// save. Returns the save file. When the change rewrote more than the backing name, `refusal` says so (and
+    /// `undo` will refuse): the caller tells the user now, not at undo time.
     public mutating func complete(_ file: ImageFile) throws(Error) -> String {
         guard let now = FileIdentity.of(fd: file) else { throw .io(path: path, what: "stat it", errno: errno) }
-        after = try Self.headerBytes(file)
+        after = try Self.headerBytes(file, size: now.size)
         sizeAfter = now.size
-        let done = Self.saveFile(for: file.stat)
-        try SaveFile.write(encoded(), to: done, image: path, replacing: Self.pendingFile(for: file.stat))
-        return done
+        metaAfter = try Self.fingerprint(file)
+        refusal = whyNotUndoable() ?? ""
+        try store(as: Self.saveName(device, inode), replacing: Self.pendingName(device, inode))
+        return Self.saveFile(for: file.stat)
     }
 
     /// Drops the pending save of a change that did not happen.
     public func discard() {
-        SaveFile.remove(Self.pendingFile(device, inode))
+        if let folder = try? Self.folder(for: path, changing: false) { folder.remove(Self.pendingName(device, inode)) }
     }
 
     /// True when `file` still holds exactly the header saved (and its size): the change left no trace.
     public func isUnchanged(_ file: ImageFile) -> Bool {
         guard let now = FileIdentity.of(fd: file), now.size == sizeBefore,
-              let bytes = try? file.read(at: 0, count: before.count) else { return false }
-        return bytes == before
+              let bytes = try? file.read(at: 0, count: before.count), bytes == before else { return false }
+        return (try? Self.fingerprint(file)) == metaBefore
     }
 }
 

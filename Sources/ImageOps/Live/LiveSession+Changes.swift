@@ -36,7 +36,7 @@ extension LiveSession {
         let name = LinkNames.name(for: image, to: newBase, recorded: layer.backingFilename, style: style)
         if dryRun {
             out.steps = ["\(newBase) is the file QEMU PID \(process.pid) reads as the backing file of \(image)",
-                         "would save the header of \(image) to \(HeaderBackup.directory())",
+                         "would save the header of \(image) to \(HeaderBackup.directoryShown)",
                          "then QMP: block-stream \(layer.nodeName) onto its backing node \(backing.nodeName) with backing-file \(name)"]
             out.view = before
             return out
@@ -65,6 +65,11 @@ extension LiveSession {
             throw error
         }
         do { _ = try save.complete(held) } catch { throw .failed(path: image, error.description) }
+        if !save.refusal.isEmpty {
+            // Said now, not first at undo time (the VM's own writes during the job count too).
+            out.savedHeader = nil
+            out.steps.append("note: \(save.refusal); imgtool undo will refuse")
+        }
         out.steps.append("QEMU wrote backing name \(name) (\(backing.driver)) into \(image)")
         let cleanup = try deleteDroppedNodes(before: before)
         out.deletedNodes = cleanup.deleted

@@ -10,6 +10,9 @@ public enum Executor {
     public struct Outcome: Sendable {
         /// Files the headers were saved to.
         public var saved: [String] = []
+        /// Why `undo` will not be able to put a saved header back (the change rewrote more than the header), and
+        /// what to do instead; said now, not first at undo time.
+        public var noUndo: [String] = []
     }
 
     /// The file qemu-img writes, held from the checks (or from its exclusive creation) to the end.
@@ -60,8 +63,13 @@ public enum Executor {
         var savedNote = ""
         if var b = backup, let held = target.held {
             let file = try b.complete(held)
-            outcome.saved.append(file)
-            savedNote = "; its old header is saved in \(file) (imgtool undo puts it back)"
+            if b.refusal.isEmpty {
+                outcome.saved.append(file)
+                savedNote = "; its old header is saved in \(file) (imgtool undo puts it back)"
+            } else {
+                outcome.noUndo.append("\(path): \(b.refusal); imgtool undo will refuse")
+                outcome.noUndo += b.instead()
+            }
         }
         if let moved = moved(target) {
             throw ChangeError.pathMoved(path: path, detail: moved + savedNote)
@@ -105,7 +113,9 @@ public enum Executor {
                 b.discard()
                 notes.append("the header is as it was and no save is left behind")
             } else if let file = try? b.complete(held) {
-                notes.append("the header changed before qemu-img stopped; the old one is saved in \(file) (imgtool undo puts it back)")
+                notes.append(b.refusal.isEmpty
+                    ? "the header changed before qemu-img stopped; the old one is saved in \(file) (imgtool undo puts it back)"
+                    : "qemu-img changed the image before it stopped; \(b.refusal), so imgtool undo will refuse")
             } else {
                 notes.append("the header changed before qemu-img stopped; the old one is in \(HeaderBackup.pendingFile(for: held.stat)) (imgtool undo puts it back)")
             }
@@ -137,7 +147,10 @@ public enum Executor {
     /// The dry-run text: the checks and the exact command lines, the held image shown as their standard input.
     public static func describe(_ plan: Plan, qemuImg: QemuImg) -> String {
         var lines = plan.checks.map { "checked: " + $0 }
-        if plan.save != nil, let path = plan.target { lines.append("would save the header of \(path) to \(HeaderBackup.directory())") }
+        if plan.save != nil, let path = plan.target {
+            lines.append("would save the header of \(path) to \(HeaderBackup.directoryShown)")
+            if let held = plan.held, let note = HeaderBackup.undoWarning(held) { lines.append(note) }
+        }
         let input = plan.target.map { " < " + Shell.quote($0) } ?? ""
         lines += plan.commands.map { qemuImg.commandLine($0) + input }
         // The checks name files: each line is shown escaped, so none can hold a raw escape or forge a line.

@@ -26,6 +26,7 @@ public enum ChangeCommands {
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         for saved in outcome.saved { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back)") }
         for warning in plan.warnings { printError("imgtool: warning: " + Untrusted.shown(warning)) }
+        for line in outcome.noUndo { printOut("note: " + Untrusted.shown(line)) }
         for image in plan.show {
             let chain = try BackingChain.follow(image)
             printOut(ChainReport(image: image, chain: chain).human(style: .forStandardOutput()))
@@ -36,6 +37,8 @@ public enum ChangeCommands {
     /// the concurrency runtime's threads.
     public static func describe(_ plan: Plan, _ options: Options) throws {
         let tool = try QemuImg.locate(options.qemuImg)
+        // The save folder is one of the checks: a change it would refuse is refused by its dry run too.
+        if plan.save != nil, let path = plan.target { try HeaderBackup.checkFolder(for: path) }
         printOut(Executor.describe(plan, qemuImg: tool))
         printOut("dry run: nothing was changed")
     }
