@@ -46,8 +46,8 @@ extension HeaderBackup {
             default: throw .io(path: path, what: "open it", errno: EINVAL)
             }
         }
-        let use = InUse.check(file)
-        if use.isHeld { throw .inUse(path: path, holders: use.summary) }
+        let readers = Readers.of(file)
+        if readers.isHeld { throw .inUse(path: path, holders: readers.summary) }
         // A pending save belongs to a later change than a completed one: it is looked at first.
         let pending = pendingFile(for: file.stat), done = saveFile(for: file.stat)
         let saveFile: String

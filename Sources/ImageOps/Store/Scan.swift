@@ -119,7 +119,8 @@ public struct Scan: Sendable {
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
     public static func run(_ root: String, threads: Int = cores) async -> Scan {
         var files: [String] = []
-        Directory.walk(root, maxDepth: 64, limit: 5_000_000) { e in if !e.isDirectory { files.append(e.path) } }
+        // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
+        let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
         files.sort()
         let allFiles = files
 
@@ -140,7 +141,7 @@ public struct Scan: Sendable {
 
         var byKey: [FileKey: Int] = [:]
         var nodes: [Node] = []
-        var unreadable: [(path: String, message: String)] = []
+        var unreadable: [(path: String, message: String)] = missed.map { ($0.path, "\($0.path) \($0.reason)") }
         var rawByKey: [FileKey: Image] = [:]
         var rawMaybe: [Image] = []
         func add(_ image: Image) -> Int {
