@@ -149,6 +149,25 @@ struct LoopHolderTests {
         #expect(who.status == 0, "\(who.stdout)")
     }
 
+    /// An image that is itself a block device, mounted: held by its mount, and no base for a new overlay.
+    @Test func mountedBlockDeviceImageIsHeld() throws {
+        try Self.requireLoopSupport()
+        let d = try Disk()
+        let loop = try Self.run(["losetup", "-f", "--show", d.f.path("disk.raw")])
+        defer { _ = try? Self.run(["losetup", "-d", loop]) }
+        _ = try Self.run(["mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop])
+        let free = try d.f.imgtool(["who", loop])
+        #expect(free.status == 0, "a block device nobody mounted is free: \(free.stdout)")
+        _ = try Self.run(["mount", loop, d.mnt])
+        defer { _ = try? Self.run(["umount", d.mnt]) }
+        let who = try d.f.imgtool(["who", loop])
+        #expect(who.status == 2, "\(who.stdout)\(who.stderr)")
+        #expect(who.stdout.contains("block device \(loop)") && who.stdout.contains("mounted on \(d.mnt)"), "\(who.stdout)")
+        let overlay = try d.f.imgtool(["overlay", loop, "new.cow"])
+        #expect(overlay.status == 1, "\(overlay.stdout)\(overlay.stderr)")
+        #expect(!d.f.exists("new.cow"))
+    }
+
     /// qemu-nbd's `--connect` device, from its command line (the kernel here has no nbd to connect).
     @Test func nbdDeviceFromCommandLine() {
         #expect(Readers.nbdDevices(commandLine: ["/usr/bin/qemu-nbd", "-c", "/dev/nbd0", "disk.raw"]) == ["/dev/nbd0"])

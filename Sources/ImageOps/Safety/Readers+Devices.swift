@@ -26,15 +26,10 @@ extension Readers {
     /// them all. `pids` are the processes holding the file: a `qemu-nbd` among them names its `/dev/nbdN`.
     package static func devices(over key: FileKey, pids: [Int32], kernel: Kernel = Kernel()) -> [Device] {
         let mounts = Mounts.read(kernel.mountinfo)
-        var found: [Device] = []
-        for name in names(in: kernel.sys + "/block") {
-            if name.hasPrefix("loop"), let loop = LoopStatus.read(name, kernel: kernel), loop.key == key {
-                found += stack(Device(device: kernel.dev + "/" + name, kind: .loop, offset: loop.offset, readOnly: loop.readOnly, over: [], mountPoints: []),
-                               name: name, kernel: kernel, mounts: mounts)
-            } else if name.hasPrefix("nbd"), nbdServer(name, kernel: kernel).map(pids.contains) == true {
-                found += stack(Device(device: kernel.dev + "/" + name, kind: .nbd, offset: nil, readOnly: readFlag(kernel.sys + "/block/\(name)/ro"), over: [], mountPoints: []),
-                               name: name, kernel: kernel, mounts: mounts)
-            }
+        var found = loopDevices(kernel: kernel, mounts: mounts)[key] ?? []
+        for name in names(in: kernel.sys + "/block") where name.hasPrefix("nbd") && nbdServer(name, kernel: kernel).map(pids.contains) == true {
+            found += stack(Device(device: kernel.dev + "/" + name, kind: .nbd, offset: nil, readOnly: readFlag(kernel.sys + "/block/\(name)/ro"), over: [], mountPoints: []),
+                           name: name, kernel: kernel, mounts: mounts)
         }
         // A qemu-nbd whose device sysfs does not tie to it (an older kernel has no `pid` file): its command line names it.
         for pid in pids {
@@ -45,6 +40,36 @@ extension Readers {
                                name: name, kernel: kernel, mounts: mounts)
             }
         }
+        return found
+    }
+
+    /// Every loop device with a file attached, by that file's device and inode, each with what is stacked on it:
+    /// read once for a whole store (`scan`) as for one image.
+    package static func loopDevices(kernel: Kernel = Kernel(), mounts: [String: [String]]? = nil) -> [FileKey: [Device]] {
+        let mounts = mounts ?? Mounts.read(kernel.mountinfo)
+        var out: [FileKey: [Device]] = [:]
+        for name in names(in: kernel.sys + "/block") where name.hasPrefix("loop") {
+            guard let loop = LoopStatus.read(name, kernel: kernel) else { continue }
+            out[loop.key, default: []] += stack(Device(device: kernel.dev + "/" + name, kind: .loop, offset: loop.offset, readOnly: loop.readOnly, over: [], mountPoints: []),
+                                                name: name, kernel: kernel, mounts: mounts)
+        }
+        return out
+    }
+
+    /// For an image that is itself a block device (`/dev/vdb`, `/dev/loop3`, an LV): where it or a partition of
+    /// it is mounted, and the dm and md devices on top of it. Empty for anything else.
+    package static func onTop(ofBlockDevice path: String, kernel: Kernel = Kernel()) -> [Device] {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFBLK else { return [] }
+        let rdev = UInt64(truncatingIfNeeded: st.st_rdev)
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(kernel.sys + "/dev/block/\(LoopStatus.major(rdev)):\(LoopStatus.minor(rdev))", &buf, buf.count - 1)
+        guard n > 0 else { return [] }
+        let name = BackingPath.fileName(String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        var found = stack(Device(device: path, kind: .block, offset: nil, readOnly: readFlag(kernel.sys + "/class/block/\(name)/ro"), over: [], mountPoints: []),
+                          name: name, kernel: kernel, mounts: Mounts.read(kernel.mountinfo))
+        // The device itself is the image: it counts only where it is mounted.
+        if found.first?.mountPoints.isEmpty == true { found.removeFirst() }
         return found
     }
 

@@ -21,6 +21,8 @@ public struct Readers: Sendable, Equatable {
             case dm
             /// An md (software RAID) array over such a device (`mdadm --build`, as `mbr-wrap` prints).
             case md
+            /// The image itself, a block device, mounted (the mount points say where).
+            case block
         }
 
         /// The device node, `/dev/loop3`, `/dev/nbd0`, `/dev/dm-1`.
@@ -96,13 +98,15 @@ public struct Readers: Sendable, Equatable {
     /// The readers of the file `file` has open (the very file checked, whatever its name names now).
     public static func of(_ file: ImageFile) -> Readers {
         let use = InUse.check(file)
-        return Readers(use: use, devices: devices(over: FileKey(file.stat), pids: use.holders.map(\.pid)))
+        var found = devices(over: FileKey(file.stat), pids: use.holders.map(\.pid))
+        if file.stat.kind == .blockDevice { found += onTop(ofBlockDevice: "/proc/self/fd/\(file.rawDescriptor)").map { d in var d = d; if d.device.hasPrefix("/proc/self/fd/") { d.device = file.path }; return d } }
+        return Readers(use: use, devices: found)
     }
 
     /// The readers of the file `path` names now.
     public static func of(path: String) -> Readers {
         let use = InUse.check(path)
         guard let id = FileIdentity.of(path: path) else { return Readers(use: use, devices: []) }
-        return Readers(use: use, devices: devices(over: FileKey(id), pids: use.holders.map(\.pid)))
+        return Readers(use: use, devices: devices(over: FileKey(id), pids: use.holders.map(\.pid)) + onTop(ofBlockDevice: path))
     }
 }

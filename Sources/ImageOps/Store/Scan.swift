@@ -45,6 +45,8 @@ public struct Scan: Sendable {
         public var parent: Int?
         /// Processes holding it.
         public var holders: [InUse.Holder]
+        /// Devices the kernel serves it on (loop devices and what is stacked on them).
+        public var devices: [Readers.Device] = []
     }
 
     /// A broken link.
@@ -250,7 +252,11 @@ public struct Scan: Sendable {
 
         // Holders, from one pass over /proc.
         let open = InUse.openFiles()
-        for n in nodes.indices { nodes[n].holders = open[nodes[n].image.key] ?? [] }
+        let loops = Readers.loopDevices()
+        for n in nodes.indices {
+            nodes[n].holders = open[nodes[n].image.key] ?? []
+            nodes[n].devices = loops[nodes[n].image.key] ?? []
+        }
         return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads)
     }
 
