@@ -105,3 +105,24 @@ struct BigFolderTests {
         #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
     }
 }
+
+extension BigFolderTests {
+    /// A file that may be an image but cannot be read refuses too (commit under --store, fix-backing's search of
+    /// the current folder); the file is named.
+    @Test func unreadableFileRefusesCommitAndFixBackingSearch() throws {
+        let f = try SafetyFixture()
+        let before = try chain(f)
+        try f.qemu("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "hidden.cow")
+        chmod(f.path("hidden.cow"), 0)
+        defer { chmod(f.path("hidden.cow"), 0o644) }
+        let hidden = try f.digest("hidden.cow")
+        let r = try unprivileged(f, ["commit", "vm.cow"])
+        #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("hidden.cow cannot be read (Permission denied)"), "\(r.stderr)")
+        let fix = try unprivileged(f, ["fix-backing", "--to", "base.raw"])
+        #expect(fix.status == 1, "\(fix.stdout)\(fix.stderr)")
+        #expect(fix.stderr.contains("hidden.cow cannot be read"), "\(fix.stderr)")
+        #expect(try digests(f) == before)
+        #expect(try f.digest("hidden.cow") == hidden)
+    }
+}

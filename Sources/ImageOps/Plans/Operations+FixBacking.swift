@@ -71,8 +71,9 @@ extension Operations {
     public static func brokenOverlays(in folder: String, named newBase: String) throws(ChangeError) -> [String] {
         let wanted = BackingPath.fileName(newBase)
         var found: [(path: String, identity: FileIdentity, isLink: Bool)] = []
-        let missed = FolderSearch.walk(folder, recursive: false) { path in
-            guard let info = try? ImageInfo.read(path), let name = info.backingFilename,
+        var unreadable: [FolderSearch.Unsearched] = []
+        var missed = FolderSearch.walk(folder, recursive: false) { path in
+            guard let info = FolderSearch.image(at: path, missed: &unreadable), let name = info.backingFilename,
                   BackingPath.fileName(name) == wanted else { return }
             let chain = BackingChain.follow(from: info, maxDepth: 1)
             if let p = chain.problems.first, p.layer == 0, [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind) {
@@ -81,6 +82,7 @@ extension Operations {
                 found.append((path, info.identity, isLink))
             }
         }
+        missed += unreadable
         if !missed.isEmpty {
             throw .refused(path: folder, reason: "could not be searched to its end for images with a broken link: "
                            + missed.prefix(20).map { "\($0.path) \($0.reason)" }.joined(separator: "; "),

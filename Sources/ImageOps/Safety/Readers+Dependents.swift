@@ -71,6 +71,19 @@ public enum FolderSearch {
         }
         return missed
     }
+
+    /// The image at `path`, or nil for a file that is no image; a file that may be one but cannot be read is
+    /// added to `missed`.
+    package static func image(at path: String, missed: inout [Unsearched]) -> ImageInfo? {
+        do throws(ImageInfo.Error) { return try ImageInfo.read(path) } catch {
+            switch error {
+            case .file(.unreadable(_, let e)) where e != ENXIO, .file(.io(_, _, let e)):
+                missed.append(.init(path: path, reason: "cannot be read (\(String(cString: strerror(e))))"))
+            default: break
+            }
+            return nil
+        }
+    }
 }
 
 extension Readers {
@@ -95,29 +108,21 @@ extension Readers {
     /// it could be an image but cannot be read is reported with the folders that could not be.
     package static func dependents(on changing: Set<FileKey>, excluding ours: Set<FileKey>, folders: [String], store: String?) -> Dependents {
         var images: [String] = []
-        var missed: [FolderSearch.Unsearched] = []
+        var unreadable: [FolderSearch.Unsearched] = []  // files; `missed` below gets the folders
         func look(_ path: String) {
-            let other: ImageInfo
-            do throws(ImageInfo.Error) { other = try ImageInfo.read(path) } catch {
-                // A file we cannot open may be an image backed by the layer; a file that is no image is not.
-                switch error {
-                case .file(.unreadable(_, let e)) where e != ENXIO, .file(.io(_, _, let e)):
-                    missed.append(.init(path: path, reason: "cannot be read (\(String(cString: strerror(e))))"))
-                default: break
-                }
-                return
-            }
+            guard let other = FolderSearch.image(at: path, missed: &unreadable) else { return }
             guard !ours.contains(FileKey(other.identity)), let name = other.backingFilename, !BackingPath.isProtocol(name),
                   let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: path)),
                   changing.contains(FileKey(below)), !images.contains(path) else { return }
             images.append(path)
         }
+        var missed: [FolderSearch.Unsearched] = []
         var folders = folders
         if let store {
             missed += FolderSearch.walk(store, recursive: true, look)
             folders.removeAll { $0 == Paths.absolute(store) }
         }
         for folder in Set(folders).sorted() { missed += FolderSearch.walk(folder, recursive: false, look) }
-        return Dependents(images: images.sorted(), unsearched: missed)
+        return Dependents(images: images.sorted(), unsearched: missed + unreadable)
     }
 }
