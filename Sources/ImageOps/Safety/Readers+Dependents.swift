@@ -96,11 +96,6 @@ extension Readers {
 
         /// True when every place was searched and nothing depends on the change.
         public var isClear: Bool { images.isEmpty && unsearched.isEmpty }
-
-        /// The places not searched, in words.
-        public var unsearchedWords: String {
-            unsearched.map { "\($0.path) \($0.reason)" }.joined(separator: "; ")
-        }
     }
 
     /// The images outside `ours` in `folders` (each folder itself) and under `store` (every folder below it) whose

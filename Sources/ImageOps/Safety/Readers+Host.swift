@@ -13,14 +13,6 @@ extension Operations {
         plan.checks.append("no process or device holds \(file.path)")
     }
 
-    /// The same refusal for a layer checked by its path (commit's layers below the top, which qemu-img opens
-    /// through the chain).
-    static func requireNotHeld(_ path: String, _ plan: inout Plan) throws(ChangeError) {
-        let readers = Readers.of(path: path)
-        if readers.isHeld { throw .inUse(path: path, holders: readers.summary) }
-        plan.checks.append("no process or device holds \(path)")
-    }
-
     /// Refuses a base someone writes (QEMU's lock byte 101, or a device the kernel may write through: a mounted
     /// loop device): its content moves under a new overlay. A base only read or protected (byte 201 alone, as a
     /// running VM's backing files; a read-only loop device) is fine to build on.
