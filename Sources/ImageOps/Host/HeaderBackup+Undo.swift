@@ -46,8 +46,8 @@ extension HeaderBackup {
             default: throw .io(path: path, what: "open it", errno: EINVAL)
             }
         }
-        let use = InUse.check(file)
-        if use.isHeld { throw .inUse(path: path, holders: use.summary) }
+        let readers = Readers.of(file)
+        if readers.isHeld { throw .inUse(path: path, holders: readers.summary) }
         guard let folder = try folder(for: path, changing: false) else { throw .noSave(path: path, folder: directoryShown) }
         // A save holds a name, two header regions no longer than the image's cluster and a short text head: a file
         // larger than that is refused before anything is allocated for it.

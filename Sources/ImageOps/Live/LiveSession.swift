@@ -102,6 +102,12 @@ public final class LiveSession {
         guard let process = QemuProcess.inspect(pid: pid, probe: false) else {
             throw .notQemu(path: image, pid: pid, commandLine: InUse.commandLine(pid))
         }
+        // QEMU is the holder a live change expects; a device the kernel also serves the file on reads under it.
+        let devices = Readers.devices(over: FileKey(id), pids: pids)
+        if !devices.isEmpty {
+            throw .refused(path: image, reason: "is also served by the kernel: \(devices.map(\.words).joined(separator: ", ")); what is read through it would change underneath",
+                           hint: "unmount and detach it first (umount, losetup -d, dmsetup remove), then retry")
+        }
         if let domain = process.libvirtDomain {
             throw .libvirt(path: image, pid: process.pid, domain: domain, virsh: virsh(domain))
         }

@@ -67,13 +67,15 @@ extension Operations {
         try requireNotHeld(file, &plan)
         let held = try holdLayers(chain, top: file, writtenThrough: j, &plan)
 
-        let endangered = endangeredByCommit(chain, into: j, store: store)
+        let search = endangeredByCommit(chain, into: j, store: store)
+        try requireSearched(image, search)
+        let endangered = search.images
         if !endangered.isEmpty {
             let list = endangered.joined(separator: ", ")
             guard force else { throw endangeredRefusal(image, target: target.filename, deeper: j > 1, endangered) }
             plan.checks.append("--force: \(list) \(endangered.count == 1 ? "is" : "are") backed by a layer that changes and will read corrupted data")
         } else {
-            plan.checks.append("no other image in the chain's folders\(store.map { " or under \($0)" } ?? "") is backed by a layer that changes")
+            plan.checks.append("no other image in the chain's folders\(store.map { " or under \($0)" } ?? "") is backed by a layer that changes (every entry read)")
         }
         // One `qemu-img commit` per layer, each into its own backing file (IMAGE into layer 1, then layer 1 into
         // layer 2, …), rather than `-b`: qemu-img finds `-b` by comparing file names, which a chain of held
@@ -129,8 +131,7 @@ extension Operations {
                 try requireNotHeld(file, &plan)
             } else {
                 // Only read, but a writer would make qemu-img's open fail on QEMU's lock: said here, with the holder.
-                let use = InUse.check(file)
-                if use.writeLocked { throw .baseWritten(path: layer.filename, holders: use.who) }
+                try requireNotWritten(file)
             }
             plan.alsoHeld.append(file)
             // A VMDK descriptor names its extent files relative to its own name, which a /proc name has no folder
@@ -150,25 +151,14 @@ extension Operations {
 
 extension Operations {
     /// The images outside `chain` (in the folders of its layers, and under `store`) whose backing file is layer 1
-    /// through `j`: a commit into layer `j` changes what they read. Matched by device and inode, sorted.
-    public static func endangeredByCommit(_ chain: BackingChain, into j: Int, store: String?) -> [String] {
-        guard j >= 1, j < chain.layers.count else { return [] }
+    /// through `j`: a commit into layer `j` changes what they read. Matched by device and inode, sorted; with every
+    /// place the search could not look (`Operations.requireSearched` refuses on those).
+    public static func endangeredByCommit(_ chain: BackingChain, into j: Int, store: String?) -> Readers.Dependents {
+        guard j >= 1, j < chain.layers.count else { return Readers.Dependents(images: [], unsearched: []) }
         let changing = Set(chain.layers[1...j].map { FileKey($0.identity) })
         let ours = Set(chain.layers[0..<j].map { FileKey($0.identity) })
-        var folders = Set(chain.layers.map { BackingPath.directory(Paths.absolute($0.filename)) })
-        var endangered: [String] = []
-        func look(_ root: String, depth: Int) {
-            Directory.walk(root, maxDepth: depth, limit: 100_000) { e in
-                guard !e.isDirectory, let other = try? ImageInfo.read(e.path), !ours.contains(FileKey(other.identity)),
-                      let name = other.backingFilename, !BackingPath.isProtocol(name),
-                      let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: e.path)),
-                      changing.contains(FileKey(below)) else { return }
-                if !endangered.contains(e.path) { endangered.append(e.path) }
-            }
-        }
-        if let store { look(store, depth: 64); folders.remove(Paths.absolute(store)) }
-        for folder in folders.sorted() { look(folder, depth: 0) }
-        return endangered.sorted()
+        let folders = chain.layers.map { BackingPath.directory(Paths.absolute($0.filename)) }
+        return Readers.dependents(on: changing, excluding: ours, folders: folders, store: store)
     }
 
     /// The refusal naming the images a commit would corrupt.

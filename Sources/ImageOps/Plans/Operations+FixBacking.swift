@@ -67,19 +67,27 @@ extension Operations {
         return plan
     }
 
-    /// Images in `folder` whose backing link is broken and names a file called like `newBase`.
-    public static func brokenOverlays(in folder: String, named newBase: String) -> [String] {
+    /// Images in `folder` whose backing link is broken and names a file called like `newBase`. Every entry is read;
+    /// a folder or file that cannot be is refused rather than left out, so no broken image is silently missed.
+    public static func brokenOverlays(in folder: String, named newBase: String) throws(ChangeError) -> [String] {
         let wanted = BackingPath.fileName(newBase)
         var found: [(path: String, identity: FileIdentity, isLink: Bool)] = []
-        Directory.walk(folder, maxDepth: 0, limit: 100_000) { e in
-            guard !e.isDirectory, let info = try? ImageInfo.read(e.path), let name = info.backingFilename,
+        var unreadable: [FolderSearch.Unsearched] = []
+        var missed = FolderSearch.walk(folder, recursive: false) { path in
+            guard let info = FolderSearch.image(at: path, missed: &unreadable), let name = info.backingFilename,
                   BackingPath.fileName(name) == wanted else { return }
             let chain = BackingChain.follow(from: info, maxDepth: 1)
             if let p = chain.problems.first, p.layer == 0, [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind) {
                 var st = stat()
-                let isLink = lstat(e.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
-                found.append((e.path, info.identity, isLink))
+                let isLink = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+                found.append((path, info.identity, isLink))
             }
+        }
+        missed += unreadable
+        if !missed.isEmpty {
+            throw .refused(path: folder, reason: "could not be searched to its end for images with a broken link: "
+                           + missed.prefix(20).map { "\($0.path) \($0.reason)" }.joined(separator: "; "),
+                           hint: "name the images to repoint: imgtool fix-backing IMAGE... --to \(Shell.operand(newBase))")
         }
         // One image under several names (symbolic or hard links) is listed once, by a name that is not a symbolic
         // link where there is one: changing it twice would file the changed header as its save.

@@ -106,30 +106,6 @@ public enum ChangeError: Swift.Error, CustomStringConvertible, Sendable, Equatab
 
 /// Builds the plans for each changing command. Every check runs here, before anything is written.
 public enum Operations {
-    /// Refuses an image another process holds, naming it. Asked of the held file, so the file checked is the one
-    /// qemu-img gets.
-    static func requireNotHeld(_ file: ImageFile, _ plan: inout Plan) throws(ChangeError) {
-        let use = InUse.check(file)
-        if use.isHeld { throw .inUse(path: file.path, holders: use.summary) }
-        plan.checks.append("no process holds \(file.path)")
-    }
-
-    /// The same refusal for a layer checked by its path (commit's layers below the top, which qemu-img opens
-    /// through the chain).
-    static func requireNotHeld(_ path: String, _ plan: inout Plan) throws(ChangeError) {
-        let use = InUse.check(path)
-        if use.isHeld { throw .inUse(path: path, holders: use.summary) }
-        plan.checks.append("no process holds \(path)")
-    }
-
-    /// Refuses a base someone writes (lock byte 101): its content moves under a new overlay. A base that is only
-    /// read or protected (byte 201 alone, as a running VM's backing files) is fine to build on.
-    static func requireNotWritten(_ base: String, _ plan: inout Plan) throws(ChangeError) {
-        let use = InUse.check(base)
-        if use.writeLocked { throw .baseWritten(path: base, holders: use.who) }
-        plan.checks.append(use.isHeld ? "\(base) is held but nobody writes it (\(use.summary))" : "nobody writes \(base)")
-    }
-
     /// Opens `path` for the checks and holds it: every check reads this descriptor, and qemu-img is handed it.
     static func openImage(_ path: String, role: String) throws(ChangeError) -> ImageFile {
         do { return try ImageFile.open(path) } catch {

@@ -45,6 +45,8 @@ public struct Scan: Sendable {
         public var parent: Int?
         /// Processes holding it.
         public var holders: [InUse.Holder]
+        /// Devices the kernel serves it on (loop devices and what is stacked on them).
+        public var devices: [Readers.Device] = []
     }
 
     /// A broken link.
@@ -119,7 +121,8 @@ public struct Scan: Sendable {
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
     public static func run(_ root: String, threads: Int = cores) async -> Scan {
         var files: [String] = []
-        Directory.walk(root, maxDepth: 64, limit: 5_000_000) { e in if !e.isDirectory { files.append(e.path) } }
+        // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
+        let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
         files.sort()
         let allFiles = files
 
@@ -140,7 +143,7 @@ public struct Scan: Sendable {
 
         var byKey: [FileKey: Int] = [:]
         var nodes: [Node] = []
-        var unreadable: [(path: String, message: String)] = []
+        var unreadable: [(path: String, message: String)] = missed.map { ($0.path, "\($0.path) \($0.reason)") }
         var rawByKey: [FileKey: Image] = [:]
         var rawMaybe: [Image] = []
         func add(_ image: Image) -> Int {
@@ -249,7 +252,11 @@ public struct Scan: Sendable {
 
         // Holders, from one pass over /proc.
         let open = InUse.openFiles()
-        for n in nodes.indices { nodes[n].holders = open[nodes[n].image.key] ?? [] }
+        let loops = Readers.loopDevices()
+        for n in nodes.indices {
+            nodes[n].holders = open[nodes[n].image.key] ?? []
+            nodes[n].devices = loops[nodes[n].image.key] ?? []
+        }
         return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads)
     }
 

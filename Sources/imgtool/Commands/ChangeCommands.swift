@@ -68,7 +68,7 @@ public enum ChangeCommands {
     public static func plans(for request: FixBackingRequest) throws -> [Plan] {
         var targets = request.images
         if targets.isEmpty {
-            targets = Operations.brokenOverlays(in: ".", named: request.to)
+            targets = try Operations.brokenOverlays(in: ".", named: request.to)
             if targets.isEmpty {
                 throw ChangeError.refused(path: ".", reason: "no image here has a broken backing link naming \(BackingPath.fileName(request.to))",
                                           hint: "imgtool scan . to see every link")

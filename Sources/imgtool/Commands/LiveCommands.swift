@@ -66,7 +66,9 @@ enum LiveCommands {
         let chain = try BackingChain.follow(image)
         var j = 1
         if let base, let id = FileIdentity.of(path: base), let k = chain.layers.firstIndex(where: { $0.identity.device == id.device && $0.identity.inode == id.inode }) { j = k }
-        let endangered = Operations.endangeredByCommit(chain, into: j, store: store)
+        let search = Operations.endangeredByCommit(chain, into: j, store: store)
+        try Operations.requireSearched(image, search)
+        let endangered = search.images
         if !endangered.isEmpty && !force, j < chain.layers.count {
             throw Operations.endangeredRefusal(image, target: chain.layers[j].filename, deeper: j > 1, endangered)
         }

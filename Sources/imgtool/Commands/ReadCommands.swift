@@ -50,7 +50,8 @@ public enum ReadCommands {
     /// `imgtool who`: prints who holds `image`; 0 when nobody does, 2 when someone does.
     public static func who(_ image: String, output: Output) throws -> Int32 {
         guard FileIdentity.of(path: image) != nil else { throw ImageFile.Error.missing(path: image) }
-        let use = InUse.check(image)
+        let readers = Readers.of(path: image)
+        let use = readers.use
         // A QEMU holder's monitor: the QMP one when there is one (changes need it), else the human one.
         let qemus = use.holders.map { QemuProcess.inspect(pid: $0.pid) }
         let monitors = qemus.map { q in q.flatMap { $0.qmp ?? $0.monitors.first } }
@@ -58,16 +59,21 @@ public enum ReadCommands {
         case .json:
             JSON.object([
                 ("image", .string(image)),
-                ("held", .bool(use.isHeld)),
+                ("held", .bool(readers.isHeld)),
                 ("write-locked", .bool(use.writeLocked)),
                 ("locked", .bool(use.locked)),
                 ("holders", .array(zip(use.holders, monitors).map { h, m in
                     .object([("pid", .int(Int64(h.pid))), ("command-line", .string(h.commandLine)), ("monitor", m?.json ?? .null)])
                 })),
+                ("devices", .array(readers.devices.map { d in
+                    .object([("device", .string(d.device)), ("kind", .string(d.kind.rawValue)),
+                             ("offset", d.offset.map { .int(Int64(clamping: $0)) } ?? .null), ("read-only", .bool(d.readOnly)),
+                             ("over", .array(d.over.map(JSON.string))), ("mount-points", .array(d.mountPoints.map(JSON.string)))])
+                })),
             ]).printToStandardOutput()
         case .human:
-            if !use.isHeld {
-                printOut("\(Untrusted.shown(image)): no process holds it")
+            if !readers.isHeld {
+                printOut("\(Untrusted.shown(image)): no process or device holds it")
             } else {
                 // Writing (byte 101) and protecting (201 alone) both forbid a change; only writing moves the content.
                 printOut("\(Untrusted.shown(image)): held" + (use.locked ? "; a holder is " + use.lock.words : ""))
@@ -75,12 +81,17 @@ public enum ReadCommands {
                     printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))")
                     if let m { printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))") }
                 }
-                if use.holders.isEmpty { printOut("  (the lock's owner is a process imgtool cannot see)") }
+                for d in readers.devices {
+                    printOut("  \(d.kind.rawValue) device \(Untrusted.shown(d.device))" + (d.over.isEmpty ? "" : " over \(d.over.map(Untrusted.shown).joined(separator: ", "))")
+                             + (d.offset.map { $0 > 0 ? " at offset \($0)" : "" } ?? "") + (d.readOnly ? " (read-only)" : ""))
+                    for m in d.mountPoints { printOut("    mounted on \(Untrusted.shown(m))") }
+                }
+                if use.holders.isEmpty && use.locked { printOut("  (the lock's owner is a process imgtool cannot see)") }
                 for case let q? in qemus {
                     if let d = q.libvirtDomain { printOut("  PID \(q.pid) is managed by libvirt (domain \(Untrusted.shown(d))): change its disks with virsh") }
                 }
             }
         }
-        return use.isHeld ? 2 : 0
+        return readers.isHeld ? 2 : 0
     }
 }

@@ -18,7 +18,7 @@ extension Scan {
         let broken = problems.filter { !$0.kind.isWarning && $0.kind != .loop }.count
         let loops = problems.filter { $0.kind == .loop }.count
         let roots = nodes.indices.filter { n in nodes[n].parent == nil }.count
-        return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, nodes.filter { !$0.holders.isEmpty }.count)
+        return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, nodes.filter { !$0.holders.isEmpty || !$0.devices.isEmpty }.count)
     }
 
     /// Images whose headers are read again together when printing: enough to keep both readers busy, few enough
@@ -43,6 +43,7 @@ extension Scan {
         }
         fields.append(("backing-image", n.parent.map { .string(nodes[$0].image.filename) } ?? .null))
         fields.append(("holders", .array(n.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
+        fields.append(("devices", .array(n.devices.map { .string($0.device) })))
         return JSON.object(fields)
     }
 
@@ -178,8 +179,9 @@ extension Scan {
                 let summary = infos[k].map(ImageReport.summary)
                     ?? ([node.image.format.rawValue] + (node.image.virtualSize.map { [Sizes.human($0) + " virtual"] } ?? [])).joined(separator: ", ")
                 var line = branch + Untrusted.shown(node.image.filename) + "  " + style.dim(Untrusted.shown(summary))
-                if !node.holders.isEmpty {
-                    line += "  " + style.warn("held by " + node.holders.map { "PID \($0.pid)" }.joined(separator: ", "))
+                if !node.holders.isEmpty || !node.devices.isEmpty {
+                    let by = node.holders.map { "PID \($0.pid)" } + node.devices.map { "\($0.kind.rawValue) device \(Untrusted.shown($0.device))" }
+                    line += "  " + style.warn("held by " + by.joined(separator: ", "))
                 }
                 out.line(line)
                 let pad = isRoot ? "" : above + (isLast[n] ? "   " : "│  ")
@@ -205,7 +207,7 @@ extension Scan {
         tail += s.broken + s.loops == 0 ? ", " + style.good("no broken links") : ", " + style.bad("\(s.broken) broken link\(s.broken == 1 ? "" : "s")")
         if s.loops > 0 { tail += ", " + style.bad("\(s.loops) loop\(s.loops == 1 ? "" : "s")") }
         if s.warnings > 0 { tail += ", \(s.warnings) warning\(s.warnings == 1 ? "" : "s")" }
-        if s.held > 0 { tail += ", \(s.held) held by a process" }
+        if s.held > 0 { tail += ", \(s.held) held by a process or device" }
         out.append(tail)
     }
 }
