@@ -67,7 +67,7 @@ struct FilesystemSizeTests {
         let magics: [(Int, [UInt8])] = [(1024 + 0x38, [0x53, 0xEF]), (0, Array("XFSB".utf8)), (0x10040, Array("_BHRfS_M".utf8)),
                                         (3, Array("NTFS    ".utf8)), (0x36, Array("FAT".utf8)), (4086, Array("SWAPSPACE2".utf8)),
                                         (0, Array("LABELONE".utf8)), (0, [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE])]
-        for _ in 0..<8 {
+        for _ in 0..<100 {
             for (at, magic) in magics {
                 var b = [UInt8](repeating: 0, count: 0x11000)
                 // Random words where the fields are (the first 8 KiB and btrfs's superblock), cheaply.

@@ -6,7 +6,9 @@ extension Operations {
     /// Opens, checks and holds `info`'s external data file, for qemu-img to get by descriptor (nil: the image has
     /// none). `written`: the change writes or resizes it, so no other process may hold it; else only a writer
     /// refuses (qemu-img's open would fail on QEMU's lock). Checked like a layer: a regular file or block device,
-    /// not the image itself, a name that is no protocol string.
+    /// not the image itself nor a layer of its chain (a resize would truncate that layer), a name that is no protocol
+    /// string. A relative name is resolved from the image's folder, as imgtool's guest reads resolve it (QEMU 7.2
+    /// itself resolves it from its working folder even for an image named by path: measured).
     static func holdDataFile(of info: ImageInfo, written: Bool, _ plan: inout Plan) throws(ChangeError) -> QemuImgCommand.HeldFile? {
         guard let header = info.qcow2, header.hasExternalDataFile || header.dataFile != nil else { return nil }
         guard header.hasExternalDataFile else {
@@ -27,6 +29,10 @@ extension Operations {
         }
         guard FileKey(file.stat) != FileKey(info.identity) else {
             throw .refused(path: info.filename, reason: "names itself as its external data file (\(shown))", hint: nil)
+        }
+        let layers = info.backingFilename == nil ? [] : BackingChain.follow(from: info).layers.dropFirst().map { FileKey($0.identity) }
+        guard !layers.contains(FileKey(file.stat)) else {
+            throw .refused(path: info.filename, reason: "names a file of its own backing chain as its external data file (\(shown)): the change would write that layer", hint: nil)
         }
         if written {
             try requireNotHeld(file, &plan)
