@@ -131,4 +131,17 @@ struct DataFileTests {
         }
         #expect([try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/base.raw"))] == before)
     }
+
+    @Test func theDataFileGoesInTheQCow2ObjectOfItsLayer() {
+        let data = QemuImgCommand.HeldFile(path: "/proc/7/fd/5", onDevice: false)
+        #expect(QemuImgCommand.heldQCow2(backing: nil, dataFile: data)
+                == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"data-file":{"driver":"file","filename":"/proc/7/fd/5"},"backing":null}"#)
+        #expect(QemuImgCommand.heldImage(format: "qcow2", onDevice: false, dataFile: nil) == QemuImgCommand.heldImage)
+        #expect(QemuImgCommand.heldImage(format: "qcow2", onDevice: true, dataFile: .init(path: "/dev/x", onDevice: true))
+                == #"json:{"driver":"qcow2","file":{"driver":"host_device","filename":"/proc/self/fd/0"},"data-file":{"driver":"host_device","filename":"/dev/x"}}"#)
+        let chain: [QemuImgCommand.HeldLayer] = [.init(format: "qcow2", path: "/proc/self/fd/0", onDevice: false),
+                                                 .init(format: "qcow2", path: "/proc/7/fd/4", onDevice: false, dataFile: data)]
+        #expect(QemuImgCommand.heldChain(chain[...])
+                == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"qcow2","file":{"driver":"file","filename":"/proc/7/fd/4"},"data-file":{"driver":"file","filename":"/proc/7/fd/5"}}}"#)
+    }
 }
