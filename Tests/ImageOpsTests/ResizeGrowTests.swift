@@ -50,4 +50,18 @@ struct ResizeGrowTests {
         #expect(r.status == 1 && r.stderr.contains("growing an overlay needs its backing chain"), "\(r.stderr)")
         #expect(try fileDigest(f("top.qcow2")) == before)
     }
+
+    @Test func aVersion2OverlayShorterThanItsBackingFileIsRefusedUnchanged() throws {
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "4M"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "base.raw", "-F", "raw", "top.qcow2", "2M"], cwd: dir.path)
+        let before = [try fileDigest(f("top.qcow2")), try fileDigest(f("base.raw"))]
+        let r = try imgtool("resize", "top.qcow2", "4M")
+        #expect(r.status == 1 && r.stderr.contains("version 2 qcow2") && r.stderr.contains("compat=1.1"), "\(r.stderr)")
+        #expect([try fileDigest(f("top.qcow2")), try fileDigest(f("base.raw"))] == before)
+        // Past the backing file's end there is nothing to hide: growing a version 2 overlay longer than it is fine.
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "base.raw", "-F", "raw", "long.qcow2", "4M"], cwd: dir.path)
+        let ok = try imgtool("resize", "long.qcow2", "8M")
+        #expect(ok.status == 0, "\(ok.stderr)")
+        try QemuImg.run(["check", "-q", f("long.qcow2")])
+    }
 }

@@ -85,6 +85,12 @@ extension Operations {
                 throw .refused(path: file.path, reason: "growing an overlay needs its backing chain (QEMU zero-fills the new area only when it sees the backing file reach into it), and it is broken (layer \(p.layer), \(p.kind.rawValue): \(p.message))",
                                hint: "imgtool chain \(Shell.operand(file.path)), then imgtool fix-backing")
             }
+            // QEMU zero-fills with zero clusters, which a version 2 qcow2 cannot record: qemu-img fails after
+            // the checks (the image unchanged). Said here, with the way out.
+            if info.qcow2?.version == 2, chain.layers.count > 1, (chain.layers[1].virtualSize ?? .max) > (info.virtualSize ?? 0) {
+                throw .refused(path: file.path, reason: "is a version 2 qcow2 (compat=0.10) over a longer backing file: the grown area must be recorded as zeros, which version 2 cannot",
+                               hint: "qemu-img amend -f qcow2 -o compat=1.1 \(Shell.operand(file.path)), then resize")
+            }
             let held = try holdLayers(chain, top: file, writtenThrough: 0, &plan)
             plan.checks.append("the backing chain is opened too, so the grown area reads zeros, not the backing file's bytes")
             return QemuImgCommand.heldChain(held[...])
