@@ -144,4 +144,16 @@ struct DataFileTests {
         #expect(QemuImgCommand.heldChain(chain[...])
                 == #"json:{"driver":"qcow2","file":{"driver":"file","filename":"/proc/self/fd/0"},"backing":{"driver":"qcow2","file":{"driver":"file","filename":"/proc/7/fd/4"},"data-file":{"driver":"file","filename":"/proc/7/fd/5"}}}"#)
     }
+
+    @Test func aDataFileAnotherProcessHoldsIsRefusedUnchanged() throws {
+        try makeImage(raw: true)
+        let before = [try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/img.data"))]
+        try withExtendedLifetime(try NBDHolder(f("vm/img.data"), format: "raw", readOnly: false, in: dir)) {
+            for args in [["resize", "../vm/img.qcow2", "8M"], ["resize", "../vm/img.qcow2", "2M", "--shrink"]] {
+                let r = try ImgtoolBinary.run(args, cwd: f("elsewhere"), environment: env)
+                #expect(r.status == 1 && r.stderr.contains("img.data is in use by"), "\(r.stderr)")
+            }
+        }
+        #expect([try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/img.data"))] == before)
+    }
 }
