@@ -33,7 +33,7 @@ struct FilesystemShrinkTests {
         try QemuImg.run(["create", "-q", "-f", "raw", name, size], cwd: dir.path)
     }
 
-    /// Refused at `below` (naming `fs`), unchanged; accepted at `fsSize`.
+    /// Refused at `below` (one sector short of the filesystem, naming `fs`), unchanged; accepted at `fsSize`.
     func refusesBelowAndAcceptsAt(_ image: String, fs: String, below: UInt64, fsSize: UInt64, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let before = try fileDigest(f(image))
         let r = try imgtool("resize", image, String(below), "--shrink")
@@ -49,7 +49,7 @@ struct FilesystemShrinkTests {
     @Test func ext4OnTheWholeDisk() throws {
         try disk("disk.raw", "64M")
         try tool("mkfs.ext4", ["-q", "-F", "disk.raw", "32M"])
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "ext4 filesystem of 32 MiB", below: 16 << 20, fsSize: 32 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "ext4 filesystem of 32 MiB", below: (32 << 20) - 512, fsSize: 32 << 20)
         try tool("e2fsck", ["-fn", "disk.raw"])
     }
 
@@ -57,7 +57,7 @@ struct FilesystemShrinkTests {
         try disk("disk.raw", "64M")
         try tool("mkfs.ext4", ["-q", "-F", "disk.raw", "32M"])
         try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "disk.raw", "-F", "raw", "top.qcow2"], cwd: dir.path)
-        try refusesBelowAndAcceptsAt("top.qcow2", fs: "ext4", below: (32 << 20) - 4096, fsSize: 32 << 20)
+        try refusesBelowAndAcceptsAt("top.qcow2", fs: "ext4", below: (32 << 20) - 512, fsSize: 32 << 20)
         try QemuImg.run(["convert", "-O", "raw", f("top.qcow2"), f("guest.raw")])
         try tool("e2fsck", ["-fn", "guest.raw"])
     }
@@ -69,27 +69,27 @@ struct FilesystemShrinkTests {
         guard let sfdisk = which("sfdisk") else { throw ToolError("sfdisk is not installed") }
         let r = try runProgram("/bin/sh", ["-c", "echo 'start=2048, size=32768, type=83' | \(sfdisk) -q disk.raw"], cwd: dir.path)
         #expect(r.status == 0, "\(r.stderr)")
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "partition 1 holds a ext4", below: 20 << 20, fsSize: 33 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "partition 1 holds a ext4", below: (33 << 20) - 512, fsSize: 33 << 20)
     }
 
     @Test func xfs() throws {
         try disk("disk.raw", "1G")
         try tool("mkfs.xfs", ["-q", "-f", "-d", "size=512m", "disk.raw"])
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "xfs filesystem of 512 MiB", below: 256 << 20, fsSize: 512 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "xfs filesystem of 512 MiB", below: (512 << 20) - 512, fsSize: 512 << 20)
         try tool("xfs_repair", ["-n", "-f", "disk.raw"])
     }
 
     @Test func btrfs() throws {
         try disk("disk.raw", "512M")
         try tool("mkfs.btrfs", ["-q", "-f", "-b", "256m", "disk.raw"])
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "btrfs filesystem of 256 MiB", below: 200 << 20, fsSize: 256 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "btrfs filesystem of 256 MiB", below: (256 << 20) - 512, fsSize: 256 << 20)
         try tool("btrfs", ["check", "--readonly", "disk.raw"])
     }
 
     @Test func fat() throws {
         try disk("disk.raw", "64M")
         try tool("mkfs.fat", ["disk.raw", "32768"])
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "vfat filesystem of 32 MiB", below: 16 << 20, fsSize: 32 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "vfat filesystem of 32 MiB", below: (32 << 20) - 512, fsSize: 32 << 20)
         try tool("fsck.fat", ["-n", "disk.raw"])
     }
 
@@ -103,7 +103,7 @@ struct FilesystemShrinkTests {
     @Test func swap() throws {
         try disk("disk.raw", "64M")
         try tool("mkswap", ["-q", "disk.raw", "32768"])
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "swap filesystem of 32 MiB", below: 16 << 20, fsSize: 32 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "swap filesystem of 32 MiB", below: (32 << 20) - 512, fsSize: 32 << 20)
     }
 
     @Test func lvm2PhysicalVolume() throws {
@@ -117,7 +117,7 @@ struct FilesystemShrinkTests {
             defer { _ = try? runProgram(losetup, ["-d", loop]) }
             try tool("pvcreate", ["-q", "-y", "--setphysicalvolumesize", "32m", loop])
         }
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "LVM2_member filesystem of 32 MiB", below: 16 << 20, fsSize: 32 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "LVM2_member filesystem of 32 MiB", below: (32 << 20) - 512, fsSize: 32 << 20)
     }
 
     @Test func luks2HeaderMustStay() throws {
@@ -126,7 +126,7 @@ struct FilesystemShrinkTests {
         try tool("cryptsetup", ["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
                                 "--key-file", "key", "disk.raw"])
         // cryptsetup's default LUKS2 data offset is 16 MiB.
-        try refusesBelowAndAcceptsAt("disk.raw", fs: "crypto_LUKS, whose size imgtool cannot know", below: 8 << 20, fsSize: 16 << 20)
+        try refusesBelowAndAcceptsAt("disk.raw", fs: "crypto_LUKS, whose size imgtool cannot know", below: (16 << 20) - 512, fsSize: 16 << 20)
         try tool("cryptsetup", ["luksDump", "disk.raw"])
     }
 
@@ -137,7 +137,7 @@ struct FilesystemShrinkTests {
         // A bare LUKS1 file is QEMU's luks format, which resize does not take: the guest's disk is a qcow2's.
         try QemuImg.run(["convert", "-f", "raw", "-O", "qcow2", "disk.raw", "disk.qcow2"], cwd: dir.path)
         // cryptsetup aligns LUKS1 payload at 2 MiB (4096 sectors).
-        try refusesBelowAndAcceptsAt("disk.qcow2", fs: "crypto_LUKS", below: 1 << 20, fsSize: 2 << 20)
+        try refusesBelowAndAcceptsAt("disk.qcow2", fs: "crypto_LUKS", below: (2 << 20) - 512, fsSize: 2 << 20)
         try QemuImg.run(["convert", "-O", "raw", f("disk.qcow2"), f("guest.raw")])
         try tool("cryptsetup", ["luksDump", "guest.raw"])
     }
