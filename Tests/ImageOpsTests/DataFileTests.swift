@@ -156,4 +156,19 @@ struct DataFileTests {
         }
         #expect([try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/img.data"))] == before)
     }
+
+    @Test func growingOverABaseWithADataFileReadsTheBasesRealDataFile() throws {
+        // vm/img.qcow2 (data in vm/img.data) ← vm/top.qcow2, shrunk then grown: qemu-img opens the base's data file
+        // only to read, and must read vm/img.data, not the decoy elsewhere/img.data.
+        try makeImage(raw: true)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "img.qcow2", "-F", "qcow2", "top.qcow2"], cwd: f("vm"))
+        let baseDigests = [try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/img.data"))]
+        #expect(try imgtool("resize", "../vm/top.qcow2", "2M", "--shrink").status == 0)
+        let r = try imgtool("resize", "../vm/top.qcow2", "4M")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect([try fileDigest(f("vm/img.qcow2")), try fileDigest(f("vm/img.data"))] == baseDigests, "the base is only read")
+        try checkAfter()
+        try QemuImg.run(["check", "-q", "top.qcow2"], cwd: f("vm"))
+        try ExpectedDisk.qemuIO(["-r", "-c", "read -P 0x5a 0 1M", "-c", "read -P 0 2M 2M", "top.qcow2"], cwd: f("vm"))
+    }
 }
