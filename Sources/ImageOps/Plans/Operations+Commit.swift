@@ -87,7 +87,8 @@ extension Operations {
         if j > 1 {
             // The layers between are emptied into the base; IMAGE now reads its data straight from it.
             let name = LinkNames.name(for: image, to: target.filename, recorded: info.backingFilename, style: .keep)
-            plan.commands.append(.rebase(image: QemuImgCommand.heldImage, format: info.format.rawValue, backing: name,
+            plan.commands.append(.rebase(image: QemuImgCommand.heldImage(format: info.format.rawValue, onDevice: held[0].onDevice, dataFile: held[0].dataFile),
+                                         format: info.format.rawValue, backing: name,
                                          backingFormat: target.format.rawValue, unsafe: true, progress: false))
             plan.checks.append("afterwards \(image) is repointed at \(name): the layers between drop out of its chain")
         }
@@ -113,19 +114,16 @@ extension Operations {
     /// qemu-img is handed the chain as `/proc/PID/fd/N` names of these descriptors: a layer renamed over after the
     /// checks is neither written nor read.
     static func holdLayers(_ chain: BackingChain, top: ImageFile, writtenThrough: Int, _ plan: inout Plan) throws(ChangeError) -> [QemuImgCommand.HeldLayer] {
-        if chain.layers[0].qcow2?.hasExternalDataFile == true {
-            throw .refused(path: top.path, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
-        }
+        // External data files are held and handed over too (a relative name would resolve from qemu-img's working
+        // folder); the image's own first, before any lower layer is opened.
+        let topData = try holdDataFile(of: chain.layers[0], written: true, &plan)
         hold(top, &plan)
         var held = [QemuImgCommand.HeldLayer(format: chain.layers[0].format.rawValue, path: QemuImgCommand.heldImage,
-                                             onDevice: top.stat.kind == .blockDevice)]
+                                             onDevice: top.stat.kind == .blockDevice, dataFile: topData)]
         for (k, layer) in chain.layers.enumerated().dropFirst() {
             let file = try openImage(layer.filename, role: "a layer of the chain")
             guard FileKey(file.stat) == FileKey(layer.identity) else {
                 throw .refused(path: layer.filename, reason: "was replaced by another file while imgtool read the chain", hint: "retry")
-            }
-            if layer.qcow2?.hasExternalDataFile == true {
-                throw .refused(path: layer.filename, reason: "keeps its data in an external data file, which qemu-img would open by name", hint: nil)
             }
             if k <= writtenThrough {
                 try requireNotHeld(file, &plan)
@@ -142,7 +140,9 @@ extension Operations {
                 plan.checks.append("\(layer.filename) is a VMDK descriptor with extent files of its own: qemu-img opens it by name")
                 continue
             }
-            held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice))
+            let data = try holdDataFile(of: layer, written: k <= writtenThrough, &plan)
+            held.append(.init(format: layer.format.rawValue, path: "/proc/\(getpid())/fd/\(file.rawDescriptor)", onDevice: file.stat.kind == .blockDevice,
+                              dataFile: data))
         }
         plan.checks.append("every layer below stays open too; qemu-img gets them as /proc/\(getpid())/fd names, whatever their paths name by then")
         return held

@@ -60,9 +60,11 @@ extension Operations {
         let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
         noteSnapshots(snapshotsAffected([info][...]), &plan)
         try requireNotHeld(file, &plan)
+        let data = try holdDataFile(of: info, written: true, &plan)
         hold(file, &plan)
         plan.save = HeaderBackup.Intent(backing: name, backingFormat: format)
-        plan.commands = [.rebase(image: QemuImgCommand.heldImage, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
+        let held = QemuImgCommand.heldImage(format: info.format.rawValue, onDevice: file.stat.kind == .blockDevice, dataFile: data)
+        plan.commands = [.rebase(image: held, format: info.format.rawValue, backing: name, backingFormat: format, unsafe: true, progress: false)]
         plan.show = [image]
         return plan
     }

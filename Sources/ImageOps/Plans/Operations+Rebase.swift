@@ -50,8 +50,14 @@ extension Operations {
         try requireNotHeld(file, &plan)
         // Readers of the old backing files (other VMs on the same base) are no reason to refuse: they are only read.
         let oldLayers = try oldChain.map { c throws(ChangeError) in try holdLayers(c, top: file, writtenThrough: 0, &plan) }
-        if oldLayers == nil { hold(file, &plan) }
-        let held = QemuImgCommand.heldImage
+        var held = QemuImgCommand.heldImage
+        if let top = oldLayers?.first {
+            held = QemuImgCommand.heldImage(format: top.format, onDevice: top.onDevice, dataFile: top.dataFile)
+        } else {
+            let data = try holdDataFile(of: info, written: true, &plan)
+            hold(file, &plan)
+            held = QemuImgCommand.heldImage(format: info.format.rawValue, onDevice: file.stat.kind == .blockDevice, dataFile: data)
+        }
         if unsafe {
             plan.save = HeaderBackup.Intent(backing: name, backingFormat: format ?? "")
             plan.commands = [.rebase(image: held, backing: name, backingFormat: format, unsafe: true, progress: false)]

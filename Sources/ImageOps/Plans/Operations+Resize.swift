@@ -50,16 +50,53 @@ extension Operations {
             } else {
                 plan.checks.append("no partition ends past \(Sizes.human(newSize))")
             }
+            if let note = FilesystemGuard.check(info, newSize: newSize) {
+                if !force { throw .refused(path: image, reason: note, hint: "shrink the filesystem first, or --force to cut anyway") }
+                plan.checks.append(note + ": --force given")
+            } else {
+                plan.checks.append("no filesystem imgtool reads ends past \(Sizes.human(newSize))")
+            }
             plan.checks.append("shrinking from \(Sizes.human(current)) to \(Sizes.human(newSize)): --shrink given")
         } else {
             plan.checks.append("\(Sizes.human(current)) → \(Sizes.human(newSize))")
         }
         try requireNotHeld(file, &plan)
-        hold(file, &plan)
-        // A qcow2 resize needs none of its backing chain: none is opened (a relative name would not resolve).
-        let operand = info.format == .qcow2 ? QemuImgCommand.heldQCow2(backing: nil, onDevice: file.stat.kind == .blockDevice) : QemuImgCommand.heldImage
+        let operand = try resizeOperand(file, info, growing: newSize > current, &plan)
         plan.commands = [.resize(image: operand, format: info.format.rawValue, size: newSize, shrink: newSize < current)]
         plan.show = [image]
         return plan
+    }
+}
+
+extension Operations {
+    /// The name qemu-img resizes the held image by. A qcow2 that grows over a backing file gets its whole chain
+    /// (held descriptors, as commit): QEMU zero-fills the grown area only when it sees a backing file that reaches
+    /// into it, and without that the guest would read the backing file's old bytes there (after a shrink and a
+    /// grow back). Otherwise no backing file is opened (a relative name would not resolve from /proc/self/fd).
+    /// An external data file is held and handed over either way.
+    static func resizeOperand(_ file: ImageFile, _ info: ImageInfo, growing: Bool, _ plan: inout Plan) throws(ChangeError) -> String {
+        guard info.format == .qcow2 else {
+            hold(file, &plan)
+            return QemuImgCommand.heldImage
+        }
+        if growing, info.backingFilename != nil {
+            let chain = BackingChain.follow(from: info)
+            if let p = chain.problems.first(where: { !$0.kind.isWarning }) {
+                throw .refused(path: file.path, reason: "growing an overlay needs its backing chain (QEMU zero-fills the new area only when it sees the backing file reach into it), and it is broken (layer \(p.layer), \(p.kind.rawValue): \(p.message))",
+                               hint: "imgtool chain \(Shell.operand(file.path)), then imgtool fix-backing")
+            }
+            // QEMU zero-fills with zero clusters, which a version 2 qcow2 cannot record: qemu-img fails after
+            // the checks (the image unchanged). Said here, with the way out.
+            if info.qcow2?.version == 2, chain.layers.count > 1, (chain.layers[1].virtualSize ?? .max) > (info.virtualSize ?? 0) {
+                throw .refused(path: file.path, reason: "is a version 2 qcow2 (compat=0.10) over a longer backing file: the grown area must be recorded as zeros, which version 2 cannot",
+                               hint: "qemu-img amend -f qcow2 -o compat=1.1 \(Shell.operand(file.path)), then resize")
+            }
+            let held = try holdLayers(chain, top: file, writtenThrough: 0, &plan)
+            plan.checks.append("the backing chain is opened too, so the grown area reads zeros, not the backing file's bytes")
+            return QemuImgCommand.heldChain(held[...])
+        }
+        let data = try holdDataFile(of: info, written: true, &plan)
+        hold(file, &plan)
+        return QemuImgCommand.heldQCow2(backing: nil, onDevice: file.stat.kind == .blockDevice, dataFile: data)
     }
 }

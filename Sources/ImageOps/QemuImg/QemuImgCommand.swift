@@ -68,13 +68,14 @@ public enum QemuImgCommand: Sendable, Equatable {
     /// A `json:` name for the held qcow2 image with its backing file given explicitly (nil: none opened), for the
     /// commands that open the backing chain: QEMU would resolve a relative backing name from `/proc/self/fd`.
     /// A file on a block device needs QEMU's `host_device` protocol driver (`file` takes regular files only).
-    public static func heldQCow2(backing: (format: String, path: String)?, onDevice: Bool = false, backingOnDevice: Bool = false) -> String {
+    public static func heldQCow2(backing: (format: String, path: String)?, onDevice: Bool = false, backingOnDevice: Bool = false,
+                                 dataFile: HeldFile? = nil) -> String {
         func driver(_ device: Bool) -> String { device ? "host_device" : "file" }
         let file = #"{"driver":"\#(driver(onDevice))","filename":"\#(heldImage)"}"#
         let back = backing.map {
             #"{"driver":\#(jsonString($0.format)),"file":{"driver":"\#(driver(backingOnDevice))","filename":\#(jsonString($0.path))}}"#
         } ?? "null"
-        return #"json:{"driver":"qcow2","file":\#(file),"backing":\#(back)}"#
+        return #"json:{"driver":"qcow2","file":\#(file)"# + dataFileKey(dataFile) + #","backing":\#(back)}"#
     }
 
     /// One layer of a chain handed to qemu-img by descriptor: its format, and the `/proc/…/fd/N` name that reopens
@@ -86,12 +87,15 @@ public enum QemuImgCommand: Sendable, Equatable {
         public var path: String
         /// True for a block device (QEMU's `host_device` driver; `file` takes regular files only).
         public var onDevice: Bool
+        /// The layer's external data file, held too (nil: it has none).
+        public var dataFile: HeldFile?
 
         /// A layer.
-        public init(format: String, path: String, onDevice: Bool) {
+        public init(format: String, path: String, onDevice: Bool, dataFile: HeldFile? = nil) {
             self.format = format
             self.path = path
             self.onDevice = onDevice
+            self.dataFile = dataFile
         }
     }
 
@@ -106,7 +110,7 @@ public enum QemuImgCommand: Sendable, Equatable {
         guard let top = layers.first else { return "null" }
         let file = #"{"driver":"\#(top.onDevice ? "host_device" : "file")","filename":\#(jsonString(top.path))}"#
         let below = layers.dropFirst()
-        return #"{"driver":\#(jsonString(top.format)),"file":\#(file)"# + (below.isEmpty ? "" : #","backing":"# + chainObject(below)) + "}"
+        return #"{"driver":\#(jsonString(top.format)),"file":\#(file)"# + dataFileKey(top.dataFile) + (below.isEmpty ? "" : #","backing":"# + chainObject(below)) + "}"
     }
 
     /// `s` as a JSON string literal.

@@ -5,12 +5,12 @@ import ImageOps
 struct Resize: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resize",
-        abstract: "Grow an image, or shrink it with --shrink (refused when it would cut a partition or a GPT).")
+        abstract: "Grow an image, or shrink it with --shrink (refused when it would cut a partition, a filesystem or a GPT).")
 
     @Argument(help: "The image.") var image: String
     @Argument(help: "New size, or +SIZE / -SIZE.") var size: String
     @Flag(name: .long, help: "Allow the image to get smaller.") var shrink = false
-    @Flag(name: .long, help: "Shrink even when a partition or the GPT would be cut.") var force = false
+    @Flag(name: .long, help: "Shrink even when a partition, a filesystem or the GPT would be cut.") var force = false
     @OptionGroup var change: ChangeOptions
 
     func validate() throws {
