@@ -19,7 +19,7 @@ enum SaveFile {
         do {
             try makeDirectories(folder)
             let fd = try FileDescriptor.open(
-                FilePath(tmp), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                FilePath(pathString: tmp), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite])
             do {
                 try fd.closeAfter {
@@ -27,15 +27,15 @@ enum SaveFile {
                     guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
                 }
             } catch {
-                unlink(tmp)
+                Sys.unlink(tmp)
                 throw error
             }
-            guard rename(tmp, file) == 0 else {
+            guard Sys.rename(tmp, file) == 0 else {
                 let e = errno
-                unlink(tmp)
+                Sys.unlink(tmp)
                 throw Errno(rawValue: e)
             }
-            if let old { unlink(old) }
+            if let old { Sys.unlink(old) }
             try syncFolder(folder)
         } catch {
             throw .cannotSave(path: image, folder: folder, errno: (error as? Errno)?.rawValue ?? EIO)
@@ -44,13 +44,13 @@ enum SaveFile {
 
     /// Removes a save file and makes the removal durable. A file already gone is fine.
     static func remove(_ file: String) {
-        if unlink(file) == 0 { try? syncFolder(BackingPath.directory(file)) }
+        if Sys.unlink(file) == 0 { try? syncFolder(BackingPath.directory(file)) }
     }
 
     /// fsync of a folder, so a rename or unlink in it survives a crash.
     static func syncFolder(_ folder: String) throws(Errno) {
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(FilePath(folder), .readOnly, options: [.directory, .closeOnExec]) } catch {
+        do { fd = try FileDescriptor.open(FilePath(pathString: folder), .readOnly, options: [.directory, .closeOnExec]) } catch {
             throw (error as? Errno) ?? .ioError
         }
         defer { try? fd.close() }
@@ -61,7 +61,7 @@ enum SaveFile {
         var path = dir.hasPrefix("/") ? "" : "."
         for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
             path += "/" + part
-            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
+            if Sys.mkdir(path, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
         }
     }
 
@@ -86,7 +86,7 @@ extension HeaderBackup {
     // Format: the magic line, then "key=value" lines, an empty line, and the backing name, the header before and the
     // header after as raw bytes whose lengths the head gives.
     func encoded() -> [UInt8] {
-        let name = Array(intent.backing.utf8)
+        let name = intent.backing.pathBytes
         let head = [
             Self.magic, "path=\(path.replacingAll("\n", with: " "))", "device=\(device)", "inode=\(inode)",
             "backing-format=\(intent.backingFormat.replacingAll("\n", with: " "))", "size-before=\(sizeBefore)",
@@ -116,7 +116,7 @@ extension HeaderBackup {
         let a = Int(nName), b = Int(nName + nBefore)
         return HeaderBackup(
             path: fields["path"] ?? image, device: try number("device"), inode: try number("inode"),
-            intent: Intent(backing: String(decoding: body[..<a], as: UTF8.self), backingFormat: fields["backing-format"] ?? ""),
+            intent: Intent(backing: String(pathBytes: body[..<a]), backingFormat: fields["backing-format"] ?? ""),
             before: Array(body[a..<b]), sizeBefore: try number("size-before"),
             after: Array(body[b...]), sizeAfter: try number("size-after"))
     }

@@ -68,7 +68,7 @@ public struct InUse: Sendable, Equatable {
             return InUse(holders: holders(of: id), lock: .none)
         }
         // Non-blocking: opening a FIFO would otherwise wait for a writer.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        let fd = Sys.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return InUse(holders: holders(of: id), lock: .none) }
         defer { close(fd) }
         var st = stat()
@@ -144,7 +144,7 @@ public struct InUse: Sendable, Equatable {
     static func commandLine(_ pid: Int32) -> String {
         guard let file = try? ImageFile.open("/proc/\(pid)/cmdline", kernelFile: true),
               let bytes = try? file.read(at: 0, count: 4096) else { return "?" }
-        let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+        let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(pathBytes: $0) }
         return parts.isEmpty ? "?" : parts.joined(separator: " ")
     }
 }

@@ -9,9 +9,7 @@ public enum Paths {
     public static func absolute(_ path: String) -> String {
         let dir = BackingPath.directory(path)
         let name = BackingPath.fileName(path)
-        if let real = realpath(dir, nil) {
-            defer { free(real) }
-            let d = String(cString: real)
+        if let d = Sys.realpath(dir) {
             return d == "/" ? "/" + name : d + "/" + name
         }
         if path.hasPrefix("/") { return path }

@@ -92,7 +92,7 @@ public struct QemuProcess: Sendable, Equatable {
     static func readArguments(_ pid: Int32) -> [String] {
         guard let bytes = readSmallFile("/proc/\(pid)/cmdline", limit: 1 << 20) else { return [] }
         return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
-            .map { String(decoding: $0, as: UTF8.self) }
+            .map { String(pathBytes: $0) }
     }
 
     /// libvirt starts QEMU as a child of libvirtd/virtqemud and hands it the monitor as a descriptor (`fd=N`), or
