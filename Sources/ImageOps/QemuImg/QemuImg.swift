@@ -107,14 +107,14 @@ public struct QemuImg: Sendable {
     private static func spawn<Input: InputProtocol>(_ executable: String, _ arguments: [String], input: Input, passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
         if passThroughOutput {
             let r = try await Subprocess.run(
-                .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(\.pathBytes)),
+                .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(argvBytes)),
                 platformOptions: options, input: input,
                 output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
             ) { execution in ChildGuard.track(execution.processIdentifier.value) }
             return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(pathBytes: r.standardError))
         }
         let r = try await Subprocess.run(
-            .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(\.pathBytes)),
+            .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(argvBytes)),
             platformOptions: options, input: input,
             output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
         ) { execution in ChildGuard.track(execution.processIdentifier.value) }
@@ -122,6 +122,12 @@ public struct QemuImg: Sendable {
             status: r.terminationStatus, stdout: String(pathBytes: r.standardOutput),
             stderr: String(pathBytes: r.standardError))
     }
+}
+
+/// A word of qemu-img's argv as the exact bytes of the name it may hold (see `PathBytes`), NUL-terminated:
+/// swift-subprocess hands the raw form to `strdup`, which reads to the first NUL.
+private func argvBytes(_ word: String) -> [UInt8] {
+    word.pathBytes + [0]
 }
 
 private struct RunOutcome: Sendable {
