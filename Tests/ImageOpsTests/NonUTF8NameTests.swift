@@ -130,6 +130,21 @@ import TestSupport
         #expect(try s.backingBytes("top.cow") == [0xF4, 0x8F, 0xBE, 0x80] + Array(".qcow2".utf8))
     }
 
+    /// A VMDK's extent name is read from its descriptor as bytes and opened by them.
+    @Test func vmdkExtentNamedInLatin1() throws {
+        let s = try Store()
+        let vmdk = Self.name("v\\xe9.vmdk")
+        try s.qemu("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", vmdk, "1M")
+        #expect(try s.run(["cp", fixturesDirectory() + "/mbr.raw", Self.name("v\\xe9-flat.vmdk")]).status == 0)
+        let info = try s.imgtool("info", "--output=json", vmdk)
+        #expect(info.status == 0 && info.stdout.contains(#""filename": "v\udce9-flat.vmdk""#), "\(info)")
+        // The partitions are read through the extent: the table is the fixture's, not an empty disk.
+        let parts = try s.imgtool("partitions", vmdk)
+        #expect(parts.status == 0 && !parts.stdout.contains("no partition table"), "\(parts)")
+        let verify = try s.imgtool("verify", vmdk)
+        #expect(verify.status == 2 && verify.stdout.contains("names another file: v\\xe9-flat.vmdk"), "\(verify)")
+    }
+
     @Test func partitionsAndOffset() throws {
         let s = try Store()
         let disk = Self.name("d\\xefsk.raw")
@@ -262,5 +277,37 @@ import TestSupport
         #expect(JSON.string("caf\u{E9}").rendered() == "\"caf\u{E9}\"")
         #expect(Untrusted.shown(Self.latin1 + "\u{1B}") == "caf\\xe9.qcow2\\x1b")
         #expect(Shell.quote(Self.latin1) == "$'caf\\xe9.qcow2'")
+    }
+}
+
+/// The mechanism, not the cases: no source hands the kernel a `String` path itself (Glibc's functions would get
+/// its UTF-8, another name when it is not UTF-8) or decodes a name the kernel gives back lossily. Paths go through
+/// `Sys`, `withPathCString`, `FilePath(pathString:)`; names come back through `String(pathBytes:)`/`(pathCString:)`.
+@Suite struct PathSyscallLintTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Sources").path
+
+    @Test func pathsReachTheKernelAsBytes() throws {
+        let rules: [(pattern: String, why: String)] = [
+            (#"(?<![\w.])(open|lstat|stat|opendir|unlink|rename|mkdir|rmdir|access|realpath|readlink|statfs|symlink|link|chdir|truncate)\((?!["\)$])"#,
+             "a path syscall given a String: use Sys.… or withPathCString"),
+            (#"Glibc\.(open|lstat|opendir|unlink|rename|mkdir|access|realpath|readlink)\("#, "use Sys.…"),
+            (#"FilePath\((?!pathString:|platformString:|")"#, "FilePath(String) encodes an escaped byte as UTF-8: use FilePath(pathString:)"),
+            (#"String\(cString:(?!.*strerror)"#, "decode names with String(pathCString:)"),
+            (#"CommandLine\.arguments"#, "argv decoded lossily: use CommandLine.pathArguments"),
+        ]
+        let files = FileManager.default.enumerator(atPath: Self.root)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+        #expect(files.count > 50)
+        for file in files where !file.hasSuffix("IO/Sys.swift") && !file.hasSuffix("IO/PathBytes.swift") {
+            let lines = try String(contentsOfFile: Self.root + "/" + file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            for (i, line) in lines.enumerated() {
+                let code = line.trimmingCharacters(in: .whitespaces)
+                // (Declarations, enum cases and Executor's own `open(plan, path:)` are not calls of Glibc's.)
+                if code.hasPrefix("//") || code.contains("func ") || code.hasPrefix("case ") || code.contains("open(plan,") { continue }
+                for rule in rules where line.range(of: rule.pattern, options: .regularExpression) != nil {
+                    Issue.record("\(file):\(i + 1): \(rule.why): \(code)")
+                }
+            }
+        }
     }
 }

@@ -126,13 +126,13 @@ public struct InUse: Sendable, Equatable {
             let name = Directory.name(ent)
             guard let pid = Int32(name), pid != me else { continue }
             let dir = "/proc/\(pid)/fd"
-            guard let d = opendir(dir) else { continue }
+            guard let d = Sys.opendir(dir) else { continue }
             var keys: Set<FileKey> = []
             while let fdEnt = readdir(d) {
                 let fd = Directory.name(fdEnt)
                 if fd == "." || fd == ".." { continue }
                 var st = stat()
-                if stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
+                if Sys.stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
                     keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
                 }
             }

@@ -16,7 +16,7 @@ struct OpenFiles {
                 guard Int(name) != nil else { continue }
                 let link = "/proc/\(pid)/fd/\(name)"
                 var st = stat()
-                guard stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
+                guard Sys.stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
                 let path = Sys.readlink(link).flatMap { $0.isEmpty ? nil : $0 } ?? link
                 // Anonymous memory (memfd) is no image.
                 if path.hasPrefix("/memfd:") { continue }

@@ -124,7 +124,7 @@ extension String {
 
 /// Reads a small file (procfs reports size 0, so read to the end).
 func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = Sys.open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []
