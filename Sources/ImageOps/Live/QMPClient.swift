@@ -17,8 +17,9 @@ public final class QMPClient {
         case failed(MonitorAddress, command: String, errorClass: String, message: String)
         /// An answer was not the JSON QMP promises.
         case malformed(MonitorAddress, command: String, detail: String)
-        /// An argument of `command` is a file name that is not UTF-8 (see `PathBytes`): QMP is JSON text, which
-        /// cannot carry such a name, and QEMU's parser refuses one; sent as text it would name another file.
+        /// An argument of `command` is a file name that is not UTF-8 (see `PathBytes`), or QEMU's report of one
+        /// (U+FFFD in place of the bytes): QMP is JSON text, which cannot carry such a name, and QEMU's parser
+        /// refuses one; sent as text it would name another file.
         case notUTF8(MonitorAddress, command: String, value: String)
 
         /// The message for the user, naming the monitor.
@@ -31,7 +32,7 @@ public final class QMPClient {
             case .failed(_, let c, _, let m): return "QEMU refused \(c): \(m)"
             case .malformed(let a, let c, let d): return "QMP monitor \(a) answered \(c) with something unreadable: \(d)"
             case .notUTF8(_, let c, let v):
-                return "\(v) is not UTF-8, and QMP (JSON text) cannot carry such a name to QEMU's \(c)"
+                return "\(v) is not UTF-8 (or is QEMU's U+FFFD stand-in for such a name), and QMP, JSON text, cannot carry it to QEMU's \(c)"
             }
         }
     }

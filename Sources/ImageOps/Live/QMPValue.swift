@@ -56,10 +56,12 @@ public enum QMPValue: Codable, Sendable, Equatable {
         return nil
     }
 
-    /// The first string in the value that holds a byte of a file name that is not UTF-8 (see `PathBytes`).
+    /// The first string in the value that holds a byte of a file name that is not UTF-8 (see `PathBytes`), or
+    /// U+FFFD: QEMU reports such a name with U+FFFD in place of those bytes, and that name, sent back (a live
+    /// commit's `backing-file`), would be written into an image as another file's name.
     var nameNotUTF8: String? {
         switch self {
-        case .string(let s): return s.unicodeScalars.contains { PathBytes.escapedByte($0) != nil } ? s : nil
+        case .string(let s): return s.unicodeScalars.contains { PathBytes.escapedByte($0) != nil || $0 == "\u{FFFD}" } ? s : nil
         case .array(let a): return a.lazy.compactMap(\.nameNotUTF8).first
         case .object(let o): return o.values.lazy.compactMap(\.nameNotUTF8).first
         default: return nil
