@@ -145,6 +145,17 @@ import TestSupport
         #expect(verify.status == 2 && verify.stdout.contains("names another file: v\\xe9-flat.vmdk"), "\(verify)")
     }
 
+    @Test func createAndMBRWrap() throws {
+        let s = try Store()
+        let raw = Self.name("n\\xe9w.raw")
+        let create = try s.imgtool("create", raw, "1M", "--format", "raw")
+        let exists = try s.run(["test", "-f", raw]).status
+        #expect(create.status == 0 && exists == 0, "\(create)")
+        let wrap = try s.imgtool("mbr-wrap", raw)
+        #expect(wrap.status == 0 && wrap.stdout.contains("cat $'n\\xe9w.raw.mbr' $'n\\xe9w.raw'"), "\(wrap)")
+        #expect(try s.run(["test", "-s", raw + ".mbr"]).status == 0)
+    }
+
     @Test func partitionsAndOffset() throws {
         let s = try Store()
         let disk = Self.name("d\\xefsk.raw")
