@@ -15,7 +15,7 @@ struct Imgtool: ParsableCommand {
     /// `awaiting`, which ends the process. Our own errors become `imgtool: error: …` and exit 1; usage errors
     /// `imgtool: error: …` with the usage line and exit 64 (the contract's form); help and `ExitCode` pass through.
     static func main() {
-        let argv = prepare(Array(CommandLine.arguments.dropFirst()))
+        let argv = prepare(Array(CommandLine.pathArguments.dropFirst()))
         if getenv("IMGTOOL_NO_FAST_PATH") == nil, let request = FastPath.parse(argv) {
             // Reads, live changes and dry runs stay synchronous: awaiting would start the runtime's threads for nothing.
             reporting { if let code = try request.runWithoutAwaiting() { exit(code) } }

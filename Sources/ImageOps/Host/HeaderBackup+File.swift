@@ -9,7 +9,7 @@ extension HeaderBackup {
     // Format: the magic line, then "key=value" lines, an empty line, and the backing name, the header before and the
     // header after as raw bytes whose lengths the head gives.
     func encoded() -> [UInt8] {
-        let name = Array(intent.backing.utf8)
+        let name = intent.backing.pathBytes
         let head = [
             Self.magic, "path=\(path.replacingAll("\n", with: " "))", "device=\(device)", "inode=\(inode)",
             "backing-format=\(intent.backingFormat.replacingAll("\n", with: " "))", "size-before=\(sizeBefore)",
@@ -50,7 +50,7 @@ extension HeaderBackup {
         let a = Int(nName), b = Int(nName + nBefore)
         return HeaderBackup(
             path: fields["path"] ?? image, device: try number("device"), inode: try number("inode"),
-            intent: Intent(backing: String(decoding: body[..<a], as: UTF8.self), backingFormat: fields["backing-format"] ?? ""),
+            intent: Intent(backing: String(pathBytes: body[..<a]), backingFormat: fields["backing-format"] ?? ""),
             before: Array(body[a..<b]), sizeBefore: try number("size-before"),
             after: Array(body[b...]), sizeAfter: try number("size-after"),
             metaBefore: try digest("meta-before", empty: false), metaAfter: try digest("meta-after", empty: nAfter == 0),

@@ -144,7 +144,7 @@ public struct HeaderBackup: Sendable, Equatable {
 
     static func env(_ name: String) -> String? {
         guard let v = getenv(name) else { return nil }
-        let s = String(cString: v)
+        let s = String(pathCString: v)
         return s.isEmpty ? nil : s
     }
 

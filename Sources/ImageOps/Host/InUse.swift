@@ -68,7 +68,7 @@ public struct InUse: Sendable, Equatable {
             return InUse(holders: holders(of: id), lock: .none)
         }
         // Non-blocking: opening a FIFO would otherwise wait for a writer.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        let fd = Sys.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return InUse(holders: holders(of: id), lock: .none) }
         defer { close(fd) }
         var st = stat()
@@ -126,13 +126,13 @@ public struct InUse: Sendable, Equatable {
             let name = Directory.name(ent)
             guard let pid = Int32(name), pid != me else { continue }
             let dir = "/proc/\(pid)/fd"
-            guard let d = opendir(dir) else { continue }
+            guard let d = Sys.opendir(dir) else { continue }
             var keys: Set<FileKey> = []
             while let fdEnt = readdir(d) {
                 let fd = Directory.name(fdEnt)
                 if fd == "." || fd == ".." { continue }
                 var st = stat()
-                if stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
+                if Sys.stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
                     keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
                 }
             }
@@ -144,7 +144,7 @@ public struct InUse: Sendable, Equatable {
     static func commandLine(_ pid: Int32) -> String {
         guard let file = try? ImageFile.open("/proc/\(pid)/cmdline", kernelFile: true),
               let bytes = try? file.read(at: 0, count: 4096) else { return "?" }
-        let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+        let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(pathBytes: $0) }
         return parts.isEmpty ? "?" : parts.joined(separator: " ")
     }
 }

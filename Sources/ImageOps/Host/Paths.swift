@@ -9,9 +9,7 @@ public enum Paths {
     public static func absolute(_ path: String) -> String {
         let dir = BackingPath.directory(path)
         let name = BackingPath.fileName(path)
-        if let real = realpath(dir, nil) {
-            defer { free(real) }
-            let d = String(cString: real)
+        if let d = Sys.realpath(dir) {
             return d == "/" ? "/" + name : d + "/" + name
         }
         if path.hasPrefix("/") { return path }
@@ -23,7 +21,8 @@ public enum Paths {
         let t = target.split(separator: "/").map(String.init)
         let f = fromDir.split(separator: "/").map(String.init)
         var common = 0
-        while common < min(t.count - 1, f.count), t[common] == f[common] { common += 1 }
+        // Compared as bytes: String's == calls two spellings of "é" (NFC, NFD) equal, and they are two folders.
+        while common < min(t.count - 1, f.count), t[common].utf8.elementsEqual(f[common].utf8) { common += 1 }
         let ups = Array(repeating: "..", count: f.count - common)
         return (ups + t[common...]).joined(separator: "/")
     }

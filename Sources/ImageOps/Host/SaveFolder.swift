@@ -34,25 +34,25 @@ final class SaveFolder: Sendable {
         guard path.hasPrefix("/") else { throw Unsafe(reason: "\(path) is not an absolute path") }
         let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         if parts.contains(where: { $0 == "." || $0 == ".." }) { throw Unsafe(reason: "\(path) has . or .. in it") }
-        var fd = Glibc.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var fd = Sys.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw Unsafe(reason: "/ cannot be opened", errno: errno) }
         var shown = ""
         do throws(Unsafe) {
             try check(fd, "/", last: parts.isEmpty)
             for (i, part) in parts.enumerated() {
                 shown += "/" + part
-                var next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                var next = part.withPathCString { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
                 if next < 0, errno == ENOENT {
                     guard create else { close(fd); return nil }
-                    if mkdirat(fd, part, 0o700) != 0, errno != EEXIST { throw Unsafe(reason: "\(shown) cannot be made", errno: errno) }
-                    next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    if part.withPathCString { mkdirat(fd, $0, 0o700) } != 0, errno != EEXIST { throw Unsafe(reason: "\(shown) cannot be made", errno: errno) }
+                    next = part.withPathCString { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
                 }
                 guard next >= 0 else {
                     let e = errno
                     // O_NOFOLLOW on a link fails with ELOOP; O_DIRECTORY on anything else with ENOTDIR.
                     if e == ELOOP || e == ENOTDIR {
                         var st = stat()
-                        let link = fstatat(fd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT == S_IFLNK
+                        let link = part.withPathCString { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) } == 0 && st.st_mode & S_IFMT == S_IFLNK
                         throw Unsafe(reason: "\(shown) is \(link ? "a symbolic link (never followed for saves)" : "not a folder")", errno: e)
                     }
                     throw Unsafe(reason: "\(shown) cannot be opened", errno: e)

@@ -133,7 +133,7 @@ public struct LiveView: Sendable, Equatable {
     static func keyOf(_ path: String, pid: Int32) -> FileKey? {
         var st = stat()
         let full = path.hasPrefix("/") ? path : "/proc/\(pid)/cwd/" + path
-        guard stat(full, &st) == 0 else { return nil }
+        guard Sys.stat(full, &st) == 0 else { return nil }
         return FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
     }
 }

@@ -193,13 +193,7 @@ extension LiveSession {
 
     /// The target of symbolic link `path` (readlink(2), which does not NUL-terminate), or nil when it cannot be read.
     static func readLink(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = buffer.withUnsafeMutableBufferPointer { b -> Int in
-            guard let base = b.baseAddress else { return -1 }
-            return readlink(path, base, b.count - 1)
-        }
-        guard n >= 0 else { return nil }
-        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        Sys.readlink(path)
     }
 }
 

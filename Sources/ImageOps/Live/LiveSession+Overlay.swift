@@ -34,7 +34,7 @@ extension LiveSession {
         }
         // Reserved exclusively and held, as the offline overlay does: qemu-img writes this very file (as its standard
         // input), whatever the name names by then, and nothing that appears at the name in between is overwritten.
-        let fd = Glibc.open(target, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = Sys.open(target, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             let why = errno == EEXIST ? "already exists and imgtool does not overwrite" : "cannot be created (\(errnoText()))"
             throw .refused(path: target, reason: why, hint: errno == EEXIST ? "choose another name" : nil)
@@ -48,7 +48,7 @@ extension LiveSession {
         let madeKey = FileKey(made)
         /// Removes the new file, only while its name still names it.
         func removeMade() {
-            if let now = FileIdentity.of(path: target), FileKey(now) == madeKey { unlink(target) }
+            if let now = FileIdentity.of(path: target), FileKey(now) == madeKey { Sys.unlink(target) }
         }
         do {
             _ = try await qemuImg.run(create, stdin: FileDescriptor(rawValue: fd))

@@ -149,7 +149,15 @@ public final class LiveSession {
         guard let id = FileIdentity.of(path: path) else {
             throw .refused(path: path, reason: "does not exist", hint: nil)
         }
-        guard let found = view.locate(FileKey(id)) else { throw .notInChain(path: path, pid: process.pid) }
+        guard let found = view.locate(FileKey(id)) else {
+            // QEMU reports a name that is not UTF-8 with U+FFFD in place of its bytes (QMP is JSON text), so no layer
+            // it lists names this file: say why rather than "not a layer".
+            if path.unicodeScalars.contains(where: { PathBytes.escapedByte($0) != nil }) {
+                throw .refused(path: path, reason: "its name is not UTF-8, and QEMU's QMP reports and takes names only as UTF-8 text",
+                               hint: "give the file a UTF-8 name, or make the change with QEMU stopped")
+            }
+            throw .notInChain(path: path, pid: process.pid)
+        }
         return found
     }
 }

@@ -1,4 +1,5 @@
 import Glibc
+import QCow2
 
 /// Where a QEMU monitor listens: a unix socket path or a TCP host and port.
 public enum MonitorAddress: Sendable, Equatable, Hashable, CustomStringConvertible {
@@ -46,7 +47,7 @@ final class MonitorSocket {
         case .unix(let path):
             var sa = sockaddr_un()
             sa.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
+            let bytes = path.pathBytes
             let capacity = MemoryLayout.size(ofValue: sa.sun_path)
             guard bytes.count < capacity else { throw .connect(address, "socket path is longer than \(capacity - 1) bytes") }
             withUnsafeMutableBytes(of: &sa.sun_path) { raw in

@@ -137,7 +137,7 @@ struct SocketTable {
                 // Flags 00010000 is __SO_ACCEPTCON: a listening socket.
                 guard f.count == 8, let inode = UInt64(String(decoding: f[6], as: UTF8.self)), mine.contains(inode),
                       String(decoding: f[3], as: UTF8.self) == "00010000" else { continue }
-                unix[inode] = String(decoding: f[7], as: UTF8.self)
+                unix[inode] = String(pathBytes: f[7])
             }
         }
         unixListening = unix

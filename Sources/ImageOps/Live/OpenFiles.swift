@@ -16,10 +16,8 @@ struct OpenFiles {
                 guard Int(name) != nil else { continue }
                 let link = "/proc/\(pid)/fd/\(name)"
                 var st = stat()
-                guard stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
-                var buf = [CChar](repeating: 0, count: 4097)
-                let n = readlink(link, &buf, buf.count - 1)
-                let path = n > 0 ? String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : link
+                guard Sys.stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK else { continue }
+                let path = Sys.readlink(link).flatMap { $0.isEmpty ? nil : $0 } ?? link
                 // Anonymous memory (memfd) is no image.
                 if path.hasPrefix("/memfd:") { continue }
                 map[FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))] = path

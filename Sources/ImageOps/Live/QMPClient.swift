@@ -17,6 +17,10 @@ public final class QMPClient {
         case failed(MonitorAddress, command: String, errorClass: String, message: String)
         /// An answer was not the JSON QMP promises.
         case malformed(MonitorAddress, command: String, detail: String)
+        /// An argument of `command` is a file name that is not UTF-8 (see `PathBytes`), or QEMU's report of one
+        /// (U+FFFD in place of the bytes): QMP is JSON text, which cannot carry such a name, and QEMU's parser
+        /// refuses one; sent as text it would name another file.
+        case notUTF8(MonitorAddress, command: String, value: String)
 
         /// The message for the user, naming the monitor.
         public var description: String {
@@ -27,6 +31,8 @@ public final class QMPClient {
             case .timedOut(let a, let c): return "QMP monitor \(a) did not answer \(c) in time"
             case .failed(_, let c, _, let m): return "QEMU refused \(c): \(m)"
             case .malformed(let a, let c, let d): return "QMP monitor \(a) answered \(c) with something unreadable: \(d)"
+            case .notUTF8(_, let c, let v):
+                return "\(v) is not UTF-8 (or is QEMU's U+FFFD stand-in for such a name), and QMP, JSON text, cannot carry it to QEMU's \(c)"
             }
         }
     }
@@ -97,6 +103,7 @@ public final class QMPClient {
         for (command, arguments) in commands {
             var message: [String: QMPValue] = ["execute": .string(command)]
             if let arguments { message["arguments"] = .object(arguments) }
+            if let name = QMPValue.object(message).nameNotUTF8 { throw .notUTF8(address, command: command, value: name) }
             guard let data = try? QMPValue.object(message).jsonBytes() else {
                 throw .malformed(address, command: command, detail: "arguments are not JSON")
             }

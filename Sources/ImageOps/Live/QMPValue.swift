@@ -1,4 +1,5 @@
 import FoundationEssentials
+import QCow2
 
 /// One JSON value as QMP sends and takes it: the typed stand-in for `JSONSerialization`'s `Any`, which lives only in
 /// full Foundation (whose CoreFoundation/ICU set-up every start of the static binary would pay, even `info`).
@@ -53,6 +54,18 @@ public enum QMPValue: Codable, Sendable, Equatable {
     public subscript(key: String) -> QMPValue? {
         if case .object(let o) = self { return o[key] }
         return nil
+    }
+
+    /// The first string in the value that holds a byte of a file name that is not UTF-8 (see `PathBytes`), or
+    /// U+FFFD: QEMU reports such a name with U+FFFD in place of those bytes, and that name, sent back (a live
+    /// commit's `backing-file`), would be written into an image as another file's name.
+    var nameNotUTF8: String? {
+        switch self {
+        case .string(let s): return s.unicodeScalars.contains { PathBytes.escapedByte($0) != nil || $0 == "\u{FFFD}" } ? s : nil
+        case .array(let a): return a.lazy.compactMap(\.nameNotUTF8).first
+        case .object(let o): return o.values.lazy.compactMap(\.nameNotUTF8).first
+        default: return nil
+        }
     }
 
     /// The string, if this is one.

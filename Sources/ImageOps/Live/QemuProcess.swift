@@ -92,7 +92,7 @@ public struct QemuProcess: Sendable, Equatable {
     static func readArguments(_ pid: Int32) -> [String] {
         guard let bytes = readSmallFile("/proc/\(pid)/cmdline", limit: 1 << 20) else { return [] }
         return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
-            .map { String(decoding: $0, as: UTF8.self) }
+            .map { String(pathBytes: $0) }
     }
 
     /// libvirt starts QEMU as a child of libvirtd/virtqemud and hands it the monitor as a descriptor (`fd=N`), or
@@ -124,7 +124,7 @@ extension String {
 
 /// Reads a small file (procfs reports size 0, so read to the end).
 func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = Sys.open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []

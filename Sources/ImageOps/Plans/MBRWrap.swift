@@ -37,7 +37,7 @@ public enum MBRWrap {
                            hint: "--type 83 (Linux), or the type that matches the filesystem")
         }
         var st = stat()
-        guard stat(partition, &st) == 0 else {
+        guard Sys.stat(partition, &st) == 0 else {
             let e = errno
             throw .refused(path: partition, reason: e == ENOENT || e == ENOTDIR ? "does not exist" : "cannot be read (\(Errno(rawValue: e).description))", hint: nil)
         }
@@ -48,7 +48,7 @@ public enum MBRWrap {
         }
         var size = UInt64(max(st.st_size, 0))
         if mode == S_IFBLK {
-            let fd = open(partition, O_RDONLY | O_CLOEXEC)
+            let fd = Sys.open(partition, O_RDONLY | O_CLOEXEC)
             if fd >= 0 { size = UInt64(max(lseek(fd, 0, SEEK_END), 0)); close(fd) }
         }
         guard size > 0, size % 512 == 0 else {
@@ -59,7 +59,7 @@ public enum MBRWrap {
         }
         try Operations.refuseFolderName(out)
         var lstatBuf = stat()
-        if lstat(out, &lstatBuf) == 0 { throw .refused(path: out, reason: "already exists and imgtool does not overwrite", hint: "--out ANOTHER-FILE") }
+        if Sys.lstat(out, &lstatBuf) == 0 { throw .refused(path: out, reason: "already exists and imgtool does not overwrite", hint: "--out ANOTHER-FILE") }
         let q = Shell.operand
         let lines = [
             "# the two files as one disk (as root):",
@@ -71,7 +71,7 @@ public enum MBRWrap {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(
-                FilePath(out), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                FilePath(pathString: out), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
         } catch {
             throw .refused(path: out, reason: "cannot be created (\(((error as? Errno) ?? .ioError).description))", hint: nil)
@@ -84,7 +84,7 @@ public enum MBRWrap {
             }
         } catch {
             // Removed only while the name still names the file created here.
-            if let created, let now = FileIdentity.of(path: out), now.device == created.device, now.inode == created.inode { unlink(out) }
+            if let created, let now = FileIdentity.of(path: out), now.device == created.device, now.inode == created.inode { Sys.unlink(out) }
             throw .refused(path: out, reason: "could not be written (\(((error as? Errno) ?? .ioError).description)); nothing was left behind", hint: nil)
         }
         return ["wrote \(out): 16 KiB, one partition of type \(MBR.hex(type)) at sector 32 covering \(size / 512) sectors"] + lines

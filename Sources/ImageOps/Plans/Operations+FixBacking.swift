@@ -81,7 +81,7 @@ extension Operations {
             let chain = BackingChain.follow(from: info, maxDepth: 1)
             if let p = chain.problems.first, p.layer == 0, [.missing, .unreadable, .notAnImage, .invalidHeader].contains(p.kind) {
                 var st = stat()
-                let isLink = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+                let isLink = Sys.lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
                 found.append((path, info.identity, isLink))
             }
         }

@@ -127,7 +127,7 @@ public enum Operations {
 
     static func exists(_ path: String) -> Bool {
         var st = stat()
-        return lstat(path, &st) == 0
+        return Sys.lstat(path, &st) == 0
     }
 
     /// Checks that `path` does not exist. The executor creates it exclusively (O_EXCL) just before qemu-img runs,
@@ -157,16 +157,12 @@ public enum Operations {
         for _ in 0..<40 {
             let dir = BackingPath.directory(p)
             if let fs = PseudoFileSystem.of(path: dir) {
-                var real = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let hint = realpath(path, &real).map { "name the file itself: \(Shell.operand(String(cString: $0)))" }
+                let hint = Sys.realpath(path).map { "name the file itself: \(Shell.operand($0))" }
                 throw .refused(path: owner, reason: "\(path) reaches its file through \(fs) (\(dir)), a name that leads there only while imgtool runs", hint: hint)
             }
             var st = stat()
-            guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return }
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-            let n = readlink(p, &buf, buf.count)
-            guard n > 0 else { return }
-            let target = String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard Sys.lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return }
+            guard let target = Sys.readlink(p), !target.isEmpty else { return }
             p = target.hasPrefix("/") ? target : (dir == "/" ? "" : dir) + "/" + target
         }
     }

@@ -88,7 +88,7 @@ public enum Executor {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(
-                FilePath(path), .readOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                FilePath(pathString: path), .readOnly, options: [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
         } catch {
             let e = (error as? Errno) ?? .ioError
@@ -130,16 +130,14 @@ public enum Executor {
         guard let now = FileIdentity.of(path: target.path), now.device == target.identity.device, now.inode == target.identity.inode else {
             return "\(target.path) no longer names the file imgtool created; left alone"
         }
-        return unlink(target.path) == 0 ? "the half-made \(target.path) was removed" : "\(target.path) could not be removed (\(Errno(rawValue: errno).description))"
+        return Sys.unlink(target.path) == 0 ? "the half-made \(target.path) was removed" : "\(target.path) could not be removed (\(Errno(rawValue: errno).description))"
     }
 
     /// Nil when the path still names the file that was changed; else the truth in words.
     static func moved(_ target: Target) -> String? {
         let now = FileIdentity.of(path: target.path)
         if let now, now.device == target.identity.device, now.inode == target.identity.inode { return nil }
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/fd/\(target.descriptor.rawValue)", &buffer, buffer.count - 1)
-        let whereNow = n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        let whereNow = Sys.readlink("/proc/self/fd/\(target.descriptor.rawValue)").flatMap { $0.isEmpty ? nil : $0 } ?? "?"
         let other = now.map { "another file (device \($0.device), inode \($0.inode)), which imgtool did not touch" } ?? "nothing"
         return "the change was made to the file imgtool checked, which is now \(whereNow.hasSuffix(" (deleted)") ? "deleted" : "at " + whereNow); the name now names \(other)"
     }

@@ -46,17 +46,17 @@ public struct QemuImg: Sendable {
     /// Finds qemu-img: an explicit path first, then `IMGTOOL_QEMU_IMG`, then PATH.
     public static func locate(_ explicit: String?) throws(Error) -> QemuImg {
         if let explicit, !explicit.isEmpty {
-            guard access(explicit, X_OK) == 0 else { throw .notFound("--qemu-img \(explicit) is not executable") }
+            guard Sys.access(explicit, X_OK) == 0 else { throw .notFound("--qemu-img \(explicit) is not executable") }
             return QemuImg(path: explicit)
         }
-        if let env = getenv("IMGTOOL_QEMU_IMG").map({ String(cString: $0) }), !env.isEmpty {
-            guard access(env, X_OK) == 0 else { throw .notFound("IMGTOOL_QEMU_IMG=\(env) is not executable") }
+        if let env = getenv("IMGTOOL_QEMU_IMG").map({ String(pathCString: $0) }), !env.isEmpty {
+            guard Sys.access(env, X_OK) == 0 else { throw .notFound("IMGTOOL_QEMU_IMG=\(env) is not executable") }
             return QemuImg(path: env)
         }
-        let pathVar = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        let pathVar = getenv("PATH").map { String(pathCString: $0) } ?? "/usr/bin:/bin"
         for dir in pathVar.split(separator: ":") where !dir.isEmpty {
             let candidate = "\(dir)/qemu-img"
-            if access(candidate, X_OK) == 0 { return QemuImg(path: candidate) }
+            if Sys.access(candidate, X_OK) == 0 { return QemuImg(path: candidate) }
         }
         throw .notFound("not on PATH")
     }
@@ -107,21 +107,27 @@ public struct QemuImg: Sendable {
     private static func spawn<Input: InputProtocol>(_ executable: String, _ arguments: [String], input: Input, passThroughOutput: Bool, options: PlatformOptions) async throws -> RunOutcome {
         if passThroughOutput {
             let r = try await Subprocess.run(
-                .path(FilePath(executable)), arguments: Arguments(arguments),
+                .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(argvBytes)),
                 platformOptions: options, input: input,
                 output: .currentStandardOutput, error: .bytes(limit: 1 << 20)
             ) { execution in ChildGuard.track(execution.processIdentifier.value) }
-            return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(decoding: r.standardError, as: UTF8.self))
+            return RunOutcome(status: r.terminationStatus, stdout: "", stderr: String(pathBytes: r.standardError))
         }
         let r = try await Subprocess.run(
-            .path(FilePath(executable)), arguments: Arguments(arguments),
+            .path(FilePath(pathString: executable)), arguments: Arguments(arguments.map(argvBytes)),
             platformOptions: options, input: input,
             output: .bytes(limit: 16 << 20), error: .bytes(limit: 1 << 20)
         ) { execution in ChildGuard.track(execution.processIdentifier.value) }
         return RunOutcome(
-            status: r.terminationStatus, stdout: String(decoding: r.standardOutput, as: UTF8.self),
-            stderr: String(decoding: r.standardError, as: UTF8.self))
+            status: r.terminationStatus, stdout: String(pathBytes: r.standardOutput),
+            stderr: String(pathBytes: r.standardError))
     }
+}
+
+/// A word of qemu-img's argv as the exact bytes of the name it may hold (see `PathBytes`), NUL-terminated:
+/// swift-subprocess hands the raw form to `strdup`, which reads to the first NUL.
+private func argvBytes(_ word: String) -> [UInt8] {
+    word.pathBytes + [0]
 }
 
 private struct RunOutcome: Sendable {

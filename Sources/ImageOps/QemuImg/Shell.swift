@@ -1,3 +1,5 @@
+import QCow2
+
 /// Shell quoting for the command lines we print (dry runs, suggestions), so they can be pasted as they are.
 public enum Shell {
     /// `arg` quoted for a POSIX shell when it needs it. An argument holding a control character (or a bidi/zero-width mark) gets bash's `$'…'` quoting with `\xNN`
@@ -12,7 +14,7 @@ public enum Shell {
             if c == "'" || c == "\\" {
                 out += "\\" + String(c)
             } else if Untrusted.isDangerous(c) {
-                for b in String(c).utf8 { out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16) }
+                for b in String(c).pathBytes { out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16) }
             } else {
                 out.unicodeScalars.append(c)
             }

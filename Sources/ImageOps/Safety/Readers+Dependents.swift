@@ -28,7 +28,7 @@ public enum FolderSearch {
         var stack: [(String, Int)] = [(root, 0)]
         while let (dir, depth) = stack.popLast() {
             if budget <= 0 { missed.append(Unsearched(path: dir, reason: "not searched: the limit of \(limit ?? 0) entries was reached")); continue }
-            guard let handle = opendir(dir) else {
+            guard let handle = Sys.opendir(dir) else {
                 missed.append(Unsearched(path: dir, reason: "cannot be read (\(String(cString: strerror(errno))))"))
                 continue
             }
@@ -51,7 +51,7 @@ public enum FolderSearch {
                 var isDir = ent.pointee.d_type == UInt8(DT_DIR)
                 if ent.pointee.d_type == UInt8(DT_UNKNOWN) {
                     var st = stat()
-                    guard lstat(path, &st) == 0 else {
+                    guard Sys.lstat(path, &st) == 0 else {
                         missed.append(Unsearched(path: path, reason: "cannot be looked at (\(String(cString: strerror(errno))))"))
                         continue
                     }

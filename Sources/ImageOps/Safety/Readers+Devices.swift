@@ -60,12 +60,10 @@ extension Readers {
     /// it is mounted, and the dm and md devices on top of it. Empty for anything else.
     package static func onTop(ofBlockDevice path: String, kernel: Kernel = Kernel()) -> [Device] {
         var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFBLK else { return [] }
+        guard Sys.stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFBLK else { return [] }
         let rdev = UInt64(truncatingIfNeeded: st.st_rdev)
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink(kernel.sys + "/dev/block/\(LoopStatus.major(rdev)):\(LoopStatus.minor(rdev))", &buf, buf.count - 1)
-        guard n > 0 else { return [] }
-        let name = BackingPath.fileName(String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        guard let target = Sys.readlink(kernel.sys + "/dev/block/\(LoopStatus.major(rdev)):\(LoopStatus.minor(rdev))"), !target.isEmpty else { return [] }
+        let name = BackingPath.fileName(target)
         var found = stack(Device(device: path, kind: .block, offset: nil, readOnly: readFlag(kernel.sys + "/class/block/\(name)/ro"), over: [], mountPoints: []),
                           name: name, kernel: kernel, mounts: Mounts.read(kernel.mountinfo))
         // The device itself is the image: it counts only where it is mounted.
@@ -133,7 +131,7 @@ extension Readers {
 
     /// The entries of a folder but `.` and `..`, sorted; none when it cannot be read.
     static func names(in folder: String) -> [String] {
-        guard let d = opendir(folder) else { return [] }
+        guard let d = Sys.opendir(folder) else { return [] }
         defer { closedir(d) }
         var out: [String] = []
         while let ent = readdir(d) {
@@ -146,7 +144,7 @@ extension Readers {
     /// The first line of a small kernel file, without its newline.
     static func readLine(_ path: String) -> String? {
         guard let file = try? ImageFile.open(path, kernelFile: true), let bytes = try? file.read(at: 0, count: 4096) else { return nil }
-        return String(decoding: bytes.prefix { $0 != 10 && $0 != 0 }, as: UTF8.self)
+        return String(pathBytes: bytes.prefix { $0 != 10 && $0 != 0 })
     }
 
     static func readFlag(_ path: String) -> Bool { readLine(path) == "1" }
@@ -182,7 +180,7 @@ struct LoopStatus {
 
     /// LOOP_GET_STATUS64 on the node `node`, when it is the block device `expected` (`major:minor`) names.
     static func ask(_ node: String, expected: String?) -> LoopStatus? {
-        let fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        let fd = Sys.open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
@@ -235,6 +233,6 @@ enum Mounts {
                 out.append(field[i]); i += 1
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return String(pathBytes: out)
     }
 }

@@ -48,6 +48,6 @@ extension InUse {
     static func commandLineArguments(_ pid: Int32) -> [String] {
         guard let file = try? ImageFile.open("/proc/\(pid)/cmdline", kernelFile: true),
               let bytes = try? file.read(at: 0, count: 4096) else { return [] }
-        return bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+        return bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(pathBytes: $0) }
     }
 }

@@ -174,7 +174,7 @@ public struct Scan: Sendable {
             func problem(_ verdict: (kind: BackingChain.Kind, message: String)) { problem(verdict.kind, verdict.message) }
             if BackingPath.isProtocol(name) { problem(BackingLink.protocolProblem(name)); continue }
             var st = stat()
-            guard stat(resolved, &st) == 0 else {
+            guard Sys.stat(resolved, &st) == 0 else {
                 problem(BackingLink.problem(statOf: resolved, errno: errno))
                 continue
             }

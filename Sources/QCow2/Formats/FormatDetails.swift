@@ -30,7 +30,7 @@ public struct FormatDetails: Sendable, Equatable {
         func string(at offset: UInt64, count: Int) -> String? {
             guard count > 0, count <= maxBackingName, offset <= fileSize, UInt64(count) <= fileSize - offset,
                   let bytes = read(offset, count), bytes.count == count else { return nil }
-            return decodeText(bytes)
+            return decodeName(bytes)
         }
         switch format {
         case .qed:
@@ -101,7 +101,7 @@ public struct FormatDetails: Sendable, Equatable {
         let start = at + key.count + 2
         guard start <= text.endIndex, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")),
               end - start <= maxBackingName else { return nil }
-        return decodeText(text[start..<end])
+        return decodeName(text[start..<end])
     }
 
     /// VHD's size the way QEMU reads it: from the CHS geometry for images made by Virtual PC or QEMU's old writer,

@@ -73,7 +73,7 @@ package struct VMDKDescriptor: Sendable, Equatable {
         guard let at = text.firstOffset(of: key) else { return nil }
         let start = at + key.count + 2
         guard start < text.count, let end = text[start...].firstIndex(of: UInt8(ascii: "\"")), end - start + 1 <= limit else { return nil }
-        return decodeText(text[start..<end])
+        return decodeName(text[start..<end])
     }
 
     enum Scanned { case extent(Extent), invalid }
@@ -119,7 +119,7 @@ package struct VMDKDescriptor: Sendable, Equatable {
                 let s = p
                 while p < t.count, p - s < 511, t[p] != 0x0A, t[p] != 0x0D, t[p] != UInt8(ascii: "\"") { p += 1 }
                 if p > s {
-                    fname = decodeText(t[s..<p])
+                    fname = decodeName(t[s..<p])
                     matches = 4
                     if p < t.count && t[p] == UInt8(ascii: "\"") {
                         p += 1
@@ -139,7 +139,7 @@ package struct VMDKDescriptor: Sendable, Equatable {
     }
 
     static func line(_ t: [UInt8], _ p: Int) -> String {
-        decodeText(t[p...].prefix { $0 != 0x0A })
+        decodeName(t[p...].prefix { $0 != 0x0A })
     }
 }
 

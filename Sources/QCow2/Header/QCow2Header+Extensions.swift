@@ -63,7 +63,7 @@ extension QCow2Header {
                 }
                 cryptoHeader = CryptoHeader(offset: w.u64BE(d) ?? 0, length: w.u64BE(d + 8) ?? 0)
             case ExtensionType.dataFile:
-                dataFile = decodeText(w.slice(d, n) ?? [])
+                dataFile = decodeName(w.slice(d, n) ?? [])
             default:
                 unknownExtensions.append(type)
             }

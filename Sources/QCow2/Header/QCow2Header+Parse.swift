@@ -164,7 +164,7 @@ extension QCow2Header {
             guard let name = w.slice(Int(h.backingFileOffset), Int(h.backingFileSize)) else {
                 throw .truncated(path: path, field: "backing file name", needed: h.backingFileOffset + UInt64(h.backingFileSize), have: UInt64(w.bytes.count))
             }
-            h.backingFile = decodeText(name)
+            h.backingFile = decodeName(name)
         }
         return h
     }

@@ -74,3 +74,9 @@ package struct ByteWindow: Sendable {
 package func decodeText<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     String(decoding: Array(bytes), as: UTF8.self)
 }
+
+/// A file name a file holds (a backing name, a data file, a VMDK extent): kept exactly, bytes that are not UTF-8
+/// included (see `PathBytes`), so it opens the file QEMU would open and is written back byte for byte.
+package func decodeName<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    String(pathBytes: Array(bytes))
+}

@@ -7,7 +7,7 @@ package enum Directory {
     /// in `scan` walking /proc under load).
     package static func name(_ ent: UnsafeMutablePointer<dirent>) -> String {
         let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
-        return String(cString: UnsafeRawPointer(ent).advanced(by: offset).assumingMemoryBound(to: CChar.self))
+        return String(pathCString: UnsafeRawPointer(ent).advanced(by: offset).assumingMemoryBound(to: CChar.self))
     }
 
     /// One entry met on the walk.
@@ -26,7 +26,7 @@ package enum Directory {
         var budget = limit
         var stack: [(String, Int)] = [(root, 0)]
         while let (dir, depth) = stack.popLast() {
-            guard let handle = opendir(dir) else { continue }
+            guard let handle = Sys.opendir(dir) else { continue }
             defer { closedir(handle) }
             while budget > 0, let ent = readdir(handle) {
                 let name = Directory.name(ent)
@@ -36,7 +36,7 @@ package enum Directory {
                 var isDir = ent.pointee.d_type == UInt8(DT_DIR)
                 if ent.pointee.d_type == UInt8(DT_UNKNOWN) {
                     var st = stat()
-                    isDir = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+                    isDir = Sys.lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
                 }
                 visit(Entry(path: path, name: name, isDirectory: isDir))
                 if isDir && depth < maxDepth { stack.append((path, depth + 1)) }
@@ -48,6 +48,6 @@ package enum Directory {
     package static func current() -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         guard getcwd(&buf, buf.count) != nil else { return "." }
-        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(pathBytes: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
     }
 }

@@ -60,7 +60,7 @@ public final class ImageFile: Sendable {
         if !kernelFile, let fs = PseudoFileSystem.of(path: path) { throw .notAFile(path: path, kind: "file on \(fs)") }
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
+            fd = try FileDescriptor.open(FilePath(pathString: path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
         } catch {
             let e = errnoValue(error)
             if e == ENOENT || e == ENOTDIR { throw .missing(path: path) }
@@ -161,7 +161,7 @@ public struct FileIdentity: Sendable, Equatable, Hashable {
     /// `stat` of a path, following links; nil when it cannot be had.
     public static func of(path: String) -> FileIdentity? {
         var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
+        guard Sys.stat(path, &st) == 0 else { return nil }
         return FileIdentity(st)
     }
 

@@ -29,7 +29,7 @@ package enum PseudoFileSystem {
     package static func of(path: String) -> String? {
         #if os(Linux)
         var s = statfs()
-        guard statfs(path, &s) == 0 else { return nil }
+        guard path.withPathCString({ statfs($0, &s) }) == 0 else { return nil }
         return name(Int(s.f_type))
         #else
         return nil

@@ -37,7 +37,7 @@ enum VMDKExtentLines {
                   rest.first == UInt8(ascii: "\"") else { continue }
             let name = rest.dropFirst().prefix { $0 != UInt8(ascii: "\"") && $0 != 0x0D }.prefix(511)
             guard !name.isEmpty else { continue }
-            out.append(Extent(access: access, type: type, file: decodeText(name)))
+            out.append(Extent(access: access, type: type, file: decodeName(name)))
         }
         return out
     }

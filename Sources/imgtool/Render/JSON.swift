@@ -117,9 +117,11 @@ public enum JSON: Sendable, Equatable {
         // utf8 view, walked byte by byte, was 14 % of `chain --output json`'s instructions at depth 500).
         // 0x7F and 0xC2 (the lead byte of C1 controls) send a string the slow way too: DEL and C1 controls are
         // escaped as \u00XX, still exact once parsed, never raw on a terminal that shows the JSON.
+        // 0xF4 (the lead byte of U+100000 and up) too: a byte of a file name that is not UTF-8 (see `PathBytes`) is
+        // written as Python's surrogateescape writes it, `\udcNN` for byte 0xNN, so `os.fsencode` gives the name back.
         var s = s
         let copied = s.withUTF8 { bytes -> Bool in
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F || byte == 0xC2 {
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F || byte == 0xC2 || byte == 0xF4 {
                 return false
             }
             out.append(contentsOf: bytes)
@@ -131,7 +133,10 @@ public enum JSON: Sendable, Equatable {
         }
         for scalar in s.unicodeScalars {
             guard scalar.value < 0x80 else {
-                if scalar.value <= 0x9F {
+                if let byte = PathBytes.escapedByte(scalar) {
+                    out.append(contentsOf: Array("\\udc".utf8))
+                    out.append(contentsOf: Array(String(byte, radix: 16).utf8))
+                } else if scalar.value <= 0x9F {
                     out.append(contentsOf: Array("\\u00".utf8))
                     out.append(contentsOf: Array(String(scalar.value, radix: 16).utf8))
                 } else {
