@@ -105,7 +105,8 @@ public struct ImageInfo: Sendable, Equatable {
                     do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
                 }
                 info.qcow2 = header
-                info.virtualSize = header.size
+                // qcow2_do_open keeps `size / 512` sectors: a header's odd size is cut to whole sectors.
+                info.virtualSize = header.size & ~511
                 // QEMU reads the LUKS header only inside the extension's extent (`qcow2_crypto_hdr_read_func`).
                 if header.encryptionName == "luks", let c = header.cryptoHeader, c.length >= UInt64(LUKSHeader.size),
                    let bytes = try? file.read(at: c.offset, count: LUKSHeader.size), case .success(let l) = LUKSHeader.parse(bytes) {

@@ -36,7 +36,7 @@ final class VDILayer: MappedLayer {
     let header: VDIHeader
     let bmap: TableCache
     var backing: (any GuestLayer)? { nil }
-    var size: UInt64 { header.diskSize }
+    var size: UInt64 { header.diskSize & ~511 }
 
     init(file: ImageFile, header: VDIHeader) throws(GuestDisk.Error) {
         self.file = file

@@ -144,7 +144,15 @@ struct LiveChangeTests {
             // 64 KiB/s: the 320 KiB to merge take five seconds; the signal comes with the first progress report, sent to
             // the process as Ctrl-C is (raise() would target this worker thread, whose mask blocks SIGINT).
             _ = try session.commit(f("top.qcow2"), base: nil, speed: 64 << 10) { _ in
-                if !signalled { signalled = true; kill(getpid(), SIGINT) }
+                guard !signalled else { return }
+                signalled = true
+                kill(getpid(), SIGINT)
+                // kill() only makes the signal pending: another thread runs the handler, maybe after imgtool has
+                // already sent block-job-complete for a job that became READY at once (a mirror copies its first
+                // chunk unthrottled). Wait until the handler has run, so the signal is certainly seen first.
+                // The bound only stops a broken handler from hanging the suite; it is not a timing assumption.
+                let until = Date().addingTimeInterval(60)
+                while ChildGuard.interruption == nil && Date() < until { usleep(1000) }
             }
         } throws: { error in
             guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
@@ -174,7 +182,9 @@ struct LiveChangeTests {
         let decoy = try fileDigest(f("decoy.qcow2"))
         // A qemu-img that waits before it runs; meanwhile the decoy is renamed over the reserved name.
         let wrapper = f("slow-qemu-img")
-        try "#!/bin/sh\ntouch \(f("started"))\nsleep 1\nexec \(try QemuImg.path()) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        // It waits for the swap itself (bounded: 60 s), not for a second that a loaded machine may not give the swapper.
+        try ("#!/bin/sh\ntouch \(f("started"))\ni=0\nwhile [ ! -e \(f("swapped")) ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\n"
+            + "exec \(try QemuImg.path()) \"$@\"\n").write(toFile: wrapper, atomically: true, encoding: .utf8)
         #expect(chmod(wrapper, 0o755) == 0)
         let session = try LiveSession.open(f("top.qcow2"), virsh: { $0 })
         defer { session.close() }
@@ -182,6 +192,7 @@ struct LiveChangeTests {
         let swapper = Thread {
             while !FileManager.default.fileExists(atPath: self.f("started")) { usleep(10_000) }
             _ = rename(self.f("decoy.qcow2"), self.f("top.cow"))
+            _ = FileManager.default.createFile(atPath: self.f("swapped"), contents: nil)
         }
         swapper.start()
         await #expect(throws: LiveError.self) {
