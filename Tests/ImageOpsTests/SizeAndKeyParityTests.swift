@@ -44,7 +44,7 @@ struct SizeAndKeyParityTests {
         #expect(try JSONValue.parse(p.stdout)["disk-size"] == .int(1024), "\(p.stdout)")
     }
 
-    /// Headers whose byte size is not whole sectors: qcow2, qcow and VDI keep `size / 512` sectors.
+    /// Headers whose byte size is not whole sectors: qcow2 and qcow keep `size / 512` sectors; VDI rounds up.
     @Test(arguments: [("qcow2", UInt64(24), true), ("qcow", UInt64(24), true), ("vdi", UInt64(368), false)])
     func anOddHeaderSizeIsCutToWholeSectors(format: String, offset: UInt64, bigEndian: Bool) throws {
         let dir = try TempDir("oddsize")

@@ -5,9 +5,9 @@ package enum FormatCheck {
     package static func validate(_ format: ImageFormat, _ file: ImageFile) throws(FormatError) -> UInt64? {
         switch format {
         case .qed: return try QEDHeader.read(file).imageSize
-        // Both drivers keep `size / 512` sectors: an odd size in the header is cut to whole sectors.
+        // qcow keeps `size / 512` sectors; vdi rounds its size up (VDIHeader.read does).
         case .qcow: return try QCow1Header.read(file).size & ~511
-        case .vdi: return try VDIHeader.read(file).diskSize & ~511
+        case .vdi: return try VDIHeader.read(file).diskSize
         case .parallels: return try ParallelsHeader.read(file).sectors * 512
         case .vpc: return try VHDHeader.read(file).size
         case .vhdx: return try VHDXHeader.read(file).virtualSize

@@ -30,7 +30,7 @@ extension ImageFormat {
         // QEMU's drivers keep whole sectors of these headers' byte sizes (`size / 512`).
         case .qcow, .qcow2: r.virtualSize = w.u64BE(24).map { $0 & ~511 }
         case .qed: r.virtualSize = w.u64LE(48)
-        case .vdi: r.virtualSize = w.u64LE(368).map { $0 & ~511 }
+        case .vdi: r.virtualSize = w.u64LE(368).map(ImageFormat.sectorsRoundedUp)
         case .vpc: r.virtualSize = w.u64BE(48)
         case .vmdk:
             if w.starts(with: Array("KDMV".utf8)) {
