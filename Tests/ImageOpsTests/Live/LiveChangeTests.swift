@@ -141,16 +141,21 @@ struct LiveChangeTests {
         defer { signal(SIGINT, inherited) }
         var signalled = false
         #expect {
-            // 64 KiB/s: the 320 KiB to merge take five seconds; the signal comes with the first progress report, sent to
-            // the process as Ctrl-C is (raise() would target this worker thread, whose mask blocks SIGINT).
+            // 64 KiB/s: the 320 KiB to merge take five seconds; the signal comes with the first progress report.
             _ = try session.commit(f("top.qcow2"), base: nil, speed: 64 << 10) { _ in
                 guard !signalled else { return }
                 signalled = true
-                kill(getpid(), SIGINT)
-                // kill() only makes the signal pending: another thread runs the handler, maybe after imgtool has
-                // already sent block-job-complete for a job that became READY at once (a mirror copies its first
-                // chunk unthrottled). Wait until the handler has run, so the signal is certainly seen first.
-                // The bound only stops a broken handler from hanging the suite; it is not a timing assumption.
+                // Delivered here and now: this worker thread's mask blocks SIGINT (as the runner's threads do), so
+                // a kill() to the process stays pending until some thread unblocks it, maybe after imgtool already
+                // sent block-job-complete for a job that became READY at once (a mirror copies its first chunk
+                // unthrottled). Unblocked on this thread, raise() runs the handler before it returns.
+                var only = sigset_t(), old = sigset_t()
+                sigemptyset(&only)
+                sigaddset(&only, SIGINT)
+                pthread_sigmask(SIG_UNBLOCK, &only, &old)
+                raise(SIGINT)
+                pthread_sigmask(SIG_SETMASK, &old, nil)
+                // The handler has run; the bound only stops a broken one from hanging the suite.
                 let until = Date().addingTimeInterval(60)
                 while ChildGuard.interruption == nil && Date() < until { usleep(1000) }
             }
