@@ -63,6 +63,11 @@ struct GPTRuleTests {
         let (json, human) = try Self.expectSfdiskAgrees(iso)
         if case .object(let t) = json { #expect(t["table"] == .string("mbr")) }
         #expect(human.contains("a GPT is present too"), "\(human)")
+        // The GPT is not the table, but its backup header is still in the last sector: a shrink is refused for it.
+        let before = try fileDigest(iso)
+        let shrink = try ImgtoolBinary.run(["resize", iso, "512K", "--shrink"])
+        #expect(shrink.status == 1 && shrink.stderr.contains("GPT behind its MBR"), "\(shrink.stderr)")
+        #expect(try fileDigest(iso) == before)
     }
 
     /// isohybrid --uefi (syslinux-utils) on a plain El Torito ISO: the same shape, made by the other tool.

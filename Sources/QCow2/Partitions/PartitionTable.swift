@@ -13,6 +13,9 @@ public struct PartitionTable: Sendable, Equatable {
     public var partitions: [Partition]
     /// What was odd on the way: a damaged primary GPT header, an EBR loop, entries beyond the disk.
     public var warnings: [String]
+    /// The sector size of a valid GPT found behind an MBR that does not protect it (a hybrid ISO's): not the table,
+    /// as for Linux and sfdisk, but its backup header still lives in the disk's last sector.
+    public var gptBehindMBR: UInt64? = nil
 
     /// One partition.
     public struct Partition: Sendable, Equatable {
@@ -81,12 +84,12 @@ public struct PartitionTable: Sendable, Equatable {
             if diskSize >= 1024, let damaged = try GPT.read(diskSize: diskSize, sectorSize: 512, reportDamaged: true, get) { return damaged }
         }
         // A GPT the MBR does not protect (isohybrid, xorriso's hybrid ISOs) is not used; it is said to be there.
-        let unprotected = try GPT.headerPresent(diskSize: diskSize, get).map { size in
-            "a GPT is present too (header at LBA 1 of \(size)-byte sectors), but the MBR does not protect it (no type ee entry at LBA 1): "
-                + "Linux and sfdisk ignore it, and so does this listing"
-        }
         var table = try otherLabel(sector0, diskSize: diskSize, get)
-        if let unprotected, !GPT.hasProtectiveMBR(sector0) { table.warnings.append(unprotected) }
+        if !GPT.hasProtectiveMBR(sector0), let size = try GPT.headerPresent(diskSize: diskSize, get) {
+            table.warnings.append("a GPT is present too (header at LBA 1 of \(size)-byte sectors), but the MBR does not protect it "
+                + "(no type ee entry at LBA 1): Linux and sfdisk ignore it, and so does this listing")
+            table.gptBehindMBR = size
+        }
         return table
     }
 
