@@ -17,7 +17,8 @@ public enum MonitorAddress: Sendable, Equatable, Hashable, CustomStringConvertib
     }
 }
 
-/// A connected stream socket with a deadline on every read and write: a monitor that goes quiet must never hang imgtool.
+/// A connected stream socket with a deadline on every read and write and a cap on a line's size: a monitor that
+/// goes quiet, or talks forever without finishing a line, must never hang imgtool nor fill its memory.
 final class MonitorSocket {
     /// Why a socket operation failed; each case names the address.
     enum Error: Swift.Error, Sendable, Equatable {
@@ -25,6 +26,8 @@ final class MonitorSocket {
         /// The listener's queue is full: clients (or closed probes) wait there until the connected client leaves.
         case queueFull(MonitorAddress)
         case timedOut(MonitorAddress, String)
+        /// A line grew past the cap without ending.
+        case tooLarge(MonitorAddress, Int)
         case closed(MonitorAddress)
         case io(MonitorAddress, String)
     }
@@ -111,15 +114,20 @@ final class MonitorSocket {
         }
     }
 
-    /// The next line (without its newline), or nil when nothing complete arrived within `timeoutMS`.
-    func readLine(timeoutMS: Int32) throws(Error) -> [UInt8]? {
-        var deadline = Clock.now + Int64(timeoutMS)
+    /// The next line (without its newline), or nil when no complete line arrived by `deadline` (milliseconds on
+    /// `Clock`). The deadline is for the whole line: a peer that sends a byte now and then and never a newline
+    /// cannot keep imgtool waiting. A line longer than `maxBytes` throws `.tooLarge`: memory stays bounded.
+    func readLine(deadline: Int64, maxBytes: Int) throws(Error) -> [UInt8]? {
+        var searched = 0
         while true {
-            if let nl = buffer.firstIndex(of: 0x0A) {
+            if let nl = buffer[searched...].firstIndex(of: 0x0A) {
+                guard nl <= maxBytes else { throw .tooLarge(address, maxBytes) }
                 let line = Array(buffer[..<nl])
                 buffer.removeSubrange(...nl)
                 return line
             }
+            searched = buffer.count
+            guard buffer.count <= maxBytes else { throw .tooLarge(address, maxBytes) }
             let left = deadline - Clock.now
             guard left > 0, try wait(POLLIN, Int32(clamping: left)) else { return nil }
             var chunk = [UInt8](repeating: 0, count: 65536)
@@ -130,9 +138,12 @@ final class MonitorSocket {
                 throw .io(address, errnoText())
             }
             buffer.append(contentsOf: chunk[..<n])
-            // A long answer keeps arriving: the deadline is for silence, not for the whole answer.
-            deadline = max(deadline, Clock.now + 50)
         }
+    }
+
+    /// `readLine(deadline:maxBytes:)` with a deadline `timeoutMS` from now.
+    func readLine(timeoutMS: Int32, maxBytes: Int) throws(Error) -> [UInt8]? {
+        try readLine(deadline: Clock.now + Int64(timeoutMS), maxBytes: maxBytes)
     }
 
     /// Reads whatever arrives first within `timeoutMS` (a greeting that may not end in a newline, like HMP's prompt).

@@ -11,8 +11,10 @@ public final class QMPClient {
         case notQMP(MonitorAddress, greeting: String)
         /// The socket failed.
         case socket(MonitorAddress, String)
-        /// QEMU did not answer `command` in time.
+        /// QEMU did not answer `command` in time (the deadline is for the whole exchange, not for each byte).
         case timedOut(MonitorAddress, command: String)
+        /// An answer to `command` grew past `limit` bytes without ending: the session is closed.
+        case tooLarge(MonitorAddress, command: String, limit: Int)
         /// QEMU refused `command`: its error class and description.
         case failed(MonitorAddress, command: String, errorClass: String, message: String)
         /// An answer was not the JSON QMP promises.
@@ -29,6 +31,7 @@ public final class QMPClient {
             case .notQMP(let a, _): return "\(a) is a human monitor (HMP), not QMP"
             case .socket(let a, let why): return "QMP monitor \(a): \(why)"
             case .timedOut(let a, let c): return "QMP monitor \(a) did not answer \(c) in time"
+            case .tooLarge(let a, let c, let limit): return "QMP monitor \(a) answered \(c) with more than \(limit) bytes without ending the line; the session was closed"
             case .failed(_, let c, _, let m): return "QEMU refused \(c): \(m)"
             case .malformed(let a, let c, let d): return "QMP monitor \(a) answered \(c) with something unreadable: \(d)"
             case .notUTF8(_, let c, let v):
@@ -44,8 +47,14 @@ public final class QMPClient {
     /// Events received and not yet taken, oldest first (each a decoded JSON object).
     private(set) var events: [QMPValue] = []
     private let socket: MonitorSocket
-    /// Deadline for each answer, in milliseconds.
-    var answerTimeoutMS: Int32 = 10_000
+    /// Deadline for each exchange (a command's answers, the events between them, an event awaited), in milliseconds.
+    /// It runs from the exchange's start: bytes that keep coming do not extend it.
+    var answerTimeoutMS: Int32 = 30_000
+    /// The most bytes one exchange may read (answers and the events between them). A chain of 500 layers answers
+    /// `query-named-block-nodes` in tens of MiB (each node nests the images below it); no monitor needs more.
+    var maxAnswerBytes = 256 << 20
+    /// Set once an exchange timed out or overflowed: the stream is out of step, so nothing more is sent on it.
+    private var broken: Error?
 
     private init(socket: MonitorSocket) { self.socket = socket; address = socket.address }
 
@@ -64,7 +73,8 @@ public final class QMPClient {
         s.unread(greeting)
         let client = QMPClient(socket: s)
         do {
-            guard let line = try s.readLine(timeoutMS: greetingTimeoutMS),
+            // The rest of the greeting line gets an answer's deadline: the monitor has shown it is there.
+            guard let line = try s.readLine(timeoutMS: client.answerTimeoutMS, maxBytes: client.maxAnswerBytes),
                   let qmp = (try? QMPValue.parse(line))?["QMP"], qmp.object != nil else {
                 throw Error.malformed(address, command: "greeting", detail: "no QMP object")
             }
@@ -109,13 +119,17 @@ public final class QMPClient {
             }
             bytes += data + [0x0A]
         }
-        do { try socket.send(bytes, timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, commands.first?.0 ?? "") }
+        if let broken { throw broken }
+        let deadline = Clock.now + Int64(answerTimeoutMS)
+        var budget = maxAnswerBytes
+        do { try socket.send(bytes, timeoutMS: answerTimeoutMS) } catch { throw fail(Self.map(error, commands.first?.0 ?? "")) }
         var answers: [[UInt8]] = []
         for (command, _) in commands {
             while true {
                 let line: [UInt8]?
-                do { line = try socket.readLine(timeoutMS: answerTimeoutMS) } catch { throw Self.map(error, command) }
-                guard let line else { throw .timedOut(address, command: command) }
+                do { line = try socket.readLine(deadline: deadline, maxBytes: budget) } catch { throw fail(Self.map(error, command)) }
+                guard let line else { throw fail(.timedOut(address, command: command)) }
+                budget -= line.count + 1
                 // Only the envelope is looked at here; a large answer is decoded once, into its type, by the caller.
                 guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
                     throw .malformed(address, command: command, detail: String(decoding: line.prefix(120), as: UTF8.self))
@@ -146,12 +160,16 @@ public final class QMPClient {
     /// Nil when none came within `timeoutMS`.
     public func waitForEvent(timeoutMS: Int32, _ matches: (QMPValue) -> Bool) throws(Error) -> QMPValue? {
         if let i = events.firstIndex(where: matches) { return events.remove(at: i) }
+        if let broken { throw broken }
         let deadline = Clock.now + Int64(timeoutMS)
+        var budget = maxAnswerBytes
         while Clock.now < deadline {
-            let left = Int32(clamping: max(1, deadline - Clock.now))
             let line: [UInt8]?
-            do { line = try socket.readLine(timeoutMS: left) } catch { throw Self.map(error, "waiting for an event") }
+            do { line = try socket.readLine(deadline: deadline, maxBytes: budget) } catch { throw fail(Self.map(error, "waiting for an event")) }
+            // No whole line by the deadline: nothing came. A part of one stays buffered for the next wait, which
+            // has its own deadline; only a line never finished across an exchange's deadline breaks the session.
             guard let line else { return nil }
+            budget -= line.count + 1
             guard let obj = try? QMPValue.parse(line), obj["event"] != nil else { continue }
             if matches(obj) { return obj }
             events.append(obj)
@@ -159,11 +177,24 @@ public final class QMPClient {
         return nil
     }
 
+    /// Marks the session broken after a timeout or an overflow (the next answer read would belong to an
+    /// earlier command) and closes the socket; returns the error to throw.
+    private func fail(_ error: Error) -> Error {
+        switch error {
+        case .timedOut, .tooLarge, .socket, .malformed:
+            broken = error
+            socket.close()
+        default: break
+        }
+        return error
+    }
+
     private static func map(_ error: any Swift.Error, _ what: String) -> Error {
         switch error as? MonitorSocket.Error {
         case .connect(let a, let why)?: return .socket(a, why)
         case .queueFull(let a)?: return .busy(a)
         case .timedOut(let a, _)?: return .timedOut(a, command: what)
+        case .tooLarge(let a, let limit)?: return .tooLarge(a, command: what, limit: limit)
         case .closed(let a)?: return .socket(a, "QEMU closed the connection")
         case .io(let a, let why)?: return .socket(a, why)
         case nil: return .socket(.unix("?"), "\(error)")

@@ -46,6 +46,9 @@ public enum PartitionGuard {
         }
         let t = report.table
         if t.kind == "gpt" { return "the disk has a GPT, whose backup header lives in the last sector: any shrink breaks it" }
+        if t.gptBehindMBR != nil {
+            return "the disk carries a GPT behind its MBR (a hybrid ISO's), whose backup header lives in the last sector: any shrink breaks it"
+        }
         for p in t.partitions where !p.extended {
             let end = p.end(t.sectorSize)
             if end > newSize { return "partition \(p.number) ends at byte \(end), past the new size \(newSize): the shrink would cut it" }

@@ -5,7 +5,8 @@ package enum FormatCheck {
     package static func validate(_ format: ImageFormat, _ file: ImageFile) throws(FormatError) -> UInt64? {
         switch format {
         case .qed: return try QEDHeader.read(file).imageSize
-        case .qcow: return try QCow1Header.read(file).size
+        // qcow keeps `size / 512` sectors; vdi rounds its size up (VDIHeader.read does).
+        case .qcow: return try QCow1Header.read(file).size & ~511
         case .vdi: return try VDIHeader.read(file).diskSize
         case .parallels: return try ParallelsHeader.read(file).sectors * 512
         case .vpc: return try VHDHeader.read(file).size
@@ -36,7 +37,9 @@ package enum FormatCheck {
             throw FormatError(path: file.path, format: .luks, field: "payload_offset", offset: 104,
                               reason: "the payload starts at \(payload) but the file has \(file.stat.size) bytes: there is no disk (QEMU cannot size it)")
         }
-        return file.stat.size - min(payload, file.stat.size)
+        // The file's length in whole sectors (the block layer rounds it up), less the header and key material.
+        let length = file.stat.kind == .blockDevice ? file.stat.size : ImageFormat.sectorsRoundedUp(file.stat.size)
+        return length - min(payload, length)
     }
 }
 

@@ -77,7 +77,8 @@ public struct FormatDetails: Sendable, Equatable {
             // LUKS1 only (QEMU opens no other): the payload starts at a sector offset; the guest sees what follows.
             if w.u16BE(6) == 1, let sectors = w.u32BE(104) {
                 let payload = UInt64(sectors) * 512
-                if payload <= fileSize { d.virtualSize = fileSize - payload }
+                let length = ImageFormat.sectorsRoundedUp(fileSize)
+                if payload <= length { d.virtualSize = length - payload }
             }
         case .parallels:
             if let sectors = w.u64LE(36) {

@@ -26,10 +26,11 @@ extension ImageFormat {
         let format = best?.0 ?? .raw
         var r = ProbeResult(format: format, virtualSize: nil, vmdkExtents: [], vmdkCreateType: nil)
         switch format {
-        case .raw: r.virtualSize = fileSize
-        case .qcow, .qcow2: r.virtualSize = w.u64BE(24)
+        case .raw: r.virtualSize = ImageFormat.sectorsRoundedUp(fileSize)
+        // QEMU's drivers keep whole sectors of these headers' byte sizes (`size / 512`).
+        case .qcow, .qcow2: r.virtualSize = w.u64BE(24).map { $0 & ~511 }
         case .qed: r.virtualSize = w.u64LE(48)
-        case .vdi: r.virtualSize = w.u64LE(368)
+        case .vdi: r.virtualSize = w.u64LE(368).map(ImageFormat.sectorsRoundedUp)
         case .vpc: r.virtualSize = w.u64BE(48)
         case .vmdk:
             if w.starts(with: Array("KDMV".utf8)) {
@@ -113,6 +114,15 @@ extension ImageFormat {
         let d = VMDKDescriptor.parse(prefix)
         let size = d.sectors.flatMap { $0 <= UInt64.max / 512 ? $0 * 512 : nil }
         return ProbeResult(format: .vmdk, virtualSize: d.extents.isEmpty ? nil : size, vmdkExtents: d.extents.map(\.fileName), vmdkCreateType: d.createType)
+    }
+}
+
+extension ImageFormat {
+    /// A byte count as QEMU's block layer sees a file of that size: whole 512-byte sectors, the last one completed
+    /// with zeros (`bdrv_refresh_total_sectors` rounds up). A raw image of 1000 bytes is a 1024-byte disk.
+    public static func sectorsRoundedUp(_ bytes: UInt64) -> UInt64 {
+        let (sum, o) = bytes.addingReportingOverflow(511)
+        return o ? bytes & ~511 : sum & ~511
     }
 }
 

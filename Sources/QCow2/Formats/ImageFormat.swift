@@ -9,6 +9,15 @@ public enum ImageFormat: String, Sendable, Equatable, CaseIterable {
 
     /// Formats that can name a backing file of their own.
     public var canHaveBacking: Bool { self == .qcow2 || self == .qcow || self == .qed || self == .vmdk }
+
+    /// Whether qemu-img's `info` prints `dirty-flag` for this format: it does when the driver answers
+    /// `bdrv_get_info`, which QEMU 7.2's parallels, bochs, cloop and dmg drivers do not (measured on each).
+    public var reportsDirtyFlag: Bool {
+        switch self {
+        case .parallels, .bochs, .cloop, .dmg: return false
+        default: return true
+        }
+    }
 }
 
 /// What the first bytes of a file say it is.

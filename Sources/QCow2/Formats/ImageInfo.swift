@@ -111,7 +111,8 @@ public struct ImageInfo: Sendable, Equatable {
                     do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
                 }
                 info.qcow2 = header
-                info.virtualSize = header.size
+                // qcow2_do_open keeps `size / 512` sectors: a header's odd size is cut to whole sectors.
+                info.virtualSize = header.size & ~511
                 // QEMU reads the snapshot table when it opens the image and refuses the image when the table fails.
                 if header.snapshotCount > 0 {
                     do throws(QCow2Snapshot.Error) { info.snapshots = try header.readSnapshots(from: file).snapshots } catch {

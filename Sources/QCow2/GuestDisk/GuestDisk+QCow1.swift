@@ -34,7 +34,7 @@ final class QCow1Layer: MappedLayer {
     let l1: TableCache
     var l2: [UInt64: TableCache] = [:]
     var lastCompressed: (UInt64, [UInt8])?
-    var size: UInt64 { header.size }
+    var size: UInt64 { header.size & ~511 }
 
     init(file: ImageFile, header: QCow1Header, backing: (any GuestLayer)?) throws(GuestDisk.Error) {
         if header.cryptMethod != 0 { throw .encrypted(path: file.path) }

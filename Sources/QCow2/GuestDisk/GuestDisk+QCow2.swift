@@ -5,7 +5,8 @@ final class QCow2Layer: GuestLayer {
     let data: ImageFile
     let header: QCow2Header
     let backing: (any GuestLayer)?
-    var size: UInt64 { header.size }
+    /// Whole sectors: QEMU's qcow2 driver keeps `size / 512` sectors of a header's size.
+    var size: UInt64 { header.size & ~511 }
 
     let clusterSize: UInt64
     let l2Entries: UInt64

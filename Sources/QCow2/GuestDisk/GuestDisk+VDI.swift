@@ -12,7 +12,8 @@ struct VDIHeader: Sendable {
     static func read(_ file: ImageFile) throws(FormatError) -> VDIHeader {
         let w = ByteWindow(try readPadded(file, at: 0, count: 512, format: .vdi, field: "header"))
         func bad(_ field: String, _ reason: String) -> FormatError { FormatError(path: file.path, format: .vdi, field: field, reason: reason) }
-        let h = VDIHeader(diskSize: w.u64LE(368) ?? 0, blockSize: UInt64(w.u32LE(376) ?? 0), blocks: UInt64(w.u32LE(384) ?? 0),
+        // vdi_open rounds an odd disk size up to whole sectors (VBoxManage convert makes such images), before its checks.
+        let h = VDIHeader(diskSize: ImageFormat.sectorsRoundedUp(w.u64LE(368) ?? 0), blockSize: UInt64(w.u32LE(376) ?? 0), blocks: UInt64(w.u32LE(384) ?? 0),
                           bmapOffset: UInt64(w.u32LE(340) ?? 0), dataOffset: UInt64(w.u32LE(344) ?? 0))
         let version = w.u32LE(68) ?? 0
         guard h.diskSize <= maxDiskSize else { throw bad("disk_size", "unsupported VDI image size 0x\(String(h.diskSize, radix: 16)) (at most 0x\(String(maxDiskSize, radix: 16)))") }

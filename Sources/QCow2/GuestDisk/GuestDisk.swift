@@ -73,7 +73,7 @@ public final class GuestDisk {
         do { file = try ImageFile.open(info.filename) } catch { throw .io(error) }
         switch info.format {
         case .raw:
-            return RawLayer(file: file, size: file.stat.kind == .blockDevice ? (info.virtualSize ?? 0) : file.stat.size)
+            return RawLayer(file: file, size: file.stat.kind == .blockDevice ? (info.virtualSize ?? 0) : ImageFormat.sectorsRoundedUp(file.stat.size))
         case .qcow2:
             guard let header = info.qcow2 else { throw .unsupportedFormat(path: info.filename, format: "qcow2") }
             if header.cryptMethod != 0 { throw .encrypted(path: info.filename) }

@@ -1,6 +1,29 @@
 enum GPT {
-    /// Entry arrays larger than this are refused before allocation (the usual array is 16 KiB).
-    static let maxEntriesBytes = 1 << 20
+    /// The entry array is read this many bytes at a time: its CRC is computed as it goes, and only the entries in
+    /// use are kept, so memory is bounded by what the disk holds in use, never by the count a header claims.
+    static let chunkBytes = 1 << 20
+    /// The largest array read: 64 MiB, 16 times what Linux reads (KMALLOC_MAX_SIZE, 4 MiB on x86-64) and 32 times
+    /// sfdisk's largest `table-length` default use. Time, not memory, is what it bounds: a header may claim 2^32
+    /// entries on a sparse disk that "holds" them.
+    static let maxEntriesBytes: UInt64 = 64 << 20
+
+    /// The kernel's `is_pmbr_valid` (block/partitions/efi.c), which libfdisk's `valid_pmbr` follows: the MBR
+    /// signature 0x55AA and an entry of type 0xEE that starts at LBA 1. Without one, Linux and sfdisk read the MBR
+    /// and never look at a GPT: an isohybrid or xorriso hybrid ISO carries a GPT behind an MBR that does not protect it.
+    static func hasProtectiveMBR(_ sector0: [UInt8]) -> Bool {
+        let w = ByteWindow(sector0)
+        guard w.u8(510) == 0x55, w.u8(511) == 0xAA else { return false }
+        return MBR.entries(sector0).contains { $0.type == 0xEE && $0.start == 1 }
+    }
+
+    /// A valid GPT header at LBA 1 of 512- or 4096-byte sectors: what a disk whose MBR does not protect it holds
+    /// unused, said beside the MBR that is read instead.
+    static func headerPresent(diskSize: UInt64, _ get: (UInt64, Int) throws(PartitionTable.Error) -> [UInt8]) throws(PartitionTable.Error) -> UInt64? {
+        for sectorSize: UInt64 in [512, 4096] where diskSize >= sectorSize * 2 {
+            if case .success = header(try get(sectorSize, Int(sectorSize)), lba: 1) { return sectorSize }
+        }
+        return nil
+    }
 
     static let typeNames: [String: String] = [
         "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "EFI System",
@@ -80,40 +103,65 @@ enum GPT {
         guard h.entrySize >= 128, h.entrySize % 8 == 0 else {
             return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [], warnings: warnings + ["GPT entry size \(h.entrySize) is invalid"])
         }
-        let (bytes, o) = UInt64(h.count).multipliedReportingOverflow(by: UInt64(h.entrySize))
-        guard !o, bytes <= UInt64(maxEntriesBytes) else {
-            return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [],
-                                  warnings: warnings + ["GPT claims \(h.count) entries of \(h.entrySize) bytes: more than \(maxEntriesBytes) bytes, refused"])
-        }
-        guard h.entriesLBA <= lastLBA else {
+        // The array the header declares, as large as the UEFI spec allows (sfdisk's `table-length: 16384` makes
+        // 2 MiB), as long as the disk holds it: a count no disk could hold is refused before anything is read.
+        let (bytes, o1) = UInt64(h.count).multipliedReportingOverflow(by: UInt64(h.entrySize))
+        let (start, o2) = h.entriesLBA.multipliedReportingOverflow(by: sectorSize)
+        let (end, o3) = start.addingReportingOverflow(bytes)
+        guard h.entriesLBA <= lastLBA, !o2 else {
             return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [], warnings: warnings + ["GPT entries at LBA \(h.entriesLBA) lie beyond the disk"])
+        }
+        guard !o1, bytes <= maxEntriesBytes else {
+            return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [],
+                                  warnings: warnings + ["GPT claims \(h.count) entries of \(h.entrySize) bytes: more than \(maxEntriesBytes >> 20) MiB, refused"])
+        }
+        guard !o3, end <= diskSize else {
+            return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [],
+                                  warnings: warnings + ["GPT claims \(h.count) entries of \(h.entrySize) bytes from LBA \(h.entriesLBA): more than the disk holds"])
         }
         // A hybrid MBR lists real partitions beside the protective entry; the GPT is what Linux uses.
         let mbrEntries = MBR.entries(try get(0, 512)).filter { $0.type != 0 && $0.sectors != 0 }
         if mbrEntries.contains(where: { $0.type == 0xEE }) && mbrEntries.contains(where: { $0.type != 0xEE }) {
             warnings.append("hybrid MBR: the MBR also lists \(mbrEntries.count - 1) partition(s); the GPT is shown")
         }
-        let array = try get(h.entriesLBA * sectorSize, Int(bytes))
-        if crc32Of(array) != h.entriesCRC { warnings.append("GPT partition entries fail their CRC") }
         var parts: [PartitionTable.Partition] = []
-        let w = ByteWindow(array)
-        for i in 0..<Int(h.count) {
-            let o = i * Int(h.entrySize)
-            guard let type = w.slice(o, 16), type.contains(where: { $0 != 0 }) else { continue }
-            let first = w.u64LE(o + 32) ?? 0, last = w.u64LE(o + 40) ?? 0
-            guard last >= first, last - first < UInt64.max else { warnings.append("GPT entry \(i + 1) has an impossible extent (\(first)–\(last))"); continue }
-            if last > lastLBA { warnings.append("partition \(i + 1) ends at LBA \(last), beyond the disk's last LBA \(lastLBA)") }
-            var name = ""
-            if let raw = w.slice(o + 56, 72) {
-                let units = stride(from: raw.startIndex, to: raw.endIndex - 1, by: 2).map { UInt16(raw[$0]) | UInt16(raw[$0 + 1]) << 8 }
-                name = String(decoding: units.prefix { $0 != 0 }, as: UTF16.self)
-            }
-            let typeGUID = guid(type)
-            parts.append(PartitionTable.Partition(
-                number: i + 1, type: typeGUID, typeName: typeNames[typeGUID] ?? "Unknown", bootable: false,
-                logical: false, extended: false, startSector: first, sectors: last - first + 1,
-                name: name, uuid: w.slice(o + 16, 16).map(guid)))
+        var crc: UInt32 = 0
+        let size = Int(h.entrySize)
+        // Whole entries per chunk (an entry is at most a chunk: the size is a u32, but a larger one is refused here).
+        guard size <= chunkBytes else {
+            return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: [], warnings: warnings + ["GPT entry size \(h.entrySize) is invalid"])
         }
+        let perChunk = chunkBytes / size
+        var index = 0
+        while index < Int(h.count) {
+            let n = min(perChunk, Int(h.count) - index)
+            let chunk = try get(start + UInt64(index) * UInt64(size), n * size)
+            crc = crc32Update(crc, chunk)
+            let w = ByteWindow(chunk)
+            for k in 0..<n {
+                if let p = entry(w, at: k * size, number: index + k + 1, lastLBA: lastLBA, &warnings) { parts.append(p) }
+            }
+            index += n
+        }
+        if crc != h.entriesCRC { warnings.append("GPT partition entries fail their CRC") }
         return PartitionTable(kind: "gpt", sectorSize: sectorSize, diskSize: diskSize, partitions: parts, warnings: warnings)
+    }
+
+    /// The entry at `o` of a piece of the array, or nil when it is unused (or impossible, with a warning).
+    static func entry(_ w: ByteWindow, at o: Int, number: Int, lastLBA: UInt64, _ warnings: inout [String]) -> PartitionTable.Partition? {
+        guard let type = w.slice(o, 16), type.contains(where: { $0 != 0 }) else { return nil }
+        let first = w.u64LE(o + 32) ?? 0, last = w.u64LE(o + 40) ?? 0
+        guard last >= first, last - first < UInt64.max else { warnings.append("GPT entry \(number) has an impossible extent (\(first)–\(last))"); return nil }
+        if last > lastLBA { warnings.append("partition \(number) ends at LBA \(last), beyond the disk's last LBA \(lastLBA)") }
+        var name = ""
+        if let raw = w.slice(o + 56, 72) {
+            let units = stride(from: raw.startIndex, to: raw.endIndex - 1, by: 2).map { UInt16(raw[$0]) | UInt16(raw[$0 + 1]) << 8 }
+            name = String(decoding: units.prefix { $0 != 0 }, as: UTF16.self)
+        }
+        let typeGUID = guid(type)
+        return PartitionTable.Partition(
+            number: number, type: typeGUID, typeName: typeNames[typeGUID] ?? "Unknown", bootable: false,
+            logical: false, extended: false, startSector: first, sectors: last - first + 1,
+            name: name, uuid: w.slice(o + 16, 16).map(guid))
     }
 }

@@ -13,6 +13,9 @@ public struct PartitionTable: Sendable, Equatable {
     public var partitions: [Partition]
     /// What was odd on the way: a damaged primary GPT header, an EBR loop, entries beyond the disk.
     public var warnings: [String]
+    /// The sector size of a valid GPT found behind an MBR that does not protect it (a hybrid ISO's): not the table,
+    /// as for Linux and sfdisk, but its backup header still lives in the disk's last sector.
+    public var gptBehindMBR: UInt64? = nil
 
     /// One partition.
     public struct Partition: Sendable, Equatable {
@@ -70,14 +73,28 @@ public struct PartitionTable: Sendable, Equatable {
         func get(_ offset: UInt64, _ count: Int) throws(Error) -> [UInt8] {
             do { return try read(offset, count) } catch { throw .read(error) }
         }
-        // GPT first: its header sits at LBA 1 of 512- or 4096-byte sectors.
-        for sectorSize: UInt64 in [512, 4096] where diskSize >= sectorSize * 2 {
-            if let gpt = try GPT.read(diskSize: diskSize, sectorSize: sectorSize, get) { return gpt }
-        }
-        // No valid header at either size: a protective MBR still says GPT, so say what is wrong with it.
-        if diskSize >= 1024, let damaged = try GPT.read(diskSize: diskSize, sectorSize: 512, reportDamaged: true, get) { return damaged }
-        // Then libfdisk's order: DOS, BSD, SGI, Sun.
         let sector0 = try get(0, 512)
+        // GPT first, but only behind a protective MBR, as Linux and sfdisk decide: its header sits at LBA 1 of
+        // 512- or 4096-byte sectors.
+        if GPT.hasProtectiveMBR(sector0) {
+            for sectorSize: UInt64 in [512, 4096] where diskSize >= sectorSize * 2 {
+                if let gpt = try GPT.read(diskSize: diskSize, sectorSize: sectorSize, get) { return gpt }
+            }
+            // No valid header at either size: the protective MBR still says GPT, so say what is wrong with it.
+            if diskSize >= 1024, let damaged = try GPT.read(diskSize: diskSize, sectorSize: 512, reportDamaged: true, get) { return damaged }
+        }
+        // A GPT the MBR does not protect (isohybrid, xorriso's hybrid ISOs) is not used; it is said to be there.
+        var table = try otherLabel(sector0, diskSize: diskSize, get)
+        if !GPT.hasProtectiveMBR(sector0), let size = try GPT.headerPresent(diskSize: diskSize, get) {
+            table.warnings.append("a GPT is present too (header at LBA 1 of \(size)-byte sectors), but the MBR does not protect it "
+                + "(no type ee entry at LBA 1): Linux and sfdisk ignore it, and so does this listing")
+            table.gptBehindMBR = size
+        }
+        return table
+    }
+
+    /// libfdisk's order after GPT: DOS, BSD, SGI, Sun; "none" when nothing is recognised.
+    static func otherLabel(_ sector0: [UInt8], diskSize: UInt64, _ get: (UInt64, Int) throws(Error) -> [UInt8]) throws(Error) -> PartitionTable {
         if MBR.isLabel(sector0) { return try MBR.read(sector0, diskSize: diskSize, get) }
         if diskSize >= 1024 {
             let sector1 = try get(512, 512)
@@ -105,4 +122,9 @@ extension PartitionTable {
 func crc32Of<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
     let a = Array(bytes)
     return a.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
+}
+
+/// CRC-32 of `bytes` continued from `crc` (the CRC of what came before them), for an array read piece by piece.
+func crc32Update(_ crc: UInt32, _ bytes: [UInt8]) -> UInt32 {
+    bytes.withUnsafeBufferPointer { UInt32(crc32(UInt(crc), $0.baseAddress, UInt32($0.count))) }
 }

@@ -38,8 +38,8 @@ extension ImageInfo {
             ("actual-size", .uint(actualSize)),
             ("cluster-size", clusterSize.map(JSON.uint)),
             ("encrypted", isEncrypted ? .bool(true) : nil),
-            // qemu-img prints the flag for every format it can ask for details, which Parallels is not.
-            ("dirty-flag", format == .parallels ? nil : .bool(qcow2?.isDirty ?? false)),
+            // qemu-img prints the flag only for the formats whose driver answers bdrv_get_info.
+            ("dirty-flag", format.reportsDirtyFlag ? .bool(qcow2?.isDirty ?? false) : nil),
             ("backing-filename", backingFilename.map(JSON.string)),
             ("full-backing-filename", fullBackingFilename.map(JSON.string)),
             ("backing-filename-format", backingFormat.map(JSON.string)),

@@ -69,6 +69,20 @@ final class TestVM: @unchecked Sendable {
 
     deinit { stop() }
 
+    /// Waits until QEMU has closed every client connection of the monitor socket at `path`: /proc/net/unix then
+    /// lists the path once, for the listener alone (a connection QEMU accepted carries the path too). A client that
+    /// closed is not gone for QEMU until its main loop sees the hang-up; a next client before that gets silence.
+    func waitUntilMonitorIdle(_ path: String) throws {
+        let until = Date().addingTimeInterval(60)
+        while Date() < until {
+            let table = (try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8)) ?? ""
+            let entries = table.split(separator: "\n").filter { $0.hasSuffix(" " + path) }
+            if entries.count <= 1 { return }
+            usleep(5_000)
+        }
+        throw ToolError("QEMU kept a client connection on \(path) for a minute")
+    }
+
     /// Stops QEMU by its PID and waits until it is gone (it releases its locks on exit).
     func stop() {
         guard running else { return }
@@ -108,7 +122,8 @@ final class TestVM: @unchecked Sendable {
 
     private func readUntilPrompt(_ s: MonitorSocket) throws -> String {
         var text = ""
-        let deadline = Date().addingTimeInterval(5)
+        // A bound against a hang, not a timing assumption: a loaded machine can take seconds to schedule QEMU.
+        let deadline = Date().addingTimeInterval(60)
         while !text.hasSuffix("(qemu) ") {
             guard Date() < deadline else { throw ToolError("HMP: no prompt; got \(text)") }
             text += String(decoding: try s.readSome(timeoutMS: 1000), as: UTF8.self)
