@@ -1,0 +1,203 @@
+/// The allocation map of a qcow2 layer, read from its tables in one pass: the L1 table in 1 MiB reads, one read per
+/// L2 table that exists (unallocated L1 entries are skipped wholesale, so a huge sparse image costs a few reads),
+/// then the refcount table and blocks for what the file holds beyond the active guest data.
+struct QCow2SpaceReader {
+    let file: ImageFile
+    let header: QCow2Header
+    let path: String
+
+    static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
+    /// Bytes of a table read at once: tables are read in large sequential reads, never all at once.
+    static let chunk: UInt64 = 1 << 20
+
+    func corrupt(_ table: String, _ offset: UInt64, _ reason: String) -> LayerSpace.Error {
+        .corrupt(path: path, table: table, offset: offset, reason: reason)
+    }
+
+    func read(_ at: UInt64, _ count: UInt64) throws(LayerSpace.Error) -> [UInt8] {
+        var b: [UInt8]
+        do { b = try file.read(at: at, count: Int(count)) } catch { throw .read(.io(error)) }
+        // Past the end of the file QEMU reads zeros (a table that runs past the end is caught before this).
+        if b.count < Int(count) { b += [UInt8](repeating: 0, count: Int(count) - b.count) }
+        return b
+    }
+
+    var fileSize: UInt64 { file.stat.size }
+    var isBlockDevice: Bool { file.stat.kind == .blockDevice }
+
+    /// True when `bytes` at `offset` lie inside the file (a block device's size is its own).
+    func inside(_ offset: UInt64, _ bytes: UInt64) -> Bool {
+        let (end, o) = offset.addingReportingOverflow(bytes)
+        return !o && end <= fileSize
+    }
+
+    func space(filename: String) throws(LayerSpace.Error) -> LayerSpace {
+        let cs = header.clusterSize
+        let extended = header.hasExtendedL2
+        let entryBytes: UInt64 = extended ? 16 : 8
+        let l2Entries = cs / entryBytes
+        let coverage = l2Entries * cs  // ≤ 2^21 · 2^18: no overflow
+        let size = header.size
+        let l1Needed = size == 0 ? 0 : (size - 1) / coverage + 1
+        let l1Count = min(UInt64(header.l1Size), l1Needed)
+        let l1Bytes = UInt64(header.l1Size) * 8
+        guard inside(header.l1TableOffset, l1Bytes) || isBlockDevice else {
+            throw corrupt("L1 table", header.l1TableOffset, "\(l1Bytes) bytes run past the end of the file (\(fileSize) bytes)")
+        }
+        let external = header.hasExternalDataFile
+        var builder = RunBuilder()
+        var l2Seen: [UInt64: UInt64] = [:]  // L2 offset → L1 index, for tables used twice
+        var l2Present: [UInt64] = []
+        var dataClusters: UInt64 = 0
+        var compressedClusters: UInt64 = 0
+        var lastCompressedCluster = UInt64.max
+        let l1Start = header.l1TableOffset, l1End = l1Start + l1Bytes
+        let compressedBits = UInt64(62) - (UInt64(header.clusterBits) - 8)
+
+        var i: UInt64 = 0
+        while i < l1Count {
+            let n = min(Self.chunk / 8, l1Count - i)
+            let l1 = ByteWindow(try read(l1Start + i * 8, n * 8))
+            for k in 0..<n {
+                let l1Index = i + k
+                let e = l1.u64BE(Int(k * 8)) ?? 0
+                let l2 = e & Self.offsetMask
+                if l2 == 0 { continue }
+                let table = "L1 entry \(l1Index)"
+                guard l2 % cs == 0 else { throw corrupt(table, l2, "L2 table offset not cluster aligned") }
+                guard inside(l2, cs) || isBlockDevice else {
+                    throw corrupt(table, l2, "L2 table runs past the end of the file (\(fileSize) bytes)")
+                }
+                guard l2 >= cs else { throw corrupt(table, l2, "L2 table overlaps the header") }
+                guard l2 + cs <= l1Start || l2 >= l1End else { throw corrupt(table, l2, "L2 table overlaps the L1 table") }
+                if let other = l2Seen[l2] { throw corrupt(table, l2, "L2 table is also L1 entry \(other)'s: tables overlap") }
+                l2Seen[l2] = l1Index
+                l2Present.append(l1Index)
+                let w = ByteWindow(try read(l2, cs))
+                let firstCluster = l1Index * l2Entries
+                for j in 0..<l2Entries {
+                    let cluster = firstCluster + j
+                    let guest = cluster * cs
+                    guard guest < size else { break }
+                    let clusterLength = min(cs, size - guest)
+                    let entry = w.u64BE(Int(j * entryBytes)) ?? 0
+                    let host = entry & Self.offsetMask
+                    if entry & (1 << 62) != 0 {
+                        builder.add(guest, clusterLength, .compressed)
+                        // Compressed clusters share host clusters: count each host cluster once, in write order.
+                        let start = entry & ((UInt64(1) << compressedBits) - 1)
+                        let sectors = ((entry >> compressedBits) & ((UInt64(1) << (UInt64(header.clusterBits) - 8)) - 1)) + 1
+                        let first = start / cs, last = (start + sectors * 512 - 1) / cs
+                        for c in first...last where lastCompressedCluster == .max || c > lastCompressedCluster {
+                            compressedClusters += 1
+                            lastCompressedCluster = c
+                        }
+                        continue
+                    }
+                    let allocated = host != 0 || (external && entry & (1 << 63) != 0)
+                    if extended {
+                        let bitmap = w.u64BE(Int(j * entryBytes + 8)) ?? 0
+                        if bitmap >> 32 & bitmap & 0xFFFF_FFFF != 0 {
+                            throw corrupt("L2 entry for cluster \(cluster)", l2 + j * entryBytes, "a subcluster is marked both allocated and zero")
+                        }
+                        if !allocated && bitmap & 0xFFFF_FFFF != 0 {
+                            throw corrupt("L2 entry for cluster \(cluster)", l2 + j * entryBytes, "subclusters allocated in a cluster with no host offset")
+                        }
+                        if allocated && !external { dataClusters += 1 }
+                        let sub = cs / 32
+                        for s in UInt64(0)..<32 {
+                            let at = guest + s * sub
+                            guard at < size else { break }
+                            let length = min(sub, size - at)
+                            if bitmap & (UInt64(1) << (32 + s)) != 0 {
+                                builder.add(at, length, allocated ? .zeroAllocated : .zero)
+                            } else if bitmap & (UInt64(1) << s) != 0 {
+                                builder.add(at, length, .data)
+                            }
+                        }
+                        continue
+                    }
+                    if header.version >= 3 && entry & 1 != 0 {
+                        builder.add(guest, clusterLength, host != 0 ? .zeroAllocated : .zero)
+                        if host != 0 && !external { dataClusters += 1 }
+                    } else if allocated {
+                        builder.add(guest, clusterLength, .data)
+                        if !external { dataClusters += 1 }
+                    }
+                }
+            }
+            i += n
+        }
+
+        let (refcounted, refBlocks) = try refcounts()
+        let l1Clusters = (l1Bytes + cs - 1) / cs
+        var metadata = (1 + l1Clusters + UInt64(l2Present.count) + UInt64(header.refcountTableClusters) + refBlocks) * cs
+        let hostData = (dataClusters + compressedClusters) * cs
+        let usedBytes = refcounted.multipliedReportingOverflow(by: cs)
+        let used = usedBytes.overflow ? UInt64.max : usedBytes.partialValue
+        var others = used > metadata + hostData ? used - metadata - hostData : 0
+        // Without snapshots or bitmaps what is left is the format's other tables (snapshot table, extensions).
+        if header.snapshotCount == 0 && header.bitmaps == nil { metadata += others; others = 0 }
+        let inFile = min(used, fileSize)
+        var space = LayerSpace(filename: filename, format: .qcow2, virtualSize: size, fileSize: fileSize, runs: builder.runs,
+                               supportsBacking: true, hostData: hostData, metadata: metadata, snapshots: others,
+                               unused: fileSize - inFile, clusterSize: cs)
+        space.l2Coverage = coverage
+        space.l2Present = l2Present
+        space.hasZeroClusters = header.version >= 3
+        return space
+    }
+
+    /// Clusters with a nonzero refcount, and how many refcount blocks there are. The table is at most 8 MiB (checked
+    /// at open); each block is one cluster, read once.
+    func refcounts() throws(LayerSpace.Error) -> (UInt64, UInt64) {
+        let cs = header.clusterSize
+        let bits = header.refcountBits
+        let tableBytes = UInt64(header.refcountTableClusters) * cs
+        guard tableBytes <= 8 << 20 else { throw .tooLarge(path: path, table: "refcount table", bytes: tableBytes, limit: 8 << 20) }
+        guard inside(header.refcountTableOffset, tableBytes) || isBlockDevice else {
+            throw corrupt("refcount table", header.refcountTableOffset, "\(tableBytes) bytes run past the end of the file (\(fileSize) bytes)")
+        }
+        var count: UInt64 = 0, blocks: UInt64 = 0
+        var seen: Set<UInt64> = []
+        var i: UInt64 = 0
+        while i < tableBytes {
+            let n = min(Self.chunk, tableBytes - i)
+            let t = ByteWindow(try read(header.refcountTableOffset + i, n))
+            for k in stride(from: 0, to: Int(n), by: 8) {
+                let block = (t.u64BE(k) ?? 0) & ~UInt64(511)
+                if block == 0 { continue }
+                let table = "refcount table entry \((i + UInt64(k)) / 8)"
+                guard block % cs == 0 else { throw corrupt(table, block, "refcount block not cluster aligned") }
+                guard inside(block, cs) || isBlockDevice else { throw corrupt(table, block, "refcount block runs past the end of the file (\(fileSize) bytes)") }
+                guard seen.insert(block).inserted else { throw corrupt(table, block, "refcount block used twice") }
+                blocks += 1
+                let b = try read(block, cs)
+                count += Self.nonzero(b, bits: bits)
+            }
+            i += n
+        }
+        return (count, blocks)
+    }
+
+    /// How many refcounts of `bits` bits in `block` are nonzero.
+    static func nonzero(_ block: [UInt8], bits: UInt64) -> UInt64 {
+        var n: UInt64 = 0
+        if bits >= 8 {
+            let bytes = Int(bits / 8)
+            var at = 0
+            while at + bytes <= block.count {
+                var any = false
+                for x in at..<(at + bytes) where block[x] != 0 { any = true; break }
+                if any { n += 1 }
+                at += bytes
+            }
+        } else {
+            let per = 8 / Int(bits), mask = UInt8((1 << Int(bits)) - 1)
+            for byte in block where byte != 0 {
+                for s in 0..<per where (byte >> UInt8(s * Int(bits))) & mask != 0 { n += 1 }
+            }
+        }
+        return n
+    }
+}
