@@ -56,7 +56,13 @@ extension LayerSpace {
     /// Any other format, through its guest-disk `map`, run by run, neighbours merged.
     static func generic(_ layer: any MappedLayer, info: ImageInfo) throws(Error) -> LayerSpace {
         let size = layer.size
-        let backs = info.format == .qcow || info.format == .qed || info.format == .vmdk
+        // As QEMU 7.2's block status reports them: qcow, QED and VMDK read unmapped ranges from the backing file and
+        // report their zero clusters and grains; Parallels can have a backing file but has no zero clusters; VHD
+        // reports an unallocated block as zeros it holds; VDI as nothing. Bochs, cloop, DMG and VHDX have no block
+        // status in QEMU: the whole disk is data there.
+        let backs = [.qcow, .qed, .vmdk, .parallels].contains(info.format)
+        let zeroHeld = [.qcow, .qed, .vmdk, .vpc].contains(info.format)
+        let allData = [.bochs, .cloop, .dmg, .vhdx].contains(info.format)
         var builder = RunBuilder()
         var hostData: UInt64 = 0
         var at: UInt64 = 0, lookups: UInt64 = 0
@@ -71,11 +77,12 @@ extension LayerSpace {
             switch extent {
             case .host: builder.add(at, n, .data); hostData += n
             case .buffer: builder.add(at, n, .compressed); hostData += n
-            case .zero: if backs { builder.add(at, n, .zero) }  // formats without backing read holes as zeros: unallocated
+            case .zero: if zeroHeld { builder.add(at, n, .zero) }
             case .backing: break
             }
             at += n
         }
+        if allData { builder = RunBuilder(); builder.add(0, size, .data) }
         let fileSize = layer.file.stat.size
         let held = min(hostData, fileSize)
         return LayerSpace(filename: info.filename, format: info.format, virtualSize: size, fileSize: fileSize, runs: builder.runs,

@@ -34,6 +34,16 @@ public struct SpaceLedger: Sendable, Equatable {
         public var data: Bool
         /// It reads as zeros.
         public var zero: Bool
+
+        /// An entry (tests build qemu-img's map from these).
+        package init(start: UInt64, length: UInt64, depth: Int, present: Bool, data: Bool, zero: Bool) {
+            self.start = start
+            self.length = length
+            self.depth = depth
+            self.present = present
+            self.data = data
+            self.zero = zero
+        }
     }
 
     /// What `qemu-img commit` of `layer` into `into` would do.
