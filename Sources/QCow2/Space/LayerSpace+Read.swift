@@ -6,7 +6,8 @@ extension LayerSpace {
 
     /// The allocation map of one image (not its backing chain): qcow2 from its tables, raw from the file system's
     /// holes (`SEEK_DATA`/`SEEK_HOLE`), every other format QEMU maps through the guest-disk reader's `map`.
-    public static func read(_ info: ImageInfo) throws(Error) -> LayerSpace {
+    /// `maxLookups` bounds the generic walk (a fuzzer passes a small one).
+    public static func read(_ info: ImageInfo, maxLookups: UInt64 = maxLookups) throws(Error) -> LayerSpace {
         let file: ImageFile
         do { file = try ImageFile.open(info.filename) } catch { throw .read(.io(error)) }
         switch info.format {
@@ -19,7 +20,7 @@ extension LayerSpace {
             let layer: any GuestLayer
             do { layer = try GuestDisk.otherLayer(for: info, file: file, backing: nil) } catch { throw .read(error) }
             guard let mapped = layer as? any MappedLayer else { throw .read(.unsupportedFormat(path: info.filename, format: info.format.rawValue)) }
-            return try generic(mapped, info: info)
+            return try generic(mapped, info: info, maxLookups: maxLookups)
         }
     }
 
@@ -54,7 +55,7 @@ extension LayerSpace {
     }
 
     /// Any other format, through its guest-disk `map`, run by run, neighbours merged.
-    static func generic(_ layer: any MappedLayer, info: ImageInfo) throws(Error) -> LayerSpace {
+    static func generic(_ layer: any MappedLayer, info: ImageInfo, maxLookups: UInt64) throws(Error) -> LayerSpace {
         let size = layer.size
         // As QEMU 7.2's block status reports them: qcow, QED and VMDK read unmapped ranges from the backing file and
         // report their zero clusters and grains; Parallels can have a backing file but has no zero clusters; VHD
