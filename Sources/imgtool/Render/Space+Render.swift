@@ -65,11 +65,12 @@ extension SpaceReport {
         lines.append("")
         for c in l.commits {
             var s = "Commit \(names[c.layer]) into \(names[c.into]): writes \(size(c.writes))"
-            if c.zeroWrites > 0 { s += " (and \(size(c.zeroWrites)) as zero clusters)" }
+            if c.zeroWrites > 0 { s += " (and zeros over \(size(c.zeroWrites)), which take no data space)" }
             s += "; \(names[c.into]) grows by \(size(c.targetGrows))"
             if c.needsResize { s += ", after it is resized to \(size(l.layers[c.layer].virtualSize))" }
             s += c.frees >= 0 ? ". Merging it away frees \(size(UInt64(c.frees)))." : ". Merging it away costs \(size(UInt64(-c.frees))) more."
             lines.append(s)
+            if !dependents[c.layer].isEmpty { lines.append("  " + style.warn("(it cannot be deleted while \(dependents[c.layer].map(Untrusted.shown).joined(separator: ", ")) use\(dependents[c.layer].count == 1 ? "s" : "") it)")) }
             if !dependents[c.into].isEmpty { lines.append("  " + style.bad("(refused without --force: other images use \(names[c.into]) as backing)")) }
         }
         lines.append("Flatten (qemu-img convert -O qcow2 of the chain): a file of \(size(l.flattenFileSize)).")
