@@ -147,6 +147,45 @@ struct SpaceDifferentialTests {
         #expect(ledger.map == theirs, "chain map of \(image.name): ours \(ledger.map.prefix(4)) theirs \(theirs.prefix(4))")
     }
 
+    /// The CLI: the contract's JSON keys, dependents, exit codes, and names shown escaped.
+    @Test func commandLine() throws {
+        try img("create", "-q", "-f", "qcow2", "base.qcow2", "8M")
+        try io("base.qcow2", "write -P 1 0 1M")
+        try img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "top\u{1b}[31m.qcow2", "16M")
+        try io("top\u{1b}[31m.qcow2", "write -P 2 512k 1M")
+        try img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "other.qcow2")
+        let before = try fileDigest(f("base.qcow2"))
+        let r = try ImgtoolBinary.run(["space", "--output", "json", "top\u{1b}[31m.qcow2"], cwd: dir.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let v = try JSONValue.parse(r.stdout)
+        #expect(v["image"] == .string("top\u{1b}[31m.qcow2"))
+        #expect(v["virtual-size"] == .int(16 << 20))
+        let layers = v["layers"]?.elements ?? []
+        #expect(layers.count == 2)
+        for key in ["filename", "format", "file-size", "allocated", "visible", "shadowed", "metadata", "unused", "dependents"] {
+            #expect(layers.allSatisfy { $0[key] != nil }, "layers lack \(key)")
+        }
+        #expect(layers.first?["allocated"] == .int(1 << 20))
+        #expect(layers.last?["shadowed"] == .int(512 << 10))
+        #expect(layers.last?["dependents"]?.elements == [.string(f("other.qcow2"))])
+        let commit = v["commit"]?.elements.first
+        for key in ["layer", "into", "writes", "target-grows", "needs-resize"] { #expect(commit?[key] != nil, "commit lacks \(key)") }
+        #expect(commit?["needs-resize"] == .bool(true))
+        #expect(v["flatten"]?["file-size"] != nil)
+        #expect(try fileDigest(f("base.qcow2")) == before)
+
+        let human = try ImgtoolBinary.run(["space", "top\u{1b}[31m.qcow2"], cwd: dir.path)
+        #expect(human.status == 0)
+        #expect(!human.stdout.contains("\u{1b}") && human.stdout.contains("\\x1b"), "\(human.stdout)")
+        #expect(human.stdout.contains("Flatten"))
+
+        let missing = try ImgtoolBinary.run(["space", "nothing.qcow2"], cwd: dir.path)
+        #expect(missing.status == 1 && missing.stderr.hasPrefix("imgtool: error: "))
+        try img("create", "-q", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", "broken.qcow2", "1M")
+        let broken = try ImgtoolBinary.run(["space", "broken.qcow2"], cwd: dir.path)
+        #expect(broken.status == 2 && broken.stderr.contains("imgtool chain"), "\(broken.stderr)")
+    }
+
     func agreeFixture(_ path: String) throws -> SpaceLedger {
         let ledger = try SpaceLedger.read(path)
         #expect(ledger.map == (try qemuMap(path)), "chain map of \(path)")
