@@ -14,7 +14,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = write(fd, data, size)
     close(fd)
     defer { unlink(path) }
-    guard let info = try? ImageInfo.read(path), let layer = try? LayerSpace.read(info, maxLookups: 1 << 16) else { return 0 }
+    guard let info = try? ImageInfo.read(path), let layer = try? LayerSpace.read(info, maxLookups: 1 << 12) else { return 0 }
     let ledger = SpaceLedger.compute(image: path, [layer, layer])
     precondition(ledger.visible[0] + ledger.shadowed[0] == layer.allocated, "the ledger does not add up")
     return 0
