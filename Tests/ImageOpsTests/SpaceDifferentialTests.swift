@@ -186,6 +186,27 @@ struct SpaceDifferentialTests {
         #expect(broken.status == 2 && broken.stderr.contains("imgtool chain"), "\(broken.stderr)")
     }
 
+    /// `scan DIR --space`: each chain's totals, a shared layer read once, and what no chain reads.
+    @Test func scanSpace() throws {
+        try img("create", "-q", "-f", "raw", "base.raw", "64M")
+        try io("base.raw", "write -P 1 0 8M", "write -P 2 32M 4M", format: "raw")
+        try img("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "vm.qcow2", "64M")
+        try io("vm.qcow2", "write -P 3 4M 6M", "write -z 33M 1M")
+        try img("create", "-q", "-f", "qcow2", "-b", "vm.qcow2", "-F", "qcow2", "snap.qcow2")
+        try io("snap.qcow2", "write -P 4 6M 2M")
+        try img("create", "-q", "-f", "qcow2", "-b", "vm.qcow2", "-F", "qcow2", "other.qcow2")
+        let r = try ImgtoolBinary.run(["scan", ".", "--space", "--output", "json"], cwd: dir.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let space = try #require(try JSONValue.parse(r.stdout)["space"])
+        #expect(space["chains"]?.elements.count == 2)
+        #expect(space["files"] == .int(4))
+        // base.raw's 4...8 MiB (under vm.qcow2's data) and 33...34 MiB (under its zeros) are read by neither chain;
+        // vm.qcow2's 6...8 MiB is hidden in snap's chain only: other.qcow2 still reads it.
+        #expect(space["unread"] == .int(5 << 20))
+        let human = try ImgtoolBinary.run(["scan", ".", "--space"], cwd: dir.path)
+        #expect(human.stdout.contains("could reclaim 5 MiB"), "\(human.stdout)")
+    }
+
     func agreeFixture(_ path: String) throws -> SpaceLedger {
         let ledger = try SpaceLedger.read(path)
         #expect(ledger.map == (try qemuMap(path)), "chain map of \(path)")
