@@ -136,6 +136,39 @@ struct SpaceDifferentialTests {
         #expect(preview.zeroWrites == 1 << 20)
     }
 
+    /// The commit preview against `qemu-img commit` on targets of every kind: the target's growth exactly (file size
+    /// for qcow2, allocated bytes for raw).
+    @Test(arguments: ["subclusters", "raw-holes", "compressed-target"])
+    func commitGrowth(_ kind: String) throws {
+        switch kind {
+        case "subclusters":
+            try img("create", "-q", "-f", "qcow2", "base.img", "256M")
+            try io("base.img", "write -P 1 0 1M")
+            try img("create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "-b", "base.img", "-F", "qcow2", "top.qcow2")
+            try io("top.qcow2", "write -P 2 4k 4k", "write -P 3 2M 8k", "write -P 4 200M 100k", "write -z 100M 2M")
+        case "raw-holes":
+            try img("create", "-q", "-f", "raw", "base.img", "64M")
+            try io("base.img", "write -P 1 0 1M", format: "raw")
+            try img("create", "-q", "-f", "qcow2", "-b", "base.img", "-F", "raw", "top.qcow2")
+            try io("top.qcow2", "write -P 2 512k 1M", "write -P 3 10M 64k", "write -z 20M 1M")
+        default:
+            try img("create", "-q", "-f", "qcow2", "b0.qcow2", "64M")
+            try io("b0.qcow2", "write -P 1 0 2M")
+            try img("convert", "-c", "-O", "qcow2", "b0.qcow2", "base.img")
+            try img("create", "-q", "-f", "qcow2", "-b", "base.img", "-F", "qcow2", "top.qcow2")
+            try io("top.qcow2", "write -P 2 0 512k", "write -z 1M 256k")
+        }
+        let preview = try #require(try agree("top.qcow2").commits.first)
+        func used() throws -> UInt64 {
+            let id = try #require(FileIdentity.of(path: f("base.img")))
+            return kind == "raw-holes" ? id.allocated : id.size
+        }
+        let before = try used()
+        try img("commit", "-q", "top.qcow2")
+        #expect(try used() - before == preview.targetGrows)
+        if kind != "raw-holes" { #expect(try QemuImg.run(["check", f("base.img")]).contains("No errors")) }
+    }
+
     @Test func fixtures() throws {
         for name in ["top.qcow2", "features.qcow2", "v2.qcow2"] {
             let src = fixturesDirectory() + "/" + name

@@ -104,6 +104,8 @@ extension SpaceLedger {
             // Free clusters inside the file are taken first.
             let free = target.unused / cs
             clusters = clusters > free ? clusters - free : 0
+            // New clusters start on a cluster boundary: a file that ends inside one (compressed data) is padded first.
+            if clusters > 0 && target.fileSize % cs != 0 { return clusters * cs + (cs - target.fileSize % cs) }
         }
         return clusters * cs
     }
