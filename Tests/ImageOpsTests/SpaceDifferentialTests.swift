@@ -59,6 +59,13 @@ struct SpaceDifferentialTests {
         }
         // The ledger adds up: what a layer maps is either read from it or hidden.
         for (i, layer) in ledger.layers.enumerated() { #expect(ledger.visible[i] + ledger.shadowed[i] == layer.allocated) }
+        // The flatten: within one cluster of the file qemu-img convert writes.
+        let flat = "flat-\(UInt32.random(in: 0...UInt32.max)).qcow2"
+        try img("convert", "-O", "qcow2", top, flat)
+        let size = try #require(FileIdentity.of(path: f(flat))).size
+        #expect(size + 65536 >= ledger.flattenFileSize && ledger.flattenFileSize + 65536 >= size,
+                "flatten \(ledger.flattenFileSize) against convert's \(size)", sourceLocation: sourceLocation)
+        try FileManager.default.removeItem(atPath: f(flat))
         return ledger
     }
 
