@@ -73,14 +73,21 @@ struct QCow2SpaceReader {
                 if let other = l2Seen[l2] { throw corrupt(table, l2, "L2 table is also L1 entry \(other)'s: tables overlap") }
                 l2Seen[l2] = l1Index
                 l2Present.append(l1Index)
-                let w = ByteWindow(try read(l2, cs))
+                // The table as 64-bit words (a cluster is a multiple of 8 bytes): the loop below runs once per guest
+                // cluster, so it reads words, not checked byte windows.
+                let bytes = try read(l2, cs)
+                var words = [UInt64](repeating: 0, count: Int(cs / 8))
+                words.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { dst.copyMemory(from: $0) } }
+                let step = Int(entryBytes / 8)
                 let firstCluster = l1Index * l2Entries
                 for j in 0..<l2Entries {
+                    let entry = UInt64(bigEndian: words[Int(j) * step])
+                    // Unallocated, with no subcluster bits: nothing to record (most entries of a sparse table).
+                    if entry == 0 && (!extended || words[Int(j) * step + 1] == 0) { continue }
                     let cluster = firstCluster + j
                     let guest = cluster * cs
                     guard guest < size else { break }
                     let clusterLength = min(cs, size - guest)
-                    let entry = w.u64BE(Int(j * entryBytes)) ?? 0
                     let host = entry & Self.offsetMask
                     if entry & (1 << 62) != 0 {
                         builder.add(guest, clusterLength, .compressed)
@@ -96,7 +103,7 @@ struct QCow2SpaceReader {
                     }
                     let allocated = host != 0 || (external && entry & (1 << 63) != 0)
                     if extended {
-                        let bitmap = w.u64BE(Int(j * entryBytes + 8)) ?? 0
+                        let bitmap = UInt64(bigEndian: words[Int(j) * step + 1])
                         if bitmap >> 32 & bitmap & 0xFFFF_FFFF != 0 {
                             throw corrupt("L2 entry for cluster \(cluster)", l2 + j * entryBytes, "a subcluster is marked both allocated and zero")
                         }
