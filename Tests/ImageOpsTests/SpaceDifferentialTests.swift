@@ -233,6 +233,15 @@ struct SpaceDifferentialTests {
         try img("create", "-q", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", "broken.qcow2", "1M")
         let broken = try ImgtoolBinary.run(["space", "broken.qcow2"], cwd: dir.path)
         #expect(broken.status == 2 && broken.stderr.contains("imgtool chain"), "\(broken.stderr)")
+        // A link with no recorded format: followed as QEMU does, reported, exit 2 as `chain`.
+        // (qemu-img will not write one: the backing-format extension's type is renamed to one every reader skips.)
+        try img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "noformat.qcow2")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: f("noformat.qcow2"))))
+        let at = try #require((0..<4096).first { Array(bytes[$0..<($0 + 4)]) == [0xE2, 0x79, 0x2A, 0xCA] })
+        bytes[at] = 0x11
+        try Data(bytes).write(to: URL(fileURLWithPath: f("noformat.qcow2")))
+        let warned = try ImgtoolBinary.run(["space", "noformat.qcow2"], cwd: dir.path)
+        #expect(warned.status == 2 && warned.stdout.contains("Flatten"), "\(warned.stdout)\(warned.stderr)")
     }
 
     /// `scan DIR --space`: each chain's totals, a shared layer read once, and what no chain reads.

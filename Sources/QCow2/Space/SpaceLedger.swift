@@ -15,6 +15,9 @@ public struct SpaceLedger: Sendable, Equatable {
     public var commits: [CommitPreview]
     /// The file size a `qemu-img convert -O qcow2` of the whole chain would reach (a flatten into a new image).
     public var flattenFileSize: UInt64
+    /// The chain's links have no problem at all (a link with no recorded format is followed, as QEMU does, but
+    /// `chain` calls it a problem, and `space` exits as `chain` does).
+    public var healthy = true
 
     /// Guest bytes each layer maps that the guest does not read from it: hidden by a layer above (what a commit or
     /// stream drops), or past the end of a shorter layer above.
@@ -74,7 +77,9 @@ public struct SpaceLedger: Sendable, Equatable {
         }
         var layers: [LayerSpace] = []
         for info in chain.layers { layers.append(try LayerSpace.read(info)) }
-        return compute(image: path, layers)
+        var ledger = compute(image: path, layers)
+        ledger.healthy = chain.isHealthy
+        return ledger
     }
 
     /// The ledger of layers already read, top first.

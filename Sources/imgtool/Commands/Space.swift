@@ -24,13 +24,14 @@ struct Space: ParsableCommand, RequestCommand {
 }
 
 extension ReadCommands {
-    /// `imgtool space`: prints the chain's ledger; throws when a layer cannot be read or the chain is broken.
+    /// `imgtool space`: prints the chain's ledger (exit 2 when a link has a warning, as `chain`); throws when a layer
+    /// cannot be read or the chain is broken.
     public static func space(_ image: String, store: String?, output: Output) throws(LayerSpace.Error) -> Int32 {
         let report = try SpaceReport.read(image, store: store)
         switch output {
         case .json: report.json.printToStandardOutput()
         case .human: printOut(report.human(style: .forStandardOutput()))
         }
-        return 0
+        return report.ledger.healthy ? 0 : 2
     }
 }

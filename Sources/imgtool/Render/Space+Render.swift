@@ -51,6 +51,7 @@ extension SpaceReport {
         func right(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
         let size = Sizes.human
         var lines = ["\(Untrusted.shown(l.image)): \(l.layers.count) layer\(l.layers.count == 1 ? "" : "s"), virtual size \(size(l.virtualSize))", ""]
+        if !l.healthy { lines.insert(style.warn("a backing link has a problem (imgtool chain \(Untrusted.shown(l.image)) says which)"), at: 1) }
         let cols = ["FILE", "ALLOCATED", "VISIBLE", "SHADOWED", "METADATA", "UNUSED"]
         lines.append("   " + pad("LAYER", width) + "  " + pad("FORMAT", 9) + cols.map { right($0, 11) }.joined() + "  [# visible, = shadowed]")
         for (i, layer) in l.layers.enumerated() {
