@@ -52,6 +52,28 @@ struct SpaceMapTests {
         #expect(layer.metadata + layer.hostData + layer.unused + layer.snapshots == layer.fileSize)
     }
 
+    /// What a snapshot alone holds is what `qemu-img snapshot -d` gives back (the file's unreferenced space grows by
+    /// it); the bitmaps' directory, table and data are counted.
+    @Test func snapshotAloneIsWhatDeletingFrees() throws {
+        let p = try image()
+        let io = try #require(which("qemu-io"))
+        #expect(try runProgram(io, ["-c", "write -P 1 0 4M", p]).status == 0)
+        try QemuImg.run(["snapshot", "-c", "s1", p])
+        #expect(try runProgram(io, ["-c", "write -P 2 0 2M", "-c", "write -P 3 8M 1M", p]).status == 0)
+        try QemuImg.run(["snapshot", "-c", "s2", p])
+        try QemuImg.run(["bitmap", "--add", p, "b0"])
+        #expect(try runProgram(io, ["-c", "write -P 4 16M 1M", p]).status == 0)
+        let before = try #require(try SpaceLedger.read(p).layers.first)
+        let held = try #require(before.held)
+        #expect(held.snapshots.map(\.name) == ["s1", "s2"])
+        let s1 = try #require(held.snapshots.first)
+        #expect(s1.alone >= 2 << 20)  // the 2 MiB overwritten since
+        #expect(held.bitmaps >= 3 * 65536)  // directory, table, one data cluster
+        try QemuImg.run(["snapshot", "-d", "s1", p])
+        let after = try #require(try SpaceLedger.read(p).layers.first)
+        #expect(after.unused + after.fileSize - before.fileSize - before.unused == s1.alone)
+    }
+
     @Test func l2PastTheEnd() throws {
         let p = try image()
         try poke(p, at: 196608, be64(1 << 63 | 0x100_0000_0000))

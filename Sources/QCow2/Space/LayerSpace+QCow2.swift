@@ -152,6 +152,7 @@ struct QCow2SpaceReader {
         space.l2Coverage = coverage
         space.l2Present = l2Present
         space.hasZeroClusters = header.version >= 3
+        if header.snapshotCount > 0 || (header.bitmaps?.count ?? 0) > 0 { space.held = try held() }
         return space
     }
 

@@ -57,6 +57,8 @@ public struct LayerSpace: Sendable, Equatable {
     public var l2Present: [UInt64] = []
     /// For qcow2: version 3 (zero clusters exist), so a write of zeros costs no data cluster.
     public var hasZeroClusters = false
+    /// For qcow2 with internal snapshots or persistent bitmaps: what each snapshot alone holds, what the bitmaps take.
+    public var held: HeldBySnapshots?
 
     /// Guest bytes this layer maps (data and zero runs).
     public var allocated: UInt64 { runs.reduce(0) { $0 + $1.length } }

@@ -22,6 +22,10 @@ extension SpaceReport {
                     ("metadata", .uint(layer.metadata)),
                     ("snapshots", .uint(layer.snapshots)),
                     ("unused", .uint(layer.unused)),
+                    ("internal-snapshots", .array((layer.held?.snapshots ?? []).map { s in
+                        .object([("id", .string(s.id)), ("name", .string(s.name)), ("alone", .uint(s.alone))])
+                    })),
+                    ("bitmaps", .uint(layer.held?.bitmaps ?? 0)),
                     ("dependents", .array(dependents[i].map { .string($0) })),
                 ])
             })),
@@ -58,7 +62,12 @@ extension SpaceReport {
             let bar = Self.bar(visible: l.visible[i], shadowed: shadowed[i], of: max(layer.virtualSize, 1), width: 20)
             let cells = [layer.fileSize, layer.allocated, l.visible[i], shadowed[i], layer.metadata, layer.unused].map { right(size($0), 11) }
             lines.append(right("\(i)", 2) + " " + pad(names[i], width) + "  " + pad(layer.format.rawValue, 9) + cells.joined() + "  [" + bar + "]")
-            if layer.snapshots > 0 { lines.append("   " + String(repeating: " ", count: width) + "  internal snapshots and bitmaps hold \(size(layer.snapshots)) more") }
+            let indent = "   " + String(repeating: " ", count: width) + "  "
+            if layer.snapshots > 0 { lines.append(indent + "internal snapshots and bitmaps hold \(size(layer.snapshots)) more") }
+            for s in layer.held?.snapshots ?? [] {
+                lines.append(indent + "snapshot \(Untrusted.shown(s.id)) '\(Untrusted.shown(s.name))' alone holds \(size(s.alone)) (qemu-img snapshot -d frees it)")
+            }
+            if let b = layer.held?.bitmaps, b > 0 { lines.append(indent + "persistent bitmaps take \(size(b))") }
             if !dependents[i].isEmpty {
                 lines.append("   " + String(repeating: " ", count: width) + "  " + style.warn("backing file of \(dependents[i].map(Untrusted.shown).joined(separator: ", "))"))
             }
