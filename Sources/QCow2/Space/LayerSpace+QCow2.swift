@@ -1,3 +1,5 @@
+import Glibc
+
 /// The allocation map of a qcow2 layer, read from its tables in one pass: the L1 table in 1 MiB reads, one read per
 /// L2 table that exists (unallocated L1 entries are skipped wholesale, so a huge sparse image costs a few reads),
 /// then the refcount table and blocks for what the file holds beyond the active guest data.
@@ -45,7 +47,35 @@ struct QCow2SpaceReader {
             throw corrupt("L1 table", header.l1TableOffset, "\(l1Bytes) bytes run past the end of the file (\(fileSize) bytes)")
         }
         let external = header.hasExternalDataFile
+        // QEMU's qcow2_detect_metadata_preallocation: when the refcounts claim clearly more clusters than the file
+        // has allocated, data clusters are looked up in the file too, and its holes read as zeros.
+        let (refcounted, refBlocks) = try refcounts()
+        let real = file.stat.allocated / cs
+        let preallocated = !external && file.stat.kind == .regular && refcounted >= max(real * 10 / 9, real + 2)
+        let extents = preallocated ? dataExtents() : []
         var builder = RunBuilder()
+        /// A data range at `host`: split where the file has holes, when the metadata is preallocated.
+        func addData(_ guest: UInt64, _ length: UInt64, host: UInt64) {
+            guard preallocated else { builder.add(guest, length, .data); return }
+            var at: UInt64 = 0
+            // The first extent ending past `host` (binary search: extents are sorted and disjoint).
+            var lo = 0, hi = extents.count
+            while lo < hi { let mid = (lo + hi) / 2; if extents[mid].1 <= host { lo = mid + 1 } else { hi = mid } }
+            var k = lo
+            while at < length {
+                let h = host + at
+                while k < extents.count && extents[k].1 <= h { k += 1 }
+                if k < extents.count && extents[k].0 <= h {
+                    let n = min(length - at, extents[k].1 - h)
+                    builder.add(guest + at, n, .data)
+                    at += n
+                } else {
+                    let n = k < extents.count ? min(length - at, extents[k].0 - h) : length - at
+                    builder.add(guest + at, n, .preallocated)
+                    at += n
+                }
+            }
+        }
         var l2Seen: [UInt64: UInt64] = [:]  // L2 offset → L1 index, for tables used twice
         var l2Present: [UInt64] = []
         var dataClusters: UInt64 = 0
@@ -119,7 +149,7 @@ struct QCow2SpaceReader {
                             if bitmap & (UInt64(1) << (32 + s)) != 0 {
                                 builder.add(at, length, allocated ? .zeroAllocated : .zero)
                             } else if bitmap & (UInt64(1) << s) != 0 {
-                                builder.add(at, length, .data)
+                                addData(at, length, host: host + s * sub)
                             }
                         }
                         continue
@@ -128,7 +158,7 @@ struct QCow2SpaceReader {
                         builder.add(guest, clusterLength, host != 0 ? .zeroAllocated : .zero)
                         if host != 0 && !external { dataClusters += 1 }
                     } else if allocated {
-                        builder.add(guest, clusterLength, .data)
+                        addData(guest, clusterLength, host: host)
                         if !external { dataClusters += 1 }
                     }
                 }
@@ -136,7 +166,6 @@ struct QCow2SpaceReader {
             i += n
         }
 
-        let (refcounted, refBlocks) = try refcounts()
         let l1Clusters = (l1Bytes + cs - 1) / cs
         var metadata = (1 + l1Clusters + UInt64(l2Present.count) + UInt64(header.refcountTableClusters) + refBlocks) * cs
         let hostData = (dataClusters + compressedClusters) * cs
@@ -154,6 +183,24 @@ struct QCow2SpaceReader {
         space.hasZeroClusters = header.version >= 3
         if header.snapshotCount > 0 || (header.bitmaps?.count ?? 0) > 0 { space.held = try held() }
         return space
+    }
+
+    /// The file's data extents (start, end), from `SEEK_DATA`/`SEEK_HOLE`; one extent over the whole file when the
+    /// file system cannot tell.
+    func dataExtents() -> [(UInt64, UInt64)] {
+        var out: [(UInt64, UInt64)] = []
+        var at: UInt64 = 0
+        let fd = file.rawDescriptor
+        while at < fileSize {
+            let d = lseek(fd, off_t(at), 3)  // SEEK_DATA
+            if d < 0 { if errno == ENXIO { break }; return [(0, fileSize)] }
+            let h = lseek(fd, off_t(d), 4)  // SEEK_HOLE
+            if h < 0 { return [(0, fileSize)] }
+            let end = min(max(UInt64(h), UInt64(d) + 1), fileSize)
+            out.append((UInt64(d), end))
+            at = end
+        }
+        return out
     }
 
     /// Clusters with a nonzero refcount, and how many refcount blocks there are. The table is at most 8 MiB (checked

@@ -11,9 +11,14 @@ public struct LayerSpace: Sendable, Equatable {
         case zeroAllocated
         /// Reads as zeros with nothing on disk (a zero cluster, a raw file's hole).
         case zero
+        /// A data cluster of an image with preallocated metadata whose host range is a hole in the file (or past
+        /// its end): QEMU reports it as data that reads as zeros.
+        case preallocated
 
         /// True when the guest reads data (qemu-img map's `data`).
-        public var isData: Bool { self == .data || self == .compressed }
+        public var isData: Bool { self == .data || self == .compressed || self == .preallocated }
+        /// True when it reads as zeros (qemu-img map's `zero`).
+        public var readsZero: Bool { self == .zero || self == .zeroAllocated || self == .preallocated }
     }
 
     /// One run of guest bytes this layer maps.
@@ -63,7 +68,7 @@ public struct LayerSpace: Sendable, Equatable {
     /// Guest bytes this layer maps (data and zero runs).
     public var allocated: UInt64 { runs.reduce(0) { $0 + $1.length } }
     /// Guest bytes this layer maps that read as zeros.
-    public var zero: UInt64 { runs.reduce(0) { $0 + ($1.kind.isData ? 0 : $1.length) } }
+    public var zero: UInt64 { runs.reduce(0) { $0 + ($1.kind.readsZero ? $1.length : 0) } }
 
     /// Why a layer's space cannot be told.
     public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable {

@@ -84,7 +84,7 @@ extension SpaceLedger {
                 while j < runs.count && runs[j].end <= cStart { j += 1 }
                 var k = j, hasHost = false
                 while k < runs.count && runs[k].start < cEnd {
-                    if runs[k].kind == .data || runs[k].kind == .zeroAllocated { hasHost = true; break }
+                    if runs[k].kind == .data || runs[k].kind == .zeroAllocated || runs[k].kind == .preallocated { hasHost = true; break }
                     k += 1
                 }
                 if hasHost { continue }
@@ -116,7 +116,8 @@ extension SpaceLedger {
         let cs: UInt64 = 65536, l2Entries: UInt64 = 8192
         var data: UInt64 = 0, tables: UInt64 = 0
         var lastCluster = UInt64.max, lastTable = UInt64.max
-        for e in map where e.data {
+        // convert skips what reads as zeros, data or not (a preallocated cluster over a hole).
+        for e in map where e.data && !e.zero {
             var c = e.start / cs
             let end = e.start + e.length
             while c * cs < end {

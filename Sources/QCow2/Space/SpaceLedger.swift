@@ -113,7 +113,7 @@ public struct SpaceLedger: Sendable, Equatable {
                     let r = runs[k]
                     if r.start > at { rest.append((at, r.start)); at = r.start }
                     let stop = min(r.end, e)
-                    entries.append(MapEntry(start: at, length: stop - at, depth: d, present: true, data: r.kind.isData, zero: !r.kind.isData))
+                    entries.append(MapEntry(start: at, length: stop - at, depth: d, present: true, data: r.kind.isData, zero: r.kind.readsZero))
                     at = stop
                     if r.end <= e { k += 1 }
                 }
