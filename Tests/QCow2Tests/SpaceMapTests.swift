@@ -74,6 +74,28 @@ struct SpaceMapTests {
         #expect(after.unused + after.fileSize - before.fileSize - before.unused == s1.alone)
     }
 
+    /// 65,535 snapshots that all point at one snapshot's tables: the walk stops at its budget with an error naming
+    /// the tables, it does not read the same tables 65,535 times.
+    @Test func thousandsOfSnapshotsOnOneTableEnd() throws {
+        let p = try image()
+        try QemuImg.run(["snapshot", "-c", "s", p])
+        let io = try #require(which("qemu-io"))
+        #expect(try runProgram(io, ["-c", "write -P 2 0 64k", p]).status == 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: p)))
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 << 8 | UInt64(bytes[at + $1]) } }
+        let table = Int(u64(64))
+        let extra = Int(bytes[table + 36]) << 24 | Int(bytes[table + 37]) << 16 | Int(bytes[table + 38]) << 8 | Int(bytes[table + 39])
+        let idSize = Int(bytes[table + 12]) << 8 | Int(bytes[table + 13]), nameSize = Int(bytes[table + 14]) << 8 | Int(bytes[table + 15])
+        let entry = Array(bytes[table..<(table + (40 + extra + idSize + nameSize + 7) / 8 * 8)])
+        while bytes.count % 65536 != 0 { bytes.append(0) }
+        let newTable = bytes.count
+        for _ in 0..<65535 { bytes += entry }
+        bytes.replaceSubrange(60..<64, with: [0, 0, 0xFF, 0xFF])  // nb_snapshots
+        bytes.replaceSubrange(64..<72, with: be64(UInt64(newTable)))  // snapshots_offset
+        try Data(bytes).write(to: URL(fileURLWithPath: p))
+        refused(p, ["snapshot and bitmap tables"])
+    }
+
     @Test func l2PastTheEnd() throws {
         let p = try image()
         try poke(p, at: 196608, be64(1 << 63 | 0x100_0000_0000))

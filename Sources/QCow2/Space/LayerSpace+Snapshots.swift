@@ -21,12 +21,22 @@ extension QCow2SpaceReader {
     /// Limits QEMU keeps too (qcow2.h): no more snapshots or larger tables than QEMU itself opens.
     static let maxSnapshots: UInt64 = 65536
     static let maxSnapshotTable: UInt64 = 64 << 20
+    /// Table entries looked at, over every snapshot and bitmap: a hostile image may point thousands of snapshots at
+    /// one huge table, and the walk must end.
+    static let maxHeldEntries: UInt64 = 1 << 26
 
     /// The snapshots' and bitmaps' holdings. Refcounts are looked up through a small cache of refcount blocks.
     func held() throws(LayerSpace.Error) -> HeldBySnapshots {
         var out = HeldBySnapshots()
         let cs = header.clusterSize
         var refs = RefcountLookup(reader: self)
+        var budget = Self.maxHeldEntries
+        func spend(_ n: UInt64) throws(LayerSpace.Error) {
+            guard n <= budget else {
+                throw .tooLarge(path: path, table: "snapshot and bitmap tables", bytes: Self.maxHeldEntries * 8, limit: Self.maxHeldEntries * 8)
+            }
+            budget -= n
+        }
         let count = UInt64(header.snapshotCount)
         if count > 0 {
             guard count <= Self.maxSnapshots else { throw .tooLarge(path: path, table: "snapshot table", bytes: count, limit: Self.maxSnapshots) }
@@ -51,6 +61,7 @@ extension QCow2SpaceReader {
                 var i: UInt64 = 0
                 while i < l1Size {
                     let n = min(Self.chunk / 8, l1Size - i)
+                    try spend(n)
                     let l1 = ByteWindow(try read(l1Offset + i * 8, n * 8))
                     for k in 0..<n {
                         let l2 = (l1.u64BE(Int(k * 8)) ?? 0) & Self.offsetMask
@@ -59,11 +70,14 @@ extension QCow2SpaceReader {
                         // A table shared with the active image or another snapshot holds nothing this one alone does.
                         guard try refs.count(l2) == 1 else { continue }
                         alone += cs
-                        let t = ByteWindow(try read(l2, cs))
-                        let step = header.hasExtendedL2 ? 16 : 8
-                        for e in stride(from: 0, to: Int(cs), by: step) {
-                            let entry = t.u64BE(e) ?? 0
-                            guard entry & (1 << 62) == 0, !header.hasExternalDataFile else { continue }
+                        try spend(cs / 8)
+                        let t = try read(l2, cs)
+                        var words = [UInt64](repeating: 0, count: Int(cs / 8))
+                        words.withUnsafeMutableBytes { dst in t.withUnsafeBytes { dst.copyMemory(from: $0) } }
+                        let step = header.hasExtendedL2 ? 2 : 1
+                        for e in stride(from: 0, to: words.count, by: step) {
+                            let entry = UInt64(bigEndian: words[e])
+                            guard entry != 0, entry & (1 << 62) == 0, !header.hasExternalDataFile else { continue }
                             let host = entry & Self.offsetMask
                             if host != 0, host % cs == 0, try refs.count(host) == 1 { alone += cs }
                         }
@@ -89,6 +103,7 @@ extension QCow2SpaceReader {
                 }
                 at += (24 + extra + nameSize + 7) / 8 * 8
                 out.bitmaps += (tableSize * 8 + cs - 1) / cs * cs
+                try spend(tableSize + 1)
                 let t = ByteWindow(try read(tableOffset, tableSize * 8))
                 for k in 0..<Int(tableSize) where (t.u64BE(k * 8) ?? 0) & 0x00FF_FFFF_FFFF_FE00 != 0 { out.bitmaps += cs }
             }
