@@ -17,7 +17,9 @@ extension SpaceLedger {
             var at = r.start
             while at < end {
                 let gi = at / g
-                let stop = min(end, (gi + 1) * g)
+                // Virtual sizes come from headers: no product or sum here may pass 2^64.
+                let room = g - at % g
+                let stop = end - at <= room ? end : at + room
                 if let last = granules.last, last.index == gi {
                     granules[granules.count - 1].data = last.data || r.kind.isData
                     granules[granules.count - 1].covered += stop - at
@@ -31,7 +33,7 @@ extension SpaceLedger {
         var writes: UInt64 = 0, zeroWrites: UInt64 = 0
         var copied: [(UInt64, UInt64)] = []  // guest ranges copied as data, in order
         for gr in granules {
-            let start = gr.index * g
+            let start = gr.index * g  // ≤ a run's start
             let bytes = min(g, length - start)
             // A granule the layer maps only in part reads the rest from below: copied, to be safe.
             let aligned = tcs == 0 || (start % tcs == 0 && (bytes % tcs == 0 || start + bytes == length))
@@ -76,11 +78,11 @@ extension SpaceLedger {
         let runs = target.runs
         for (s, e) in ranges {
             var c = s / cs
-            while c * cs < e {
+            while c <= (e - 1) / cs {
                 defer { c += 1 }
                 if c == lastCluster { continue }
                 lastCluster = c
-                let cStart = c * cs, cEnd = cStart + cs
+                let cStart = c * cs, cEnd = cStart + min(cs, UInt64.max - cStart)
                 while j < runs.count && runs[j].end <= cStart { j += 1 }
                 var k = j, hasHost = false
                 while k < runs.count && runs[k].start < cEnd {
@@ -119,8 +121,8 @@ extension SpaceLedger {
         // convert skips what reads as zeros, data or not (a preallocated cluster over a hole).
         for e in map where e.data && !e.zero {
             var c = e.start / cs
-            let end = e.start + e.length
-            while c * cs < end {
+            let last = (e.start + e.length - 1) / cs
+            while c <= last {
                 if c != lastCluster {
                     data += 1
                     lastCluster = c
