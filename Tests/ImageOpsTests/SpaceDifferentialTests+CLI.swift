@@ -54,6 +54,20 @@ extension SpaceDifferentialTests {
         #expect(warned.status == 2 && warned.stdout.contains("Flatten"), "\(warned.stdout)\(warned.stderr)")
     }
 
+    /// `--store DIR`: images backed by a layer found at any depth under DIR, beside those in the chain's folders.
+    @Test func storeDependents() throws {
+        try FileManager.default.createDirectory(atPath: f("vms/base"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: f("store/a/b"), withIntermediateDirectories: true)
+        try img("create", "-q", "-f", "qcow2", "vms/base/base.qcow2", "8M")
+        try img("create", "-q", "-f", "qcow2", "-b", "base/base.qcow2", "-F", "qcow2", "vms/top.qcow2")
+        try img("create", "-q", "-f", "qcow2", "-b", "../../../vms/base/base.qcow2", "-F", "qcow2", "store/a/b/deep.qcow2")
+        let without = try ImgtoolBinary.run(["space", "--output", "json", "vms/top.qcow2"], cwd: dir.path)
+        #expect(try JSONValue.parse(without.stdout)["layers"]?.elements.last?["dependents"]?.elements == [])
+        let with = try ImgtoolBinary.run(["space", "--output", "json", "--store", "store", "vms/top.qcow2"], cwd: dir.path)
+        let deps = try JSONValue.parse(with.stdout)["layers"]?.elements.last?["dependents"]?.elements ?? []
+        #expect(deps.count == 1 && "\(deps)".contains("deep.qcow2"), "\(deps)")
+    }
+
     /// `scan DIR --space`: each chain's totals, a shared layer read once, and what no chain reads.
     @Test func scanSpace() throws {
         try img("create", "-q", "-f", "raw", "base.raw", "64M")
