@@ -18,5 +18,6 @@ let package = Package(
         .executableTarget(name: "FuzzPartitions", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzImage", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzGuest", dependencies: ["QCow2"]),
+        .executableTarget(name: "FuzzSpace", dependencies: ["QCow2"]),
     ]
 )

@@ -35,3 +35,11 @@ extension ImageFile.Error: ReportableError {}
 extension QCow2Header.Error: ReportableError {}
 extension ImageInfo.Error: ReportableError {}
 extension GuestDisk.Error: ReportableError {}
+
+/// A broken chain is the contract's "found problems" (exit 2, as `chain` exits); the rest could not be read (1).
+extension LayerSpace.Error: ReportableError {
+    public var exitCode: Int32 {
+        if case .brokenChain = self { return 2 }
+        return 1
+    }
+}

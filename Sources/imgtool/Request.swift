@@ -12,6 +12,8 @@ enum Request: Sendable, Equatable {
     case partitions(image: String, output: ReadCommands.Output)
     case offset(image: String, number: Int)
     case who(image: String, output: ReadCommands.Output)
+    /// `space IMAGE [--store DIR]`: where the chain's bytes are.
+    case space(image: String, store: String?, output: ReadCommands.Output)
     case fixBacking(ChangeCommands.FixBackingRequest)
 
     /// Does the work; returns the exit code (0 done or healthy, 2 found problems). Only a change qemu-img makes
@@ -35,6 +37,7 @@ enum Request: Sendable, Equatable {
         case .partitions(let image, let output): return try ReadCommands.partitions(image, output: output)
         case .offset(let image, let number): return try ReadCommands.offset(image, number: number)
         case .who(let image, let output): return try ReadCommands.who(image, output: output)
+        case .space(let image, let store, let output): return try ReadCommands.space(image, store: store, output: output)
         case .fixBacking(let request):
             if request.live {
                 try LiveCommands.fixBacking(request.images, to: request.to, style: request.style, options: request.options)

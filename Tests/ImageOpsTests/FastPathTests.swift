@@ -14,6 +14,7 @@ import TestSupport
         "who": ["a.img", "--output", "json", "--output=human", "--output=xml", ""],
         "partitions": ["a.img", "b", "--output", "json", "--output=json", "-o", "--to"],
         "chain": ["a.img", "b.img", "--output", "json", "--output=json", "--max-depth", "3", "0", "-1", "--max-depth=2", "--max-depth=", "x", "--live"],
+        "space": ["a.img", "b.img", "--output", "json", "--output=json", "--store", "dir", "--store=", "--store=d", "--live"],
         "offset": ["a.img", "1", "5", "0", "-1", "one", "--output", "json"],
         "fix-backing": ["a.cow", "b.cow", "--to", "base.raw", "--to=base.raw", "--to=", "--relative", "--absolute", "--force",
                         "--dry-run", "--qemu-img", "/usr/bin/qemu-img", "--qemu-img=", "--qemu-img=/q", "-x", "--live"],

@@ -10,6 +10,8 @@ struct ScanCommand: AsyncParsableCommand {
     @Argument(help: "The folder to scan.") var dir: String
     @Flag(name: .long, help: "Print the imgtool fix-backing commands for links with exactly one candidate; run nothing.")
     var fixPlan = false
+    @Flag(name: .long, help: "Add each chain's space totals and what the store could reclaim.")
+    var space = false
     @OptionGroup var options: ReadOptions
 
     func run() async throws {
@@ -19,9 +21,12 @@ struct ScanCommand: AsyncParsableCommand {
             let plan = scan.fixPlan
             printOut(plan.isEmpty ? "# no broken link has exactly one candidate" : plan.joined(separator: "\n"))
         } else {
+            let totals = space ? StoreSpace.compute(scan) : nil
             switch options.output {
-            case .json: await scan.printJSON()
-            case .human: await scan.printHuman(style: .forStandardOutput())
+            case .json: await scan.printJSON(extra: totals.map { [("space", $0.json)] } ?? [])
+            case .human:
+                await scan.printHuman(style: .forStandardOutput())
+                if let totals { printOut(totals.human) }
             }
         }
         if scan.hasBrokenLinks { throw ExitCode(2) }

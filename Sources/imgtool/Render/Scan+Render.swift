@@ -62,13 +62,13 @@ extension Scan {
 
     /// Writes the JSON document to standard output one image at a time, so a store of thousands of images never
     /// holds the whole document (or every header) in memory. The bytes are exactly `json().rendered()`'s.
-    public func printJSON() async {
+    public func printJSON(extra: [(String, JSON)] = []) async {
         var out = OutputBuffer(fd: 1)
-        await writeJSON(to: &out)
+        await writeJSON(to: &out, extra: extra)
         out.finish()
     }
 
-    func writeJSON(to out: inout OutputBuffer) async {
+    func writeJSON(to out: inout OutputBuffer, extra: [(String, JSON)] = []) async {
         var head = JSON.object([("root", .string(root)), ("healthy", .bool(!hasBrokenLinks))]).renderedBytes()
         head.removeLast(2)  // "\n}": the object goes on
         out.append(head)
@@ -90,7 +90,7 @@ extension Scan {
             }
             out.append("\n    ]")
         }
-        var tail = JSON.object(tailFields).renderedBytes()
+        var tail = JSON.object(tailFields + extra).renderedBytes()
         tail.removeFirst(1)  // "{": continues the object
         out.append(",")
         out.append(tail)
