@@ -56,6 +56,7 @@ extension Operations {
             } else {
                 plan.checks.append("no filesystem imgtool reads ends past \(Sizes.human(newSize))")
             }
+            try requireNoDependents(file, shrinkingTo: newSize, force: force, &plan)
             plan.checks.append("shrinking from \(Sizes.human(current)) to \(Sizes.human(newSize)): --shrink given")
         } else {
             plan.checks.append("\(Sizes.human(current)) → \(Sizes.human(newSize))")
@@ -98,5 +99,29 @@ extension Operations {
         let data = try holdDataFile(of: info, written: true, &plan)
         hold(file, &plan)
         return QemuImgCommand.heldQCow2(backing: nil, onDevice: file.stat.kind == .blockDevice, dataFile: data)
+    }
+}
+
+extension Operations {
+    /// A shrink cuts what every image backed by this one reads past the new end (an overlay reads zeros there
+    /// afterwards): such images in its folder are refused unless `force`, named, and a folder that cannot be read to
+    /// its end refuses the shrink (`--force` covers images found, not places unseen), as for commit.
+    static func requireNoDependents(_ file: ImageFile, shrinkingTo newSize: UInt64, force: Bool, _ plan: inout Plan) throws(ChangeError) {
+        let me = FileKey(file.stat)
+        let folder = BackingPath.directory(Paths.absolute(file.path))
+        let search = Readers.dependents(on: [me], excluding: [me], folders: [folder], store: nil)
+        try requireSearched(file.path, search)
+        guard !search.images.isEmpty else {
+            plan.checks.append("no other image in \(folder) is backed by \(file.path) (every entry read)")
+            return
+        }
+        let list = search.images.joined(separator: ", ")
+        let one = search.images.count == 1
+        guard force else {
+            throw .refused(path: file.path, reason: "\(one ? "another image uses" : "other images use") it as backing: \(list); past \(Sizes.human(newSize)) \(one ? "its" : "their") guest would read zeros instead of this image's data",
+                           hint: "flatten them first (imgtool rebase IMAGE --flatten), or pass --force to shrink anyway")
+        }
+        plan.checks.append("--force: \(list) \(one ? "is" : "are") backed by \(file.path) and will read zeros past \(Sizes.human(newSize))")
+        plan.warnings.append("--force: \(list) \(one ? "was" : "were") backed by \(file.path); past \(Sizes.human(newSize)) \(one ? "it reads" : "they read") zeros now")
     }
 }

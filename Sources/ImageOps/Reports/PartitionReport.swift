@@ -49,9 +49,12 @@ public enum PartitionGuard {
         if t.gptBehindMBR != nil {
             return "the disk carries a GPT behind its MBR (a hybrid ISO's), whose backup header lives in the last sector: any shrink breaks it"
         }
-        for p in t.partitions where !p.extended {
+        // An extended container counts too: cut, its logical partitions' chain of EBRs points past the disk's end.
+        for p in t.partitions {
             let end = p.end(t.sectorSize)
-            if end > newSize { return "partition \(p.number) ends at byte \(end), past the new size \(newSize): the shrink would cut it" }
+            if end > newSize {
+                return "\(p.extended ? "the extended container, partition \(p.number)," : "partition \(p.number)") ends at byte \(end), past the new size \(newSize): the shrink would cut it"
+            }
         }
         return nil
     }

@@ -15,8 +15,8 @@ public enum FolderSearch {
         public var reason: String
     }
 
-    /// How deep a recursive search follows folders: far beyond any real store, and a bound on a bind-mount loop
-    /// (symbolic links to folders are never followed). Deeper folders are reported, not skipped.
+    /// How deep a recursive search follows folders: far beyond any real store. Deeper folders are reported, not
+    /// skipped. (Symbolic links to folders are followed in a recursive search; a folder met twice is read once.)
     package static let depthBound = 256
 
     /// Calls `visit` with the path of every entry that is not a folder under `root`, and for every folder in it when
@@ -26,6 +26,7 @@ public enum FolderSearch {
         var missed: [Unsearched] = []
         var budget = limit ?? Int.max
         var stack: [(String, Int)] = [(root, 0)]
+        var seen = Set<FileKey>()
         while let (dir, depth) = stack.popLast() {
             if budget <= 0 { missed.append(Unsearched(path: dir, reason: "not searched: the limit of \(limit ?? 0) entries was reached")); continue }
             guard let handle = Sys.opendir(dir) else {
@@ -33,6 +34,13 @@ public enum FolderSearch {
                 continue
             }
             defer { closedir(handle) }
+            // A folder reached twice (a symbolic link to a folder above or beside it, a bind mount) is read once:
+            // links to folders are followed under a store, and this is what ends their loops.
+            var dst = stat()
+            if fstat(dirfd(handle), &dst) == 0,
+               !seen.insert(FileKey(device: UInt64(truncatingIfNeeded: dst.st_dev), inode: UInt64(truncatingIfNeeded: dst.st_ino))).inserted {
+                continue
+            }
             while true {
                 errno = 0
                 guard let ent = readdir(handle) else {
@@ -56,6 +64,11 @@ public enum FolderSearch {
                         continue
                     }
                     isDir = (st.st_mode & S_IFMT) == S_IFDIR
+                    if (st.st_mode & S_IFMT) == S_IFLNK, recursive { isDir = Self.isFolder(following: path) }
+                } else if ent.pointee.d_type == UInt8(DT_LNK), recursive {
+                    // A store often links a folder of images from elsewhere: what it links is searched too (a
+                    // dependent there is as endangered as one here).
+                    isDir = Self.isFolder(following: path)
                 }
                 if isDir {
                     guard recursive else { continue }
@@ -70,6 +83,12 @@ public enum FolderSearch {
             }
         }
         return missed
+    }
+
+    /// True when `path`, its symbolic links followed, is a folder.
+    static func isFolder(following path: String) -> Bool {
+        var st = stat()
+        return Sys.stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// The image at `path`, or nil for a file that is no image; a file that may be one but cannot be read is
@@ -87,6 +106,13 @@ public enum FolderSearch {
 }
 
 extension Readers {
+    /// The file a backing name names on this host: the name itself, or the rest of a `file:` name (QEMU's file
+    /// protocol, the same file); nil for any other protocol.
+    static func localName(_ name: String) -> String? {
+        if name.hasPrefix("file:") { return String(name.dropFirst(5)) }
+        return BackingPath.isProtocol(name) ? nil : name
+    }
+
     /// The images that read a changing layer through their backing link, and where the search could not look.
     public struct Dependents: Sendable, Equatable {
         /// The images backed by a changing layer, sorted.
@@ -106,9 +132,15 @@ extension Readers {
         var unreadable: [FolderSearch.Unsearched] = []  // files; `missed` below gets the folders
         func look(_ path: String) {
             guard let other = FolderSearch.image(at: path, missed: &unreadable) else { return }
-            guard !ours.contains(FileKey(other.identity)), let name = other.backingFilename, !BackingPath.isProtocol(name),
-                  let below = FileIdentity.of(path: BackingPath.resolve(name, relativeTo: path)),
-                  changing.contains(FileKey(below)), !images.contains(path) else { return }
+            guard !ours.contains(FileKey(other.identity)), let name = other.backingFilename, !images.contains(path) else { return }
+            if let file = Self.localName(name) {
+                guard let below = FileIdentity.of(path: BackingPath.resolve(file, relativeTo: path)),
+                      changing.contains(FileKey(below)) else { return }
+            } else if !name.hasPrefix("json:") {
+                return  // nbd:, http: and the like: another host's data, never a layer here
+            }
+            // A `json:` name can name any file through any driver: imgtool does not resolve it, so the image may
+            // read a changing layer and counts as a dependent (named; `--force` takes it), never as clear.
             images.append(path)
         }
         var missed: [FolderSearch.Unsearched] = []
