@@ -86,6 +86,12 @@ extension QCow2Header {
             if bm.flags & QCow2Bitmap.inUse != 0 { continue }
             // Then it loads each bitmap not marked in use: its table is read and every entry checked
             // (`bitmap_table_load`), then the table must have the size the virtual disk needs (`load_bitmap_data`).
+            // The size is checked first here (either failure refuses the image) so that no table is read beyond
+            // what the virtual size needs.
+            let needed = length == 0 ? 0 : (((((length - 1) >> UInt64(bm.granularityBits)) >> 6) + 1) * 8 + clusterSize - 1) / clusterSize
+            guard needed == UInt64(bm.tableSize) else {
+                throw bad(bm.entryOffset, "bitmap \(i) bitmap_table_size", UInt64(bm.tableSize), "the virtual size needs \(needed) entries (\"Could not read bitmap '\(bm.name)' from image\")")
+            }
             // tableSize ≤ 2^27 here, so the table is at most 1 GiB and the subtraction cannot wrap.
             let tableBytes = UInt64(bm.tableSize) * 8
             guard bm.tableOffset <= QCow2Bitmap.maxRequestEnd - tableBytes else {
@@ -98,10 +104,6 @@ extension QCow2Header {
                 if entry & 0xFF00_0000_0000_01FE != 0 || (offset != 0 && (entry & 1 != 0 || offset % clusterSize != 0)) {
                     throw bad(bm.tableOffset + UInt64(k) * 8, "bitmap \(i) table entry \(k)", entry, "reserved bits set or data not cluster aligned (\"Could not read bitmap_table table from image for bitmap '\(bm.name)'\")")
                 }
-            }
-            let needed = length == 0 ? 0 : (((((length - 1) >> UInt64(bm.granularityBits)) >> 6) + 1) * 8 + clusterSize - 1) / clusterSize
-            guard needed == UInt64(bm.tableSize) else {
-                throw bad(bm.entryOffset, "bitmap \(i) bitmap_table_size", UInt64(bm.tableSize), "the virtual size needs \(needed) entries (\"Could not read bitmap '\(bm.name)' from image\")")
             }
         }
         return bitmaps
