@@ -25,6 +25,8 @@ public enum BackingLink {
             return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(h.description)")
         case .snapshots(let s):
             return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(s.description)")
+        case .bitmaps(let b):
+            return (.invalidHeader, "backing file cannot be opened as QEMU opens it: \(b.description)")
         }
     }
 

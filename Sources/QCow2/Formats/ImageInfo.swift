@@ -55,6 +55,8 @@ public struct ImageInfo: Sendable, Equatable {
         case invalid(FormatError)
         /// A qcow2 snapshot table that QEMU would refuse to open.
         case snapshots(QCow2Snapshot.Error)
+        /// A qcow2 bitmap directory or bitmap table that QEMU would refuse to open.
+        case bitmaps(QCow2Bitmap.Error)
 
         public var description: String {
             switch self {
@@ -62,6 +64,7 @@ public struct ImageInfo: Sendable, Equatable {
             case .header(let e): return e.description
             case .invalid(let e): return e.description
             case .snapshots(let e): return e.description
+            case .bitmaps(let e): return e.description
             }
         }
     }
@@ -106,6 +109,7 @@ public struct ImageInfo: Sendable, Equatable {
         }
         if probe.format == .qcow2 {
             var snapshotError: QCow2Snapshot.Error?
+            var bitmapError: QCow2Bitmap.Error?
             do throws(QCow2Header.Error) {
                 let header = try QCow2Header.parse(prefix, path: file.path) { (offset, count) throws(QCow2Header.Error) in
                     do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
@@ -119,6 +123,11 @@ public struct ImageInfo: Sendable, Equatable {
                         snapshotError = error
                     }
                 }
+                // Then it loads the persistent bitmaps (`qcow2_load_dirty_bitmaps`) and refuses the image when the
+                // directory or a table fails; only a bitmaps extension QEMU honours is read.
+                if snapshotError == nil {
+                    do throws(QCow2Bitmap.Error) { _ = try header.readBitmaps(from: file) } catch { bitmapError = error }
+                }
                 // QEMU reads the LUKS header only inside the extension's extent (`qcow2_crypto_hdr_read_func`).
                 if header.encryptionName == "luks", let c = header.cryptoHeader, c.length >= UInt64(LUKSHeader.size),
                    let bytes = try? file.read(at: c.offset, count: LUKSHeader.size), case .success(let l) = LUKSHeader.parse(bytes) {
@@ -128,6 +137,7 @@ public struct ImageInfo: Sendable, Equatable {
                 throw .header(error)
             }
             if let snapshotError { throw .snapshots(snapshotError) }
+            if let bitmapError { throw .bitmaps(bitmapError) }
         }
         return info
     }

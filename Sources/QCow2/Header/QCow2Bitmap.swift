@@ -23,6 +23,9 @@ public struct QCow2Bitmap: Sendable, Equatable {
     static let maxPhysicalSize: UInt64 = 0x2000_0000
     static let granularityBitsRange: ClosedRange<UInt8> = 9...31
     static let maxNameSize: UInt16 = 1023
+    /// QEMU's `BDRV_MAX_LENGTH` (INT64_MAX rounded down to 1 GiB): `bdrv_pread` fails with EIO for a request that
+    /// ends beyond it, even though a read merely past the end of the file returns zeros.
+    public static let maxRequestEnd: UInt64 = 0x7FFF_FFFF_C000_0000
     /// `BME_FLAG_IN_USE`: the data was not saved; QEMU does not read the table.
     public static let inUse: UInt32 = 1
 

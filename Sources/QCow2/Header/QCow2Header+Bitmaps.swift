@@ -3,7 +3,7 @@ extension QCow2Header {
     /// fields (`qcow2_read_extensions`), every directory entry (`bitmap_list_load`, `check_dir_entry`), and for each
     /// bitmap not marked in use its table's size and entries (`load_bitmap`). An extension without the autoclear
     /// "bitmaps" bit is ignored, as QEMU ignores it. Reads are bounded: the directory by QEMU's 64 MiB limit, a table
-    /// by the size the virtual disk needs (checked before it is read).
+    /// by QEMU's 512 MiB data limit (checked before it is read: at most 2^20 entries, 8 MiB).
     public func readBitmaps(from file: ImageFile) throws(QCow2Bitmap.Error) -> [QCow2Bitmap] {
         guard let ext = bitmaps, autoclearFeatures & 1 != 0 else { return [] }
         let path = file.path
@@ -25,11 +25,15 @@ extension QCow2Header {
         if dirOffset % clusterSize != 0 { throw bad(0, "bitmap_directory_offset", dirOffset, "not cluster aligned") }
         if dirSize > QCow2Bitmap.maxDirectorySize { throw bad(0, "bitmap_directory_size", dirSize, "more than QEMU's \(QCow2Bitmap.maxDirectorySize) bytes") }
         if dirSize == 0 { throw bad(0, "bitmap_directory_size", 0, "the directory size is zero") }
-        guard dirOffset <= UInt64(Int64.max) - dirSize else { throw bad(0, "bitmap_directory_offset", dirOffset, "beyond what QEMU addresses") }
+        guard dirOffset <= QCow2Bitmap.maxRequestEnd - dirSize else {
+            throw bad(0, "bitmap_directory_offset", dirOffset, "the directory ends beyond QEMU's \(QCow2Bitmap.maxRequestEnd)-byte limit (\"Failed to read bitmap directory: Input/output error\")")
+        }
         let dir = ByteWindow(try read(dirOffset, Int(dirSize)))
         // QEMU's length of the disk: whole sectors (bs->total_sectors × 512).
         let length = size / 512 * 512
         var bitmaps: [QCow2Bitmap] = []
+        // Each name as QEMU compares it: the bytes before the first NUL (`g_strndup`, then `strcmp`).
+        var rawNames: [[UInt8]] = []
         var e = 0
         let end = Int(dirSize)
         // Each entry is at least 24 bytes, so the walk ends after at most 64 MiB / 24 steps, and the count check
@@ -44,7 +48,8 @@ extension QCow2Header {
             let entrySize = (24 + UInt64(nameSize) + UInt64(extra) + 7) & ~7
             guard UInt64(e) + entrySize <= UInt64(end) else { throw bad(at, "bitmap entry size", entrySize, "the entry runs past the directory (\"Broken bitmap directory\")") }
             if extra != 0 { throw bad(at, "bitmap extra_data_size", UInt64(extra), "bitmap extra data is not supported") }
-            let name = decodeText((dir.slice(e + 24, Int(nameSize)) ?? []).prefix { $0 != 0 })
+            let rawName = Array((dir.slice(e + 24, Int(nameSize)) ?? []).prefix { $0 != 0 })
+            let name = decodeText(rawName)
             func entryBad(_ field: String, _ value: UInt64, _ why: String) -> QCow2Bitmap.Error {
                 bad(at, "bitmap \(bitmaps.count) \(field)", value, "\(why) (\"Bitmap '\(name)' doesn't satisfy the constraints\")")
             }
@@ -61,20 +66,38 @@ extension QCow2Header {
             if flags & QCow2Bitmap.inUse == 0 && length > (physical * 8) << UInt64(granularity) {
                 throw entryBad("bitmap_table_size", UInt64(tableSize), "too small for the virtual size")
             }
+            rawNames.append(rawName)
             bitmaps.append(QCow2Bitmap(name: name, tableOffset: tableOffset, tableSize: tableSize, flags: flags, granularityBits: granularity, entryOffset: at))
             e += Int(entrySize)
         }
         if bitmaps.count != Int(ext.count) {
             throw bad(dirOffset, "nb_bitmaps", UInt64(ext.count), "fewer bitmaps in the directory (\(bitmaps.count)) than the header extension says")
         }
-        // QEMU loads every bitmap not marked in use: its table must have the size the virtual disk needs, and every
-        // entry must be valid (`bitmap_table_load`, `load_bitmap_data`).
-        for (i, bm) in bitmaps.enumerated() where bm.flags & QCow2Bitmap.inUse == 0 {
+        // QEMU creates one dirty bitmap per entry, in order (`qcow2_load_dirty_bitmaps`): a name already created
+        // fails the open ("Bitmap already exists"), except that an entry marked in use is then skipped. The set
+        // holds at most nb_bitmaps names of at most 1023 bytes.
+        var created = Set<[UInt8]>()
+        for (i, bm) in bitmaps.enumerated() {
+            if created.contains(rawNames[i]) {
+                if bm.flags & QCow2Bitmap.inUse != 0 { continue }
+                throw bad(bm.entryOffset, "bitmap \(i) name", UInt64(rawNames[i].count), "another bitmap already has the name '\(bm.name)' (\"Bitmap already exists\")")
+            }
+            created.insert(rawNames[i])
+            if bm.flags & QCow2Bitmap.inUse != 0 { continue }
+            // Then it loads each bitmap not marked in use: its table is read and every entry checked
+            // (`bitmap_table_load`), then the table must have the size the virtual disk needs (`load_bitmap_data`).
+            // The size is checked first here (either failure refuses the image) so that no table is read beyond
+            // what the virtual size needs.
             let needed = length == 0 ? 0 : (((((length - 1) >> UInt64(bm.granularityBits)) >> 6) + 1) * 8 + clusterSize - 1) / clusterSize
             guard needed == UInt64(bm.tableSize) else {
                 throw bad(bm.entryOffset, "bitmap \(i) bitmap_table_size", UInt64(bm.tableSize), "the virtual size needs \(needed) entries (\"Could not read bitmap '\(bm.name)' from image\")")
             }
-            let table = ByteWindow(try read(bm.tableOffset, Int(bm.tableSize) * 8))
+            // tableSize ≤ 2^27 here, so the table is at most 1 GiB and the subtraction cannot wrap.
+            let tableBytes = UInt64(bm.tableSize) * 8
+            guard bm.tableOffset <= QCow2Bitmap.maxRequestEnd - tableBytes else {
+                throw bad(bm.entryOffset, "bitmap \(i) bitmap_table_offset", bm.tableOffset, "the table ends beyond QEMU's \(QCow2Bitmap.maxRequestEnd)-byte limit (\"Could not read bitmap_table table from image for bitmap '\(bm.name)': Input/output error\")")
+            }
+            let table = ByteWindow(try read(bm.tableOffset, Int(tableBytes)))
             for k in 0..<Int(bm.tableSize) {
                 let entry = table.u64BE(k * 8) ?? 0
                 let offset = entry & 0x00FF_FFFF_FFFF_FE00

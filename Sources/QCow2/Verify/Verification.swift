@@ -143,7 +143,11 @@ public struct Verification: Sendable {
         if let b = h.bitmaps {
             let (end, o) = b.directoryOffset.addingReportingOverflow(b.directorySize)
             if o || end > size { add("bitmaps", true, "the bitmap directory lies outside the file") }
-            do throws(QCow2Bitmap.Error) { _ = try h.readBitmaps(from: file) } catch { add("bitmaps: \(error.field)", true, error.description) }
+            do throws(QCow2Bitmap.Error) {
+                verifyBitmapTables(h, try h.readBitmaps(from: file), path: file.path, size: size, &v)
+            } catch {
+                add("bitmaps: \(error.field)", true, error.description)
+            }
         }
         if h.cryptMethod != 0 { add("encryption", false, "encrypted (\(h.encryptionName ?? "?")); qemu-img needs the key to read it") }
         if !h.unknownExtensions.isEmpty { add("extensions", false, "unknown header extensions: \(h.unknownExtensions.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))") }
