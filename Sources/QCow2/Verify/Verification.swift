@@ -135,8 +135,14 @@ public struct Verification: Sendable {
         if h.isCorrupt { add("corrupt bit", true, "QEMU marked this image corrupt") }
         if h.isDirty { add("dirty bit", false, "not closed cleanly (lazy refcounts); qemu-img check repairs it") }
         let size = file.stat.size
-        if h.l1TableOffset + UInt64(h.l1Size) * 8 > size { add("l1 table", true, "the L1 table (offset \(h.l1TableOffset), \(h.l1Size) entries) lies outside the file (\(size) bytes)") }
-        if h.refcountTableOffset + UInt64(h.refcountTableClusters) * h.clusterSize > size {
+        // Header fields are hostile: an end that overflows lies outside any file.
+        func end(_ offset: UInt64, _ count: UInt64, _ unit: UInt64) -> UInt64 {
+            let (bytes, o1) = count.multipliedReportingOverflow(by: unit)
+            let (e, o2) = offset.addingReportingOverflow(bytes)
+            return o1 || o2 ? .max : e
+        }
+        if end(h.l1TableOffset, UInt64(h.l1Size), 8) > size { add("l1 table", true, "the L1 table (offset \(h.l1TableOffset), \(h.l1Size) entries) lies outside the file (\(size) bytes)") }
+        if end(h.refcountTableOffset, UInt64(h.refcountTableClusters), h.clusterSize) > size {
             add("refcount table", true, "the refcount table (offset \(h.refcountTableOffset)) lies outside the file (\(size) bytes)")
         }
         verifySnapshots(h, file, size: size, &v)
