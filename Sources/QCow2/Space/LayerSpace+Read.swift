@@ -24,10 +24,12 @@ extension LayerSpace {
         }
     }
 
-    /// A raw file: data extents and holes as `lseek` reports them; the whole file is one data run where the file
-    /// system cannot tell (a block device, an old file system).
+    /// A raw file: data extents and holes as `lseek` reports them (past the file's end, zeros up to the virtual
+    /// size); the whole file is one data run where the file system cannot tell (a block device, an old file system).
     static func raw(_ file: ImageFile, info: ImageInfo) -> LayerSpace {
-        let size = file.stat.kind == .blockDevice ? (info.virtualSize ?? file.stat.size) : file.stat.size
+        // QEMU counts a raw file in whole 512-byte sectors (a 1000-byte file is a 1024-byte disk, its tail reading
+        // zeros): ImageInfo's virtual size says so; the file's own size only when it has none.
+        let size = info.virtualSize ?? file.stat.size
         var builder = RunBuilder()
         let fd = file.rawDescriptor
         var at: UInt64 = 0
