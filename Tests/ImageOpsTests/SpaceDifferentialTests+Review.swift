@@ -24,6 +24,23 @@ extension SpaceDifferentialTests {
         #expect(ledger.map.last.map { $0.start + $0.length } == 1024)
     }
 
+    /// A VDI's unallocated blocks are present and read as zeros in qemu-img map (dynamic, with and without data);
+    /// a static one maps every block to the file.
+    @Test(arguments: ["empty", "data"])
+    func vdiAllocated(kind: String) throws {
+        let name = "\(kind).vdi"
+        if kind.hasPrefix("static") {
+            try img("create", "-q", "-f", "vdi", "-o", "static=on", name, "64M")
+        } else {
+            try img("create", "-q", "-f", "vdi", name, "64M")
+        }
+        if kind.hasSuffix("data") { try io(name, "write -P 1 512k 3200k", format: "vdi") }
+        let ledger = try agree(name, flatten: kind == "empty")
+        let layer = try #require(ledger.layers.first)
+        #expect(layer.allocated == 64 << 20)
+        #expect(layer.zero == (kind == "data" ? (64 << 20) - (4 << 20) : kind == "empty" ? 64 << 20 : 0))
+    }
+
     /// `unused` counts the bytes of clusters with refcount 0; a cluster in use that the file ends inside (a bitmap
     /// directory written last) is not unused, whatever of it lies past the end.
     @Test func unusedWithTailClusterInUse() throws {

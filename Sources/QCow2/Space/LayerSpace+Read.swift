@@ -61,10 +61,10 @@ extension LayerSpace {
         let size = layer.size
         // As QEMU 7.2's block status reports them: qcow, QED and VMDK read unmapped ranges from the backing file and
         // report their zero clusters and grains; Parallels can have a backing file but has no zero clusters; VHD
-        // reports an unallocated block as zeros it holds; VDI as nothing. Bochs, cloop, DMG and VHDX have no block
+        // and VDI report an unallocated block as zeros they hold (qemu-img map: present, zero). Bochs, cloop, DMG and VHDX have no block
         // status in QEMU: the whole disk is data there.
         let backs = [.qcow, .qed, .vmdk, .parallels].contains(info.format)
-        let zeroHeld = [.qcow, .qed, .vmdk, .vpc].contains(info.format)
+        let zeroHeld = [.qcow, .qed, .vmdk, .vpc, .vdi].contains(info.format)
         let allData = [.bochs, .cloop, .dmg, .vhdx].contains(info.format)
         var builder = RunBuilder()
         var hostData: UInt64 = 0
