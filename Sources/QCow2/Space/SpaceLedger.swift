@@ -79,6 +79,18 @@ public struct SpaceLedger: Sendable, Equatable {
         for info in chain.layers { layers.append(try LayerSpace.read(info)) }
         var ledger = compute(image: path, layers)
         ledger.healthy = chain.isHealthy
+        // qemu-img convert reads what the map calls data and writes no cluster for what reads as zeros (zeros
+        // written into a VDI or VHD block, a VHDX that QEMU maps as all data): the flatten reads it too. A read
+        // that fails counts the cluster as data (the upper bound the map gives).
+        if let disk = try? GuestDisk.open(path) {
+            let size = disk.size
+            ledger.flattenFileSize = flattenSize(ledger.map, virtualSize: ledger.virtualSize) { c in
+                let (start, o) = c.multipliedReportingOverflow(by: 65536)
+                guard !o, start < size else { return false }
+                guard let bytes = try? disk.read(at: start, count: Int(min(65536, size - start))) else { return false }
+                return !bytes.contains { $0 != 0 }
+            }
+        }
         return ledger
     }
 
