@@ -66,6 +66,9 @@ extension LayerSpace {
         let backs = [.qcow, .qed, .vmdk, .parallels].contains(info.format)
         let zeroHeld = [.qcow, .qed, .vmdk, .vpc, .vdi].contains(info.format)
         let allData = [.bochs, .cloop, .dmg, .vhdx].contains(info.format)
+        // QEMU asks the file under a VDI whether a block's bytes are a hole (a static image is created sparse): data
+        // that reads as zeros there, as for qcow2 preallocated metadata.
+        let holes = info.format == .vdi && layer.file.stat.kind == .regular ? fileDataExtents(layer.file) : []
         var builder = RunBuilder()
         var hostData: UInt64 = 0
         var at: UInt64 = 0, lookups: UInt64 = 0
@@ -78,6 +81,8 @@ extension LayerSpace {
             do { (extent, run) = try layer.map(at) } catch { throw .read(error) }
             let n = min(max(run, 1), size - at)
             switch extent {
+            case .host(_, let offset) where !holes.isEmpty:
+                splitByHoles(&builder, guest: at, length: n, host: offset, extents: holes); hostData += n
             case .host: builder.add(at, n, .data); hostData += n
             case .buffer: builder.add(at, n, .compressed); hostData += n
             case .zero: if zeroHeld { builder.add(at, n, .zero) }
@@ -91,5 +96,46 @@ extension LayerSpace {
         return LayerSpace(filename: info.filename, format: info.format, virtualSize: size, fileSize: fileSize, runs: builder.runs,
                           supportsBacking: backs, hostData: held, metadata: fileSize - held, snapshots: 0, unused: 0,
                           clusterSize: info.clusterSize ?? 0)
+    }
+
+    /// The file's data extents (start, end), sorted, from `SEEK_DATA`/`SEEK_HOLE`; one over the whole file when the
+    /// file system cannot tell.
+    static func fileDataExtents(_ file: ImageFile) -> [(UInt64, UInt64)] {
+        let size = file.stat.size, fd = file.rawDescriptor
+        var out: [(UInt64, UInt64)] = []
+        var at: UInt64 = 0
+        while at < size {
+            let d = lseek(fd, off_t(at), 3)  // SEEK_DATA
+            if d < 0 { if errno == ENXIO { break }; return [(0, size)] }
+            let h = lseek(fd, off_t(d), 4)  // SEEK_HOLE
+            if h < 0 { return [(0, size)] }
+            let end = min(max(UInt64(h), UInt64(d) + 1), size)
+            out.append((UInt64(d), end))
+            at = end
+        }
+        return out
+    }
+
+    /// Adds `length` guest bytes at `guest`, held at `host`: data where the file has data, `.preallocated` (data
+    /// that reads as zeros) over its holes and past its end.
+    static func splitByHoles(_ builder: inout RunBuilder, guest: UInt64, length: UInt64, host: UInt64, extents: [(UInt64, UInt64)]) {
+        let (hostEnd, o) = host.addingReportingOverflow(length)
+        guard !o else { builder.add(guest, length, .data); return }
+        // The first extent ending after `host`.
+        var lo = 0, hi = extents.count
+        while lo < hi { let mid = (lo + hi) / 2; if extents[mid].1 <= host { lo = mid + 1 } else { hi = mid } }
+        var at = host
+        while at < hostEnd {
+            if lo < extents.count, extents[lo].0 <= at {
+                let end = min(extents[lo].1, hostEnd)
+                builder.add(guest + (at - host), end - at, .data)
+                at = end
+                lo += 1
+            } else {
+                let end = lo < extents.count ? min(extents[lo].0, hostEnd) : hostEnd
+                builder.add(guest + (at - host), end - at, .preallocated)
+                at = end
+            }
+        }
     }
 }
