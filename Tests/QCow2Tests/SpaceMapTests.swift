@@ -68,10 +68,13 @@ struct SpaceMapTests {
         #expect(held.snapshots.map(\.name) == ["s1", "s2"])
         let s1 = try #require(held.snapshots.first)
         #expect(s1.alone >= 2 << 20)  // the 2 MiB overwritten since
-        #expect(held.bitmaps >= 3 * 65536)  // directory, table, one data cluster
+        #expect(held.bitmaps > 2 * 65536)  // table, one data cluster, the directory (its bytes in the file: it may end it)
         try QemuImg.run(["snapshot", "-d", "s1", p])
         let after = try #require(try SpaceLedger.read(p).layers.first)
-        #expect(after.unused + after.fileSize - before.fileSize - before.unused == s1.alone)
+        // Reopening the image stores the bitmaps again: their directory moves (out of the file's 32-byte tail cluster
+        // into a whole free one), which takes what the bitmaps grew by.
+        let moved = Int64(after.held?.bitmaps ?? 0) - Int64(held.bitmaps)
+        #expect(Int64(after.unused + after.fileSize) - Int64(before.fileSize + before.unused) == Int64(s1.alone) - moved)
     }
 
     /// 65,535 snapshots that all point at one snapshot's tables: the walk stops at its budget with an error naming

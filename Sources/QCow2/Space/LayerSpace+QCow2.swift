@@ -49,7 +49,7 @@ struct QCow2SpaceReader {
         let external = header.hasExternalDataFile
         // QEMU's qcow2_detect_metadata_preallocation: when the refcounts claim clearly more clusters than the file
         // has allocated, data clusters are looked up in the file too, and its holes read as zeros.
-        let (refcounted, refBlocks) = try refcounts()
+        let (refcounted, refBlocks, pastEnd) = try refcounts()
         let real = file.stat.allocated / cs
         let preallocated = !external && file.stat.kind == .regular && refcounted >= max(real * 10 / 9, real + 2)
         let extents = preallocated ? dataExtents() : []
@@ -174,7 +174,9 @@ struct QCow2SpaceReader {
         var others = used > metadata + hostData ? used - metadata - hostData : 0
         // Without snapshots or bitmaps what is left is the format's other tables (snapshot table, extensions).
         if header.snapshotCount == 0 && header.bitmaps == nil { metadata += others; others = 0 }
-        let inFile = min(used, fileSize)
+        // What the file holds of the clusters in use: a cluster the file ends inside (a bitmap directory of 32 bytes
+        // written last) is in use with only its bytes in the file, so the rest is not "unused".
+        let inFile = min(used > pastEnd ? used - pastEnd : 0, fileSize)
         var space = LayerSpace(filename: filename, format: .qcow2, virtualSize: size, fileSize: fileSize, runs: builder.runs,
                                supportsBacking: true, hostData: hostData, metadata: metadata, snapshots: others,
                                unused: fileSize - inFile, clusterSize: cs)
@@ -203,9 +205,9 @@ struct QCow2SpaceReader {
         return out
     }
 
-    /// Clusters with a nonzero refcount, and how many refcount blocks there are. The table is at most 8 MiB (checked
-    /// at open); each block is one cluster, read once.
-    func refcounts() throws(LayerSpace.Error) -> (UInt64, UInt64) {
+    /// Clusters with a nonzero refcount, how many refcount blocks there are, and the bytes of those clusters past the
+    /// end of the file. The table is at most 8 MiB (checked at open); each block is one cluster, read once.
+    func refcounts() throws(LayerSpace.Error) -> (UInt64, UInt64, UInt64) {
         let cs = header.clusterSize
         let bits = header.refcountBits
         let tableBytes = UInt64(header.refcountTableClusters) * cs
@@ -213,7 +215,9 @@ struct QCow2SpaceReader {
         guard inside(header.refcountTableOffset, tableBytes) || isBlockDevice else {
             throw corrupt("refcount table", header.refcountTableOffset, "\(tableBytes) bytes run past the end of the file (\(fileSize) bytes)")
         }
-        var count: UInt64 = 0, blocks: UInt64 = 0
+        var count: UInt64 = 0, blocks: UInt64 = 0, pastEnd: UInt64 = 0
+        let perBlock = cs * 8 / bits
+        let firstPartial = fileSize / cs  // the first cluster not wholly inside the file
         var seen: Set<UInt64> = []
         var i: UInt64 = 0
         while i < tableBytes {
@@ -229,10 +233,29 @@ struct QCow2SpaceReader {
                 blocks += 1
                 let b = try read(block, cs)
                 count += Self.nonzero(b, bits: bits)
+                // Only the block covering the file's end (or blocks past it) can describe clusters outside the file.
+                let first = ((i + UInt64(k)) / 8).multipliedReportingOverflow(by: perBlock)
+                guard !first.overflow, first.partialValue + perBlock > firstPartial else { continue }
+                for j in 0..<perBlock where Self.referenced(b, bits: bits, entry: Int(j)) {
+                    let c = first.partialValue + j
+                    if c > firstPartial { pastEnd += cs } else if c == firstPartial { pastEnd += cs - fileSize % cs }
+                }
             }
             i += n
         }
-        return (count, blocks)
+        return (count, blocks, pastEnd)
+    }
+
+    /// True when refcount `entry` (of `bits` bits, sub-byte ones from the low bits up as QEMU packs them) is nonzero.
+    static func referenced(_ block: [UInt8], bits: UInt64, entry: Int) -> Bool {
+        if bits >= 8 {
+            let bytes = Int(bits / 8)
+            guard (entry + 1) * bytes <= block.count else { return false }
+            return block[(entry * bytes)..<((entry + 1) * bytes)].contains { $0 != 0 }
+        }
+        let per = 8 / Int(bits)
+        guard entry / per < block.count else { return false }
+        return (block[entry / per] >> UInt8((entry % per) * Int(bits))) & UInt8((1 << Int(bits)) - 1) != 0
     }
 
     /// How many refcounts of `bits` bits in `block` are nonzero.

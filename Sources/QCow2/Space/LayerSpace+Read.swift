@@ -24,10 +24,12 @@ extension LayerSpace {
         }
     }
 
-    /// A raw file: data extents and holes as `lseek` reports them; the whole file is one data run where the file
-    /// system cannot tell (a block device, an old file system).
+    /// A raw file: data extents and holes as `lseek` reports them (past the file's end, zeros up to the virtual
+    /// size); the whole file is one data run where the file system cannot tell (a block device, an old file system).
     static func raw(_ file: ImageFile, info: ImageInfo) -> LayerSpace {
-        let size = file.stat.kind == .blockDevice ? (info.virtualSize ?? file.stat.size) : file.stat.size
+        // QEMU counts a raw file in whole 512-byte sectors (a 1000-byte file is a 1024-byte disk, its tail reading
+        // zeros): ImageInfo's virtual size says so; the file's own size only when it has none.
+        let size = info.virtualSize ?? file.stat.size
         var builder = RunBuilder()
         let fd = file.rawDescriptor
         var at: UInt64 = 0
@@ -59,11 +61,14 @@ extension LayerSpace {
         let size = layer.size
         // As QEMU 7.2's block status reports them: qcow, QED and VMDK read unmapped ranges from the backing file and
         // report their zero clusters and grains; Parallels can have a backing file but has no zero clusters; VHD
-        // reports an unallocated block as zeros it holds; VDI as nothing. Bochs, cloop, DMG and VHDX have no block
+        // and VDI report an unallocated block as zeros they hold (qemu-img map: present, zero). Bochs, cloop, DMG and VHDX have no block
         // status in QEMU: the whole disk is data there.
         let backs = [.qcow, .qed, .vmdk, .parallels].contains(info.format)
-        let zeroHeld = [.qcow, .qed, .vmdk, .vpc].contains(info.format)
+        let zeroHeld = [.qcow, .qed, .vmdk, .vpc, .vdi].contains(info.format)
         let allData = [.bochs, .cloop, .dmg, .vhdx].contains(info.format)
+        // QEMU asks the file under a VDI whether a block's bytes are a hole (a static image is created sparse): data
+        // that reads as zeros there, as for qcow2 preallocated metadata.
+        let holes = info.format == .vdi && layer.file.stat.kind == .regular ? fileDataExtents(layer.file) : []
         var builder = RunBuilder()
         var hostData: UInt64 = 0
         var at: UInt64 = 0, lookups: UInt64 = 0
@@ -76,6 +81,8 @@ extension LayerSpace {
             do { (extent, run) = try layer.map(at) } catch { throw .read(error) }
             let n = min(max(run, 1), size - at)
             switch extent {
+            case .host(_, let offset) where !holes.isEmpty:
+                splitByHoles(&builder, guest: at, length: n, host: offset, extents: holes); hostData += n
             case .host: builder.add(at, n, .data); hostData += n
             case .buffer: builder.add(at, n, .compressed); hostData += n
             case .zero: if zeroHeld { builder.add(at, n, .zero) }
@@ -89,5 +96,46 @@ extension LayerSpace {
         return LayerSpace(filename: info.filename, format: info.format, virtualSize: size, fileSize: fileSize, runs: builder.runs,
                           supportsBacking: backs, hostData: held, metadata: fileSize - held, snapshots: 0, unused: 0,
                           clusterSize: info.clusterSize ?? 0)
+    }
+
+    /// The file's data extents (start, end), sorted, from `SEEK_DATA`/`SEEK_HOLE`; one over the whole file when the
+    /// file system cannot tell.
+    static func fileDataExtents(_ file: ImageFile) -> [(UInt64, UInt64)] {
+        let size = file.stat.size, fd = file.rawDescriptor
+        var out: [(UInt64, UInt64)] = []
+        var at: UInt64 = 0
+        while at < size {
+            let d = lseek(fd, off_t(at), 3)  // SEEK_DATA
+            if d < 0 { if errno == ENXIO { break }; return [(0, size)] }
+            let h = lseek(fd, off_t(d), 4)  // SEEK_HOLE
+            if h < 0 { return [(0, size)] }
+            let end = min(max(UInt64(h), UInt64(d) + 1), size)
+            out.append((UInt64(d), end))
+            at = end
+        }
+        return out
+    }
+
+    /// Adds `length` guest bytes at `guest`, held at `host`: data where the file has data, `.preallocated` (data
+    /// that reads as zeros) over its holes and past its end.
+    static func splitByHoles(_ builder: inout RunBuilder, guest: UInt64, length: UInt64, host: UInt64, extents: [(UInt64, UInt64)]) {
+        let (hostEnd, o) = host.addingReportingOverflow(length)
+        guard !o else { builder.add(guest, length, .data); return }
+        // The first extent ending after `host`.
+        var lo = 0, hi = extents.count
+        while lo < hi { let mid = (lo + hi) / 2; if extents[mid].1 <= host { lo = mid + 1 } else { hi = mid } }
+        var at = host
+        while at < hostEnd {
+            if lo < extents.count, extents[lo].0 <= at {
+                let end = min(extents[lo].1, hostEnd)
+                builder.add(guest + (at - host), end - at, .data)
+                at = end
+                lo += 1
+            } else {
+                let end = lo < extents.count ? min(extents[lo].0, hostEnd) : hostEnd
+                builder.add(guest + (at - host), end - at, .preallocated)
+                at = end
+            }
+        }
     }
 }

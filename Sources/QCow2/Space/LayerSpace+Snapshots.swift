@@ -57,7 +57,9 @@ extension QCow2SpaceReader {
                     throw corrupt(table, l1Offset, "snapshot L1 table of \(l1Size) entries is misplaced or too large")
                 }
                 var alone: UInt64 = 0
-                if try refs.count(l1Offset) == 1 { alone += (l1Size * 8 + cs - 1) / cs * cs }
+                // Only the bytes in the file: an L1 table written last sits in a cluster the file ends inside, and
+                // deleting the snapshot frees no more than those (inside() checked l1Offset ≤ fileSize).
+                if try refs.count(l1Offset) == 1 { alone += min((l1Size * 8 + cs - 1) / cs * cs, fileSize - l1Offset) }
                 var i: UInt64 = 0
                 while i < l1Size {
                     let n = min(Self.chunk / 8, l1Size - i)
@@ -91,7 +93,7 @@ extension QCow2SpaceReader {
             guard b.directorySize <= 64 << 20, inside(b.directoryOffset, b.directorySize) else {
                 throw corrupt("bitmap directory", b.directoryOffset, "\(b.directorySize) bytes misplaced or too large")
             }
-            out.bitmaps += (b.directorySize + cs - 1) / cs * cs
+            out.bitmaps += min((b.directorySize + cs - 1) / cs * cs, fileSize - b.directoryOffset)  // in the file only
             let dir = ByteWindow(try read(b.directoryOffset, b.directorySize))
             var at = 0
             for index in 0..<Int(b.count) {

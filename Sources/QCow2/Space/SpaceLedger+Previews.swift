@@ -4,7 +4,8 @@
 /// none), copies granules holding data and writes zeros (no data cluster in a qcow2 v3 target) for granules that
 /// read as zeros and are whole target clusters; a qcow2 target takes new clusters from free space inside its file
 /// first. The flatten is a `qemu-img convert -O qcow2` with default options: header, refcount table and block,
-/// L1, then an L2 table for each 512 MiB that holds data and a cluster for each 64 KiB that does.
+/// L1, then an L2 table for each 512 MiB that holds data and a cluster for each 64 KiB that does (read, when the
+/// ledger is read from a path: convert leaves out a cluster that reads as zeros, whatever the map says).
 extension SpaceLedger {
     static func commitPreview(_ top: LayerSpace, into target: LayerSpace, index: Int) -> CommitPreview {
         let tcs = target.clusterSize
@@ -113,8 +114,9 @@ extension SpaceLedger {
     }
 
     /// The size of the qcow2 file `qemu-img convert -O qcow2` writes for the chain (64 KiB clusters, 16-bit
-    /// refcounts): data clusters where the chain reads data, zero ranges left out.
-    static func flattenSize(_ map: [MapEntry], virtualSize: UInt64) -> UInt64 {
+    /// refcounts): data clusters where the chain reads data, zero ranges left out. `readsZero(cluster)`, when given,
+    /// reads a 64 KiB cluster the map calls data: convert finds the zeros in what it reads and writes no cluster for them.
+    static func flattenSize(_ map: [MapEntry], virtualSize: UInt64, readsZero: (UInt64) -> Bool = { _ in false }) -> UInt64 {
         let cs: UInt64 = 65536, l2Entries: UInt64 = 8192
         var data: UInt64 = 0, tables: UInt64 = 0
         var lastCluster = UInt64.max, lastTable = UInt64.max
@@ -123,11 +125,11 @@ extension SpaceLedger {
             var c = e.start / cs
             let last = (e.start + e.length - 1) / cs
             while c <= last {
-                if c != lastCluster {
+                if c != lastCluster && !readsZero(c) {
                     data += 1
-                    lastCluster = c
                     if c / l2Entries != lastTable { tables += 1; lastTable = c / l2Entries }
                 }
+                lastCluster = c
                 c += 1
             }
         }

@@ -68,6 +68,9 @@ public struct SpaceLedger: Sendable, Equatable {
         public var frees: Int64
     }
 
+    /// Guest bytes the flatten preview reads to find clusters that read as zeros; past it, the map's upper bound.
+    public static let flattenReadBudget: UInt64 = 1 << 30
+
     /// The ledger of the chain below `path`. The chain must be whole: a broken link is an error.
     public static func read(_ path: String) throws(LayerSpace.Error) -> SpaceLedger {
         let chain: BackingChain
@@ -79,6 +82,21 @@ public struct SpaceLedger: Sendable, Equatable {
         for info in chain.layers { layers.append(try LayerSpace.read(info)) }
         var ledger = compute(image: path, layers)
         ledger.healthy = chain.isHealthy
+        // qemu-img convert reads what the map calls data and writes no cluster for what reads as zeros (zeros
+        // written into a VDI or VHD block, a VHDX that QEMU maps as all data): the flatten reads it too. A read
+        // that fails counts the cluster as data (the upper bound the map gives), and so does every cluster past
+        // `flattenReadBudget` bytes read: `space` stays a metadata-speed command on a large disk.
+        if let disk = try? GuestDisk.open(path) {
+            let size = disk.size
+            var budget = flattenReadBudget
+            ledger.flattenFileSize = flattenSize(ledger.map, virtualSize: ledger.virtualSize) { c in
+                let (start, o) = c.multipliedReportingOverflow(by: 65536)
+                guard !o, start < size, budget >= 65536 else { return false }
+                budget -= 65536
+                guard let bytes = try? disk.read(at: start, count: Int(min(65536, size - start))) else { return false }
+                return !bytes.contains { $0 != 0 }
+            }
+        }
         return ledger
     }
 
