@@ -30,7 +30,7 @@ public enum FolderSearch {
         while let (dir, depth) = stack.popLast() {
             if budget <= 0 { missed.append(Unsearched(path: dir, reason: "not searched: the limit of \(limit ?? 0) entries was reached")); continue }
             guard let handle = Sys.opendir(dir) else {
-                missed.append(Unsearched(path: dir, reason: "cannot be read (\(String(cString: strerror(errno))))"))
+                missed.append(Unsearched(path: dir, reason: "cannot be read (\(errnoText()))"))
                 continue
             }
             defer { closedir(handle) }
@@ -45,7 +45,7 @@ public enum FolderSearch {
                 errno = 0
                 guard let ent = readdir(handle) else {
                     // NULL with errno set: the listing broke off; the rest of the folder was not seen.
-                    if errno != 0 { missed.append(Unsearched(path: dir, reason: "could not be read to its end (\(String(cString: strerror(errno))))")) }
+                    if errno != 0 { missed.append(Unsearched(path: dir, reason: "could not be read to its end (\(errnoText()))")) }
                     break
                 }
                 let name = Directory.name(ent)
@@ -60,7 +60,7 @@ public enum FolderSearch {
                 if ent.pointee.d_type == UInt8(DT_UNKNOWN) {
                     var st = stat()
                     guard Sys.lstat(path, &st) == 0 else {
-                        missed.append(Unsearched(path: path, reason: "cannot be looked at (\(String(cString: strerror(errno))))"))
+                        missed.append(Unsearched(path: path, reason: "cannot be looked at (\(errnoText()))"))
                         continue
                     }
                     isDir = (st.st_mode & S_IFMT) == S_IFDIR
@@ -97,7 +97,7 @@ public enum FolderSearch {
         do throws(ImageInfo.Error) { return try ImageInfo.read(path) } catch {
             switch error {
             case .file(.unreadable(_, let e)) where e != ENXIO, .file(.io(_, _, let e)):
-                missed.append(.init(path: path, reason: "cannot be read (\(String(cString: strerror(e))))"))
+                missed.append(.init(path: path, reason: "cannot be read (\(errnoText(e)))"))
             default: break
             }
             return nil
