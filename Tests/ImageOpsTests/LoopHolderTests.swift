@@ -21,9 +21,13 @@ struct LoopHolderTests {
             let r = try runProgram("/bin/sh", ["-c", "echo 'start=2048, type=83' | sfdisk -q \(shellQuote(f.path("disk.raw")))"])
             #expect(r.status == 0, "\(r.stderr)")
             try f.qemu("create", "-q", "-f", "qcow2", "-b", "disk.raw", "-F", "raw", "vm.cow")
+            // An overlay whose base is gone: repointing it at disk.raw is what fix-backing would be asked.
+            try f.qemu("create", "-q", "-f", "raw", "gone.raw", "64M")
+            try f.qemu("create", "-q", "-f", "qcow2", "-b", "gone.raw", "-F", "raw", "stray.cow")
+            try FileManager.default.removeItem(atPath: f.path("gone.raw"))
             mnt = try f.root.mkdir("mnt")
         }
-        func digests() throws -> [String] { [try f.digest("disk.raw"), try f.digest("vm.cow")] }
+        func digests() throws -> [String] { [try f.digest("disk.raw"), try f.digest("vm.cow"), try f.digest("stray.cow")] }
     }
 
     static func requireLoopSupport() throws {
@@ -52,6 +56,10 @@ struct LoopHolderTests {
         #expect(overlay.status == 1, "\(overlay.stdout)\(overlay.stderr)")
         #expect(overlay.stderr.contains(device), "\(overlay.stderr)")
         #expect(!d.f.exists("new.cow"))
+        // Nor is an overlay repointed at it: its guest would read a disk that changes under it.
+        let fix = try d.f.imgtool(["fix-backing", "stray.cow", "--to", "disk.raw"])
+        #expect(fix.status == 1, "\(fix.stdout)\(fix.stderr)")
+        #expect(fix.stderr.contains(device), "\(fix.stderr)")
         #expect(try d.digests() == before)
     }
 

@@ -58,6 +58,9 @@ extension Operations {
             throw .refused(path: image, reason: "is \(info.format.rawValue); qemu-img can rewrite only qcow2 and QED backing links", hint: hint)
         }
         let (name, format) = try checkNewBacking(image: info, newBase: newBase, style: style, force: force, &plan)
+        // A base someone writes (a VM's disk, a mounted read-write loop device) would change under the overlay's
+        // guest, as for `overlay` and `rebase --onto`; `--unsafe`'s promise of the same data cannot hold for it.
+        try requireNotWritten(newBase, &plan)
         noteSnapshots(snapshotsAffected([info][...]), &plan)
         try requireNotHeld(file, &plan)
         let data = try holdDataFile(of: info, written: true, &plan)
