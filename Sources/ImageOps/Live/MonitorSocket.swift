@@ -156,6 +156,24 @@ final class MonitorSocket {
         return Array(chunk[..<n])
     }
 
+    /// The bytes that arrive next (the buffered ones first), or nil when none came by `deadline` (milliseconds on
+    /// `Clock`). A peer that closed throws `.closed`: unlike `readSome`, silence and an end are told apart.
+    func readAvailable(deadline: Int64) throws(Error) -> [UInt8]? {
+        if !buffer.isEmpty { defer { buffer = [] }; return buffer }
+        while true {
+            let left = deadline - Clock.now
+            guard left > 0, try wait(POLLIN, Int32(clamping: left)) else { return nil }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { throw .closed(address) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EINTR { continue }
+                throw .io(address, errnoText())
+            }
+            return Array(chunk[..<n])
+        }
+    }
+
     /// Puts bytes back in front of the buffer (after `readSome` read a greeting line plus more).
     func unread(_ bytes: [UInt8]) { buffer = bytes + buffer }
 }
