@@ -65,7 +65,12 @@ public final class HMPClient {
     /// holds the monitor: the connection is closed at once, so it never becomes that monitor's next client.
     public static func connect(_ address: MonitorAddress, greetingTimeoutMS: Int32 = 300) throws(Error) -> HMPClient {
         let s: MonitorSocket
-        do { s = try MonitorSocket.connect(address, timeoutMS: greetingTimeoutMS) } catch { throw map(error, "connect") }
+        do { s = try MonitorSocket.connect(address, timeoutMS: greetingTimeoutMS) } catch {
+            // A TCP listener whose accept queue is full (its client, and probes that closed but wait there until QEMU
+            // accepts them) drops the handshake: as busy as a unix listener answering EAGAIN.
+            if case .timedOut = error { throw .busy(address) }
+            throw map(error, "connect")
+        }
         let first: [UInt8]
         do { first = try s.readSome(timeoutMS: greetingTimeoutMS) } catch { s.close(); throw map(error, "banner") }
         guard !first.isEmpty else { s.close(); throw .busy(address) }

@@ -81,7 +81,9 @@ struct HMPLiveTests {
         let overlay = try imgtool("overlay", "top.qcow2", "snap.qcow2", "--live")
         #expect(overlay.status == 0, "\(overlay.stderr)")
         #expect(overlay.stdout.contains("switched disk d0") && overlay.stdout.contains("snapshot_blkdev"), "\(overlay.stdout)")
-        let snapInfo = try #require(try QemuImg.info(f("snap.qcow2")) as? [String: Any])
+        // -U: the running VM holds the write lock.
+        let snapText = try QemuImg.run(["info", "-U", "--output=json", f("snap.qcow2")])
+        let snapInfo = try #require(try JSONSerialization.jsonObject(with: Data(snapText.utf8)) as? [String: Any])
         #expect(snapInfo["backing-filename"] as? String == "top.qcow2", "the relative name qemu-img wrote is kept")
         try guestWrite(vm, expected, monitors, pattern: 0x5a, offset: 0)
 
