@@ -62,7 +62,7 @@ extension HMPSession {
     /// `rebase IMAGE --flatten --live` through HMP: `block_stream DEVICE` copies the backing chain's data into the
     /// disk's active layer (the only one HMP can stream into); progress from `info block-jobs`; SIGINT, SIGTERM or
     /// SIGHUP cancels the job (`block_job_cancel -f`), as on QMP.
-    public func flatten(_ image: String, dryRun: Bool = false, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
+    public func flatten(_ image: String, speed: UInt64? = nil, dryRun: Bool = false, progress: (LiveJob) -> Void) throws(LiveError) -> LiveOutcome {
         var out = LiveOutcome()
         let before = try view()
         let (device, i) = try before.locate(image, pid: process.pid)
@@ -71,7 +71,9 @@ extension HMPSession {
         }
         guard i == 0 else { throw cannot("stream into a layer below the top (layer \(i) of disk \(device.label))", image) }
         let dev = hmpDevice(device)
-        let command = "block_stream \(HMPClient.quoted(dev))"
+        // `block_stream device [speed [base]]`: the speed is a size whose unit defaults to MiB (HMP's `o` type), so
+        // it carries the suffix B.
+        let command = "block_stream \(HMPClient.quoted(dev))" + (speed.map { " \($0)B" } ?? "")
         if dryRun {
             out.steps = ["\(image) is the active layer of disk \(device.label) in QEMU PID \(process.pid), over \(device.layers.count - 1) backing layer(s)",
                          "then HMP: \(command) (the whole backing chain copied in)"]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Synchronization
 @testable import ImageOps
 import TestSupport
 
@@ -147,6 +148,56 @@ struct HMPLiveTests {
         vm.stop()
         try QemuImg.run(["check", f("snap.qcow2")])
         try expected.check(f("snap.qcow2"))
+    }
+
+    /// Ctrl-C during an HMP stream: imgtool has QEMU cancel the job (`block_job_cancel -f`) and exits 130; the disk
+    /// goes on running on the chain it had, no job is left, and the chain opens with qemu-img once the VM stops.
+    @Test func sigintDuringAnHMPStreamCancelsTheJob() throws {
+        try makeChain()
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        let connection = try LiveSession.connect(f("top.qcow2"), virsh: { $0 })
+        guard case .hmp(let session) = connection else { Issue.record("not served through HMP"); return }
+        var signalled = false
+        #expect {
+            // 64 KiB/s: the 2 MiB of backing data take half a minute; the interruption comes with the first report.
+            _ = try session.flatten(f("top.qcow2"), speed: 64 << 10) { _ in
+                guard !signalled else { return }
+                signalled = true
+                // Recorded as the guard's handler records a SIGINT (see LiveChangeTests: a raised one is shared).
+                ChildGuard.signalled.store(SIGINT, ordering: .sequentiallyConsistent)
+            }
+        } throws: { error in
+            guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
+            return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
+        }
+        #expect(signalled)
+        #expect(try session.jobs().isEmpty, "a job is left in QEMU")
+        #expect(try session.view().devices.first?.layers.count == 2)
+        session.close()
+        try vm.waitUntilIdle(monitors)
+        try guestWrite(vm, expected, monitors, pattern: 0x5a, offset: 2 << 20)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+        let layers = try #require(try QemuImg.info(f("top.qcow2"), chain: true) as? [[String: Any]])
+        #expect(layers.count == 2)
+        try expected.check(f("top.qcow2"))
+    }
+
+    @Test func qmpIsPreferredAndABusyQMPMonitorFallsThroughToHMP() throws {
+        try makeChain()
+        let vm = try TestVM(dir: dir.path, .drive(f("top.qcow2")))
+        defer { vm.stop() }
+        let both = try imgtool("chain", "top.qcow2", "--live", "--output", "json")
+        #expect(try json(both)["monitor-kind"] as? String == "qmp")
+        try vm.waitUntilIdle([.unix(vm.qmp), .unix(vm.hmp)])
+        let holder = try QMPClient.connect(.unix(vm.qmp))
+        defer { holder.close() }
+        let hmp = try imgtool("chain", "top.qcow2", "--live", "--output", "json")
+        #expect(hmp.status == 0, "\(hmp.stderr)")
+        #expect(try json(hmp)["monitor-kind"] as? String == "hmp")
+        #expect(try json(hmp)["monitor"] as? String == vm.hmp)
     }
 
     @Test func telnetAndUnixHumanMonitorsServeChainLive() throws {
