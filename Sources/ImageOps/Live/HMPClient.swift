@@ -97,16 +97,23 @@ public final class HMPClient {
     /// Ends the session.
     public func close() { socket.close() }
 
+    /// Why `command` cannot be typed at readline's prompt, or nil when it can (checked before anything is changed).
+    public static func untypeable(_ command: String) -> String? {
+        let bytes = command.pathBytes
+        if bytes.count > maxLine { return "longer than readline's \(maxLine) bytes" }
+        // readline acts on control bytes (tab completes, ESC starts a key sequence, 0x7F erases…): none may be typed.
+        if let bad = bytes.first(where: { $0 < 0x20 || $0 == 0x7F }) {
+            return "it holds the control byte 0x\(String(bad, radix: 16)), which readline would act on"
+        }
+        return nil
+    }
+
     /// Types `command` and returns its output lines (without line ends), up to the next prompt. `timeoutMS` overrides
     /// the exchange's deadline (a synchronous `commit` takes as long as the copy).
     public func run(_ command: String, timeoutMS: Int32? = nil) throws(Error) -> [String] {
         if let broken { throw broken }
         let bytes = command.pathBytes
-        guard bytes.count <= Self.maxLine else { throw .cannotType(address, command: command, why: "longer than readline's \(Self.maxLine) bytes") }
-        // readline acts on control bytes (tab completes, ESC starts a key sequence, 0x7F erases…): none may be typed.
-        if let bad = bytes.first(where: { $0 < 0x20 || $0 == 0x7F }) {
-            throw .cannotType(address, command: command, why: "it holds the control byte 0x\(String(bad, radix: 16)), which readline would act on")
-        }
+        if let why = Self.untypeable(command) { throw .cannotType(address, command: command, why: why) }
         var wire: [UInt8] = []
         for b in bytes { wire.append(b); if telnet && b == TelnetFilter.iac { wire.append(b) } }
         wire.append(0x0A)

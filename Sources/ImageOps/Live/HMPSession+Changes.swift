@@ -28,6 +28,9 @@ extension HMPSession {
         }
         let create = QemuImgCommand.create(image: QemuImgCommand.heldImage, format: "qcow2", size: size, backing: name, backingFormat: top.driver)
         let command = "snapshot_blkdev -n \(HMPClient.quoted(hmpDevice(device))) \(HMPClient.quoted(absTarget)) qcow2"
+        if let why = HMPClient.untypeable(command) {
+            throw .refused(path: target, reason: "its name cannot be typed at QEMU's human monitor: \(why)", hint: "choose another name")
+        }
         if dryRun {
             if Operations.exists(target) { throw .refused(path: target, reason: "already exists and imgtool does not overwrite", hint: "choose another name") }
             out.steps = ["\(base) is the active layer of disk \(device.label) in QEMU PID \(process.pid)",
@@ -116,8 +119,10 @@ extension HMPSession {
             }
             guard k == 1 else { throw cannot("commit past the backing file into a deeper layer", image) }
         }
+        // HMP's commit takes a drive's name (blk_by_name), which a `-blockdev` disk has not.
+        guard !device.device.isEmpty else { throw cannot("commit a disk that has no drive name (-blockdev)", image) }
         let target = device.layers[1]
-        let command = "commit \(HMPClient.quoted(hmpDevice(device)))"
+        let command = "commit \(HMPClient.quoted(device.device))"
         if dryRun {
             out.steps = ["\(image) is the active layer of disk \(device.label) in QEMU PID \(process.pid); \(target.filename) is its backing file",
                          "then HMP: \(command) (synchronous; \(image) stays on top, empty)"]
