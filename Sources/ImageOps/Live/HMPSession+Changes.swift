@@ -18,6 +18,9 @@ extension HMPSession {
             throw .refused(path: base, reason: "is layer \(index) of disk \(device.label); a live snapshot goes on the active layer \(device.layers[0].filename)",
                            hint: "imgtool overlay \(Shell.quote(device.layers[0].filename)) --live")
         }
+        // HMP's snapshot_blkdev finds a disk by its drive name only (no node name is passed on), which a `-blockdev`
+        // disk has not.
+        guard !device.device.isEmpty else { throw cannot("snapshot a disk that has no drive name (-blockdev)", base) }
         let top = device.layers[0]
         let target = overlay ?? Operations.defaultOverlay(for: base)
         // QEMU resolves a relative name against its own folder (`/` once daemonized): it gets the absolute one.
@@ -27,7 +30,7 @@ extension HMPSession {
             throw .refused(path: base, reason: "its virtual size cannot be read, and the overlay is made with it", hint: nil)
         }
         let create = QemuImgCommand.create(image: QemuImgCommand.heldImage, format: "qcow2", size: size, backing: name, backingFormat: top.driver)
-        let command = "snapshot_blkdev -n \(HMPClient.quoted(hmpDevice(device))) \(HMPClient.quoted(absTarget)) qcow2"
+        let command = "snapshot_blkdev -n \(HMPClient.quoted(device.device)) \(HMPClient.quoted(absTarget)) qcow2"
         if let why = HMPClient.untypeable(command) {
             throw .refused(path: target, reason: "its name cannot be typed at QEMU's human monitor: \(why)", hint: "choose another name")
         }

@@ -65,11 +65,12 @@ extension LiveView {
                 let matches = nodes.entries.filter { $0.file == image.filename && $0.driver == image.format && !used.contains($0.nodeName ?? "") }
                 let node = k == 0 ? nodes.entries.first { $0.nodeName == top } : (matches.count == 1 ? matches.first : nil)
                 let nodeName = k == 0 ? top : (node?.nodeName ?? "")
-                let fileNodes = nodes.entries.filter { $0.driver == "file" && $0.file == image.filename && !used.contains($0.nodeName ?? "") }
+                let filename = plainName(image.filename)
+                let fileNodes = nodes.entries.filter { $0.driver == "file" && $0.file == filename && !used.contains($0.nodeName ?? "") }
                 let fileNode = fileNodes.count == 1 ? fileNodes.first?.nodeName : nil
-                let atPath = names.resolve(image.filename) { open.byKey[$0] != nil }?.key
+                let atPath = names.resolve(filename) { open.byKey[$0] != nil }?.key
                 layers.append(LiveLayer(
-                    nodeName: nodeName, fileNodeName: fileNode, driver: image.format, filename: image.filename,
+                    nodeName: nodeName, fileNodeName: fileNode, driver: image.format, filename: filename,
                     readOnly: k == 0 ? drive.readOnly : (node?.readOnly ?? true),
                     backingFilename: image.backingFilename, backingFormat: image.backingFormat,
                     key: atPath.flatMap { open.byKey[$0] != nil ? $0 : nil },
@@ -85,9 +86,17 @@ extension LiveView {
         let unused = nodes.entries.filter { !used.contains($0.nodeName ?? "") }
         let strayFormats = Set(unused.filter { $0.driver != "file" }.map(\.file))
         let usedFiles = Set(devices.flatMap { $0.layers.map(\.filename) })
-        let strays = unused.filter { $0.driver != "file" ? !usedFiles.contains($0.file) : !strayFormats.contains($0.file) && !usedFiles.contains($0.file) }
+        let strays = unused.filter { $0.driver != "file" ? !usedFiles.contains(plainName($0.file)) : !strayFormats.contains($0.file) && !usedFiles.contains($0.file) }
             .map { LiveStrayNode(nodeName: $0.nodeName ?? "", driver: $0.driver, filename: $0.file) }
         return LiveView(pid: pid, monitor: hmp.address, monitorKind: .hmp, devices: devices, jobs: jobs, strays: strays)
+    }
+
+    /// The file a format node reads: QEMU names a node opened with options (`-blockdev`) by a `json:{…}` pseudo-name,
+    /// whose `file.filename` is the path (the QMP view takes it from the file node; HMP shows no tree).
+    static func plainName(_ name: String) -> String {
+        guard name.hasPrefix("json:"), let v = try? QMPValue.parse(Array(name.dropFirst(5).utf8)),
+              v["file"]?["driver"]?.string == "file", let path = v["file"]?["filename"]?.string else { return name }
+        return path
     }
 
     static func blockInfo(_ hmp: HMPClient, _ command: String, verbose: Bool) throws(HMPClient.Error) -> HMPBlockInfo {

@@ -200,6 +200,38 @@ struct HMPLiveTests {
         #expect(try json(hmp)["monitor"] as? String == vm.hmp)
     }
 
+    /// libvirt's way of attaching disks (named `-blockdev` nodes, no drive name) seen through HMP: the chain with real
+    /// paths (not QEMU's `json:{…}` pseudo-name) and no stray node; what HMP finds by drive name only is refused;
+    /// `block_stream` takes the node name.
+    @Test func blockdevDisksThroughHMP() throws {
+        try makeChain()
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .blockdev([(f("top.qcow2"), "qcow2"), (f("base.raw"), "raw")]))
+        defer { vm.stop() }
+        let chain = try imgtool("chain", "top.qcow2", "--live", "--output", "json")
+        #expect(chain.status == 0, "\(chain.stdout)\(chain.stderr)")
+        let live = try #require((try json(chain)["live"] as? [String: Any])?["layers"] as? [[String: Any]])
+        #expect(live.compactMap { $0["filename"] as? String } == [f("top.qcow2"), f("base.raw")])
+        #expect(live.compactMap { $0["node-name"] as? String } == ["n0", "n1"])
+        #expect((try json(chain)["stray-nodes"] as? [Any])?.isEmpty == true)
+        try vm.waitUntilIdle(monitors)
+        let digests = try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) }
+        let overlay = try imgtool("overlay", "top.qcow2", "snap.qcow2", "--live")
+        #expect(overlay.status == 1 && overlay.stderr.contains("-qmp"), "\(overlay.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f("snap.qcow2")))
+        #expect(try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) } == digests)
+        try vm.waitUntilIdle(monitors)
+        let flatten = try imgtool("rebase", "top.qcow2", "--flatten", "--live")
+        #expect(flatten.status == 0, "\(flatten.stderr)")
+        try vm.waitUntilIdle(monitors)
+        try vm.guestWrite(pattern: 0x5a, offset: 0, length: 65536)
+        try expected.write(pattern: 0x5a, offset: 0, length: 65536)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+        #expect((try QemuImg.info(f("top.qcow2")) as? [String: Any])?["backing-filename"] == nil)
+        try expected.check(f("top.qcow2"))
+    }
+
     @Test func telnetAndUnixHumanMonitorsServeChainLive() throws {
         try makeChain()
         let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), telnet: true, cwd: dir.path)
