@@ -94,6 +94,13 @@ struct HMPBlockInfo: Equatable {
                 entries[entries.count - 1].images.append(image)
             }
         }
+        // One entry a drive and a node: a second one of a name is a line that is not QEMU's (a name printed raw).
+        var seen: Set<String> = []
+        for e in entries {
+            for name in [e.device.isEmpty ? nil : "drive " + e.device, e.nodeName.map { "node " + $0 }].compactMap({ $0 }) {
+                guard seen.insert(name).inserted else { throw Unexpected(line: "a second \(name)") }
+            }
+        }
         return HMPBlockInfo(entries: entries)
     }
 

@@ -18,8 +18,18 @@ public final class HMPSession {
     /// Leaves the monitor free for the next client.
     public func close() { client.close() }
 
-    /// The live view now.
+    /// The live view now. Refused when a name in IMAGE's chain holds a line break or another control character:
+    /// HMP prints names raw, so such a name (a backing name is any bytes a header holds) could add lines of its own
+    /// to the listing, and the chain read back would not be QEMU's.
     public func view() throws(LiveError) -> LiveView {
+        if let chain = try? BackingChain.follow(image) {
+            for layer in chain.layers {
+                for name in [layer.filename, layer.backingFilename ?? ""] where name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+                    throw .refused(path: image, reason: "its chain names \(name) (with a control character), which QEMU's human monitor prints raw: its listing cannot be read back unambiguously",
+                                   hint: "start QEMU with -qmp unix:PATH,server=on,wait=off as well, or make the change with the VM stopped")
+                }
+            }
+        }
         do { return try LiveView.read(hmp: client, pid: process.pid) } catch { throw .hmp(path: image, error) }
     }
 

@@ -232,6 +232,25 @@ struct HMPLiveTests {
         try expected.check(f("top.qcow2"))
     }
 
+    /// A backing name with a line break is printed raw by HMP and could add lines of its own to `info block`: such a
+    /// chain is refused through HMP, and nothing changes.
+    @Test func aLineBreakInABackingNameIsRefusedThroughHMP() throws {
+        let base = "base\nimage: evil.raw"
+        #expect(FileManager.default.createFile(atPath: f(base), contents: Data(count: 4 << 20)))
+        // "./": a colon before any slash would read as a protocol prefix to QEMU.
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "./" + base, "-F", "raw", "top.qcow2"], cwd: dir.path)
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        let digests = try ["top.qcow2", base].map { try fileDigest(f($0)) }
+        let chain = try imgtool("chain", "top.qcow2", "--live")
+        #expect(chain.status == 1 && chain.stderr.contains("control character"), "\(chain.stdout)\(chain.stderr)")
+        try vm.waitUntilIdle(monitors)
+        let commit = try imgtool("commit", "top.qcow2", "--live")
+        #expect(commit.status == 1 && commit.stderr.contains("-qmp"), "\(commit.stderr)")
+        vm.stop()
+        #expect(try ["top.qcow2", base].map { try fileDigest(f($0)) } == digests)
+    }
+
     @Test func telnetAndUnixHumanMonitorsServeChainLive() throws {
         try makeChain()
         let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), telnet: true, cwd: dir.path)

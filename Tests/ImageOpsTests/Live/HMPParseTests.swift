@@ -69,6 +69,8 @@ import Glibc
         #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(["d0 (#b): x (qcow2, shiny)"], verbose: false) }
         #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(["Device 'x' not found"], verbose: false) }
         #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(["#b: x (qcow2)", "    Mystery:   1"], verbose: false) }
+        // A second entry of one drive or node is a line that is not QEMU's.
+        #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(["d0 (#a): x (qcow2)", "", "d0 (#b): y (qcow2)"], verbose: false) }
         var bad = Self.verbose
         bad.insert("surprise: yes", at: 9)
         #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(bad, verbose: true) }
