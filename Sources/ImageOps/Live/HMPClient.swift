@@ -74,6 +74,11 @@ public final class HMPClient {
         let first: [UInt8]
         do { first = try s.readSome(timeoutMS: greetingTimeoutMS) } catch { s.close(); throw map(error, "banner") }
         guard !first.isEmpty else { s.close(); throw .busy(address) }
+        // A QMP monitor greets with JSON and never prompts: said at once rather than after an answer's deadline.
+        if first.first == UInt8(ascii: "{") {
+            s.close()
+            throw .notHMP(address, greeting: String(decoding: first.prefix(80), as: UTF8.self))
+        }
         let client = HMPClient(socket: s)
         client.telnet = first.first == TelnetFilter.iac
         s.unread(first)
@@ -87,8 +92,6 @@ public final class HMPClient {
             client.version = String(text.dropFirst(5).prefix { $0 != " " })
         } catch {
             s.close()
-            // A QMP monitor's greeting never ends in a prompt: what it said is the answer, not the timeout.
-            if first.starts(with: Array(#"{"QMP""#.utf8)) { throw .notHMP(address, greeting: String(decoding: first.prefix(80), as: UTF8.self)) }
             throw map(error, "banner")
         }
         return client

@@ -198,6 +198,17 @@ struct HMPLiveTests {
         #expect(hmp.status == 0, "\(hmp.stderr)")
         #expect(try json(hmp)["monitor-kind"] as? String == "hmp")
         #expect(try json(hmp)["monitor"] as? String == vm.hmp)
+        holder.close()
+        try vm.waitUntilIdle([.unix(vm.qmp)])
+        // A QMP monitor is no human one, said at once (not after an answer's deadline).
+        let start = Date()
+        #expect {
+            _ = try HMPClient.connect(.unix(vm.qmp), greetingTimeoutMS: 10_000)
+        } throws: { error in
+            guard case .notHMP(_, let greeting)? = error as? HMPClient.Error else { return false }
+            return greeting.hasPrefix(#"{"QMP""#)
+        }
+        #expect(Date().timeIntervalSince(start) < 15)
     }
 
     /// libvirt's way of attaching disks (named `-blockdev` nodes, no drive name) seen through HMP: the chain with real
