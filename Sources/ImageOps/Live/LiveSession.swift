@@ -185,7 +185,9 @@ public final class LiveSession {
 
 /// A session with the QEMU holding an image, through whichever monitor was free: QMP, or HMP where only that is.
 public enum LiveConnection {
+    /// Through QMP: every live change.
     case qmp(LiveSession)
+    /// Through a human monitor: the chain, `snapshot_blkdev`, `block_stream`, `commit` of the top.
     case hmp(HMPSession)
 
     /// The QEMU.
