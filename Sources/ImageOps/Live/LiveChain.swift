@@ -69,6 +69,8 @@ public struct LiveView: Sendable, Equatable {
     public var pid: Int32
     /// The monitor used.
     public var monitor: MonitorAddress
+    /// What the monitor speaks (a human monitor tells less: no job states, node names only where they are unique).
+    public var monitorKind: QemuMonitor.Kind = .qmp
     /// Every disk with its chain.
     public var devices: [LiveDevice]
     /// Running block jobs.
@@ -78,7 +80,7 @@ public struct LiveView: Sendable, Equatable {
 
     /// The view narrowed to one disk, without stray nodes (for showing one chain).
     public func only(_ device: LiveDevice) -> LiveView {
-        LiveView(pid: pid, monitor: monitor, devices: [device], jobs: jobs, strays: [])
+        LiveView(pid: pid, monitor: monitor, monitorKind: monitorKind, devices: [device], jobs: jobs, strays: [])
     }
 
     /// The disk whose chain holds the file `key`, and the layer's index in it.
@@ -96,6 +98,7 @@ public struct LiveView: Sendable, Equatable {
         let jobs = try client.decode(answers[2], as: [JobInfo].self, command: "query-block-jobs")
         let byName = Dictionary(named.map { ($0.nodeName, $0) }, uniquingKeysWith: { a, _ in a })
         let open = OpenFiles(pid: pid)
+        let names = QemuNames(pid: pid)
         var used: Set<String> = []
         var devices: [LiveDevice] = []
         for s in stats {
@@ -104,7 +107,7 @@ public struct LiveView: Sendable, Equatable {
             while let n = node, let name = n.nodeName, let info = byName[name], layers.count < 10_000 {
                 let fileName = n.parent?.nodeName
                 let path = fileName.flatMap { byName[$0]?.file } ?? info.file
-                let atPath = keyOf(path, pid: pid)
+                let atPath = names.resolve(path) { open.byKey[$0] != nil }?.key
                 layers.append(LiveLayer(
                     nodeName: name, fileNodeName: fileName, driver: info.drv, filename: path, readOnly: info.ro,
                     backingFilename: info.image?.backingFilename, backingFormat: info.image?.backingFilenameFormat,
@@ -129,13 +132,6 @@ public struct LiveView: Sendable, Equatable {
                         strays: strays)
     }
 
-    /// A relative node filename is QEMU's own (its cwd at start, `/` once daemonized): resolve through /proc/PID/cwd.
-    static func keyOf(_ path: String, pid: Int32) -> FileKey? {
-        var st = stat()
-        let full = path.hasPrefix("/") ? path : "/proc/\(pid)/cwd/" + path
-        guard Sys.stat(full, &st) == 0 else { return nil }
-        return FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
-    }
 }
 
 /// `query-blockstats` entries: the chain's shape (the format node, its file child as `parent`, its `backing`).

@@ -43,8 +43,16 @@ public struct LiveComparison: Sendable {
 
     /// Reads both chains and compares them by device and inode.
     public static func read(_ image: String, session: LiveSession) throws(LiveError) -> LiveComparison {
-        let view = try session.view()
-        let (device, index) = try session.locate(image, in: view)
+        try compare(image, view: try session.view())
+    }
+
+    /// Reads both chains through whichever monitor `connection` has (QMP or HMP) and compares them.
+    public static func read(_ image: String, connection: LiveConnection) throws(LiveError) -> LiveComparison {
+        try compare(image, view: try connection.view())
+    }
+
+    static func compare(_ image: String, view: LiveView) throws(LiveError) -> LiveComparison {
+        let (device, index) = try view.locate(image, pid: view.pid)
         let disk: BackingChain
         do { disk = try BackingChain.follow(image) } catch { throw .failed(path: image, error.description) }
         let live = Array(device.layers[index...])

@@ -184,11 +184,10 @@ extension LiveSession {
         return "imgtool-\(n)"
     }
 
-    /// QEMU's file name as a path from here: a relative one is relative to QEMU's working folder.
+    /// QEMU's file name as a path from here: a relative one is relative to QEMU's folder (see `QemuNames`).
     func absolutePath(_ filename: String) -> String {
-        if filename.hasPrefix("/") { return filename }
-        let cwd = Self.readLink("/proc/\(process.pid)/cwd") ?? "/"
-        return (cwd == "/" ? "" : cwd) + "/" + filename
+        let pid = process.pid
+        return QemuNames(pid: pid).absolute(filename) { OpenFiles.has(pid: pid, $0) }
     }
 
     /// The target of symbolic link `path` (readlink(2), which does not NUL-terminate), or nil when it cannot be read.

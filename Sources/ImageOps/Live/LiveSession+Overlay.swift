@@ -32,33 +32,11 @@ extension LiveSession {
             out.view = before
             return out
         }
-        // Reserved exclusively and held, as the offline overlay does: qemu-img writes this very file (as its standard
-        // input), whatever the name names by then, and nothing that appears at the name in between is overwritten.
-        let fd = Sys.open(target, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            let why = errno == EEXIST ? "already exists and imgtool does not overwrite" : "cannot be created (\(errnoText()))"
-            throw .refused(path: target, reason: why, hint: errno == EEXIST ? "choose another name" : nil)
-        }
-        defer { Glibc.close(fd) }
         ChildGuard.install()
         defer { ChildGuard.uninstall() }
-        guard let made = FileIdentity.of(path: "/proc/self/fd/\(fd)") else {
-            throw .failed(path: target, "was created but cannot be examined")
-        }
-        let madeKey = FileKey(made)
-        /// Removes the new file, only while its name still names it.
-        func removeMade() {
-            if let now = FileIdentity.of(path: target), FileKey(now) == madeKey { Sys.unlink(target) }
-        }
-        do {
-            _ = try await qemuImg.run(create, stdin: FileDescriptor(rawValue: fd))
-        } catch {
-            removeMade()
-            if let sig = ChildGuard.interruption {
-                throw .interrupted(path: target, signal: sig, detail: "qemu-img was stopped; the half-made file was removed and QEMU was not asked anything")
-            }
-            throw .failed(path: target, error.description)
-        }
+        let made = try await LiveOverlayFile.make(target, create: create, qemuImg: qemuImg)
+        let madeKey = made.key
+        func removeMade() { made.remove() }
         try stopIfInterrupted("nothing was changed in QEMU; the overlay qemu-img made was removed") { removeMade() }
         out.steps.append("created \(target) on \(name) (\(top.driver)) with qemu-img")
         let node = Self.freeNodeName(before)

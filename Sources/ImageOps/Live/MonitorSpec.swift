@@ -62,8 +62,9 @@ struct MonitorSpec: Equatable {
             let rest = value.dropFirst(5)
             return .unix(String(rest.split(separator: ",", omittingEmptySubsequences: false).first ?? ""))
         }
-        if value.hasPrefix("tcp:") {
-            let hostPort = String(value.dropFirst(4).split(separator: ",", omittingEmptySubsequences: false).first ?? "")
+        // A telnet monitor is a TCP listener that opens with telnet negotiation (the HMP client strips it).
+        if value.hasPrefix("tcp:") || value.hasPrefix("telnet:") {
+            let hostPort = String(value.drop { $0 != ":" }.dropFirst().split(separator: ",", omittingEmptySubsequences: false).first ?? "")
             guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]) else { return nil }
             var host = String(hostPort[..<colon])
             if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }

@@ -57,7 +57,10 @@ struct OpenFiles {
                     let size = sizes[layer.nodeName] ?? nil
                     return info.format.rawValue == layer.driver && (size == nil || info.virtualSize == size)
                 }
-                if fits.count == 1 { pick = fits.first } else if free.count == 1 { pick = free.first }
+                // A file renamed in place keeps its last name part more often than not: that breaks a tie.
+                let base = layer.filename.split(separator: "/").last.map(String.init) ?? layer.filename
+                let sameName = fits.filter { $0.value.split(separator: "/").last.map(String.init) == base }
+                if fits.count == 1 { pick = fits.first } else if sameName.count == 1 { pick = sameName.first } else if free.count == 1 { pick = free.first }
                 guard let pick else { continue }
                 devices[d].layers[l].key = pick.key
                 devices[d].layers[l].currentPath = pick.value

@@ -8,9 +8,9 @@ import Glibc
 enum LiveCommands {
     /// `chain IMAGE --live`: 0 when both chains agree and are healthy, 2 otherwise.
     static func chain(_ image: String, output: ReadCommands.Output) throws -> Int32 {
-        let session = try LiveSession.open(image) { "virsh domblklist \($0) --details; virsh qemu-monitor-command \($0) --pretty '{\"execute\":\"query-named-block-nodes\",\"arguments\":{\"flat\":true}}'" }
+        let session = try LiveSession.connect(image) { "virsh domblklist \($0) --details; virsh qemu-monitor-command \($0) --pretty '{\"execute\":\"query-named-block-nodes\",\"arguments\":{\"flat\":true}}'" }
         defer { session.close() }
-        let comparison = try LiveComparison.read(image, session: session)
+        let comparison = try LiveComparison.read(image, connection: session)
         switch output {
         case .json: comparison.json.printToStandardOutput()
         case .human: printOut(comparison.human(style: .forStandardOutput()))
@@ -21,12 +21,16 @@ enum LiveCommands {
     /// `overlay BASE [OVERLAY] --live`.
     static func overlay(base: String, overlay: String?, absolute: Bool, options: ChangeCommands.Options) async throws {
         let target = overlay ?? Operations.defaultOverlay(for: base)
-        let session = try LiveSession.open(base) {
+        let session = try LiveSession.connect(base) {
             "virsh snapshot-create-as \($0) --disk-only --no-metadata --diskspec \(Shell.quote(base)),snapshot=external,file=\(Shell.quote(target))"
         }
         defer { session.close() }
         let tool = try QemuImg.locate(options.qemuImg)
-        let out = try await session.overlay(base: base, overlay: overlay, absolute: absolute, qemuImg: tool, dryRun: options.dryRun)
+        let out: LiveOutcome
+        switch session {
+        case .qmp(let s): out = try await s.overlay(base: base, overlay: overlay, absolute: absolute, qemuImg: tool, dryRun: options.dryRun)
+        case .hmp(let s): out = try await s.overlay(base: base, overlay: overlay, absolute: absolute, qemuImg: tool, dryRun: options.dryRun)
+        }
         report(out, dryRun: options.dryRun)
     }
 
@@ -35,10 +39,14 @@ enum LiveCommands {
         guard images.count == 1, let image = images.first else {
             throw ChangeError.refused(path: images.first ?? ".", reason: "fix-backing --live repoints one named image", hint: "imgtool fix-backing IMAGE --to PATH --live")
         }
-        let session = try LiveSession.open(image) {
+        let connection = try LiveSession.connect(image) {
             "virsh shutdown \($0), then imgtool fix-backing \(Shell.quote(image)) --to \(Shell.quote(to)) (libvirt keeps its own record of the chain; QEMU cannot rename a backing file under it)"
         }
-        defer { session.close() }
+        defer { connection.close() }
+        guard case .qmp(let session) = connection else {
+            if case .hmp(let s) = connection { throw s.fixBacking(image) }
+            return
+        }
         let out = try session.fixBacking(image, to: to, style: style, dryRun: options.dryRun)
         report(out, dryRun: options.dryRun)
         // Not refused (PATH is the very file QEMU reads), but the snapshots read from it too: said.
@@ -51,10 +59,14 @@ enum LiveCommands {
         // IMAGE's internal snapshots read what QEMU's stream drops from under them: checked on disk, as offline.
         let top = try BackingChain.follow(image)
         let checks = try Operations.checkSnapshots(Operations.snapshotsAffected(top.layers.prefix(1)), change: "after a flatten they read zeros there", force: force)
-        let session = try LiveSession.open(image) { "virsh blockpull \($0) \(Shell.quote(image)) --wait --verbose" }
+        let session = try LiveSession.connect(image) { "virsh blockpull \($0) \(Shell.quote(image)) --wait --verbose" }
         defer { session.close() }
         var bar = ProgressBar()
-        let out = try session.flatten(image, dryRun: options.dryRun) { bar.show($0) }
+        let out: LiveOutcome
+        switch session {
+        case .qmp(let s): out = try s.flatten(image, dryRun: options.dryRun) { bar.show($0) }
+        case .hmp(let s): out = try s.flatten(image, dryRun: options.dryRun) { bar.show($0) }
+        }
         bar.finish()
         report(out, dryRun: options.dryRun)
         if !options.dryRun { for w in checks.warnings { printError("imgtool: warning: " + Untrusted.shown(w)) } }
@@ -79,13 +91,17 @@ enum LiveCommands {
                                                    change: "the commit writes newer data into \(chain.layers[j].filename)\(j > 1 ? " and drops the layers between" : "")",
                                                    force: force)
         }
-        let session = try LiveSession.open(image) {
+        let session = try LiveSession.connect(image) {
             "virsh blockcommit \($0) \(Shell.quote(image))\(base.map { " --base " + Shell.quote($0) } ?? "") --active --pivot --wait --verbose"
                 + " (for a layer below the top: --top \(Shell.quote(image)) on the disk's target instead of --active --pivot)"
         }
         defer { session.close() }
         var bar = ProgressBar()
-        let out = try session.commit(image, base: base, dryRun: options.dryRun) { bar.show($0) }
+        let out: LiveOutcome
+        switch session {
+        case .qmp(let s): out = try s.commit(image, base: base, dryRun: options.dryRun) { bar.show($0) }
+        case .hmp(let s): out = try s.commit(image, base: base, dryRun: options.dryRun)
+        }
         bar.finish()
         report(out, dryRun: options.dryRun)
         if !options.dryRun { for w in checks.warnings { printError("imgtool: warning: " + Untrusted.shown(w)) } }

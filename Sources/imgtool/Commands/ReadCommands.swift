@@ -63,7 +63,8 @@ public enum ReadCommands {
                 ("write-locked", .bool(use.writeLocked)),
                 ("locked", .bool(use.locked)),
                 ("holders", .array(zip(use.holders, monitors).map { h, m in
-                    .object([("pid", .int(Int64(h.pid))), ("command-line", .string(h.commandLine)), ("monitor", m?.json ?? .null)])
+                    .object([("pid", .int(Int64(h.pid))), ("command-line", .string(h.commandLine)), ("monitor", m?.json ?? .null),
+                             ("monitors", .array((qemus.first { $0?.pid == h.pid } ?? nil)?.monitors.map(\.json) ?? []))])
                 })),
                 ("devices", .array(readers.devices.map { d in
                     .object([("device", .string(d.device)), ("kind", .string(d.kind.rawValue)),
@@ -79,7 +80,11 @@ public enum ReadCommands {
                 printOut("\(Untrusted.shown(image)): held" + (use.locked ? "; a holder is " + use.lock.words : ""))
                 for (h, m) in zip(use.holders, monitors) {
                     printOut("  PID \(h.pid)  \(Untrusted.shown(h.commandLine))")
-                    if let m { printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))") }
+                    // Every monitor: with qemu-init's two ports, the second is the way in while the first is busy.
+                    let all = (qemus.first { $0?.pid == h.pid } ?? nil)?.monitors ?? []
+                    for m in all.isEmpty ? (m.map { [$0] } ?? []) : all {
+                        printOut("    monitor: \(m.kind.rawValue) \(Untrusted.shown(m.address.description)) (\(m.state.rawValue))")
+                    }
                 }
                 for d in readers.devices {
                     printOut("  \(d.kind.rawValue) device \(Untrusted.shown(d.device))" + (d.over.isEmpty ? "" : " over \(d.over.map(Untrusted.shown).joined(separator: ", "))")

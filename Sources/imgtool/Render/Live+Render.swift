@@ -4,7 +4,7 @@ import QCow2
 extension LiveView {
     /// Each disk's chain as QEMU has it open, running jobs, stray nodes.
     func human(style: Style) -> String {
-        var lines = ["QEMU PID \(pid), QMP monitor \(Untrusted.shown(monitor.description))"]
+        var lines = ["QEMU PID \(pid), \(monitorKind == .hmp ? "human monitor (HMP)" : "QMP monitor") \(Untrusted.shown(monitor.description))"]
         for d in devices {
             lines.append("disk \(Untrusted.shown(d.label))" + (d.qdev.map { style.dim(" (\(Untrusted.shown($0)))") } ?? ""))
             for (i, l) in d.layers.enumerated() {
@@ -55,6 +55,7 @@ extension LiveComparison {
         fields += [
             ("pid", .int(Int64(view.pid))),
             ("monitor", .string(view.monitor.description)),
+            ("monitor-kind", .string(view.monitorKind.rawValue)),
             ("live", LiveView.json(device)),
             ("live-index", .int(Int64(index))),
             ("jobs", .array(view.jobs.map { j in
@@ -74,7 +75,7 @@ extension LiveComparison {
 
     /// The live chain, the on-disk chain, and the differences.
     func human(style: Style) -> String {
-        var lines = ["live (QEMU PID \(view.pid), monitor \(Untrusted.shown(view.monitor.description))):"]
+        var lines = ["live (QEMU PID \(view.pid), \(view.monitorKind == .hmp ? "HMP " : "")monitor \(Untrusted.shown(view.monitor.description))):"]
         let one = view.only(device)
         lines += one.human(style: style).split(separator: "\n").dropFirst().map { "  " + $0 }
         lines.append("on disk:")

@@ -62,7 +62,9 @@ struct LiveCLITests {
         try expected.write(pattern: 0x21, offset: 3 << 20, length: 65536)
 
         // A second client holds the monitor: refused within a second, naming PID and socket; the first keeps working.
+        // Both monitors held (the QMP one and the human one: a busy monitor is passed over for the next).
         let holder = try QMPClient.connect(.unix(vm.qmp))
+        let hmpHolder = try MonitorHolder(.unix(vm.hmp))
         let start = Date()
         let busy = try imgtool("commit", "top.cow", "--live")
         // Without waiting for an answer's deadline (30 s): the probe's silence (300 ms) is the refusal. The bound
@@ -73,7 +75,9 @@ struct LiveCLITests {
         #expect(FileManager.default.fileExists(atPath: f("top.cow")))
         #expect((try holder.execute("query-status"))["status"]?.string == "prelaunch")
         holder.close()
+        hmpHolder.close()
         try vm.waitUntilMonitorIdle(vm.qmp)
+        try vm.waitUntilMonitorIdle(vm.hmp)
 
         let commit = try imgtool("commit", "top.cow", "--live")
         #expect(commit.status == 0, "\(commit.stderr)")

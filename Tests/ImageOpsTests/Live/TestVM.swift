@@ -13,6 +13,8 @@ final class TestVM: @unchecked Sendable {
     let qmp: String
     let hmp: String
     let pid: Int32
+    /// The monitor `hmpCommand` talks to.
+    let hmpAddress: MonitorAddress
 
     /// How the disk is attached.
     enum Style {
@@ -25,7 +27,11 @@ final class TestVM: @unchecked Sendable {
     /// `libvirtDomain` starts QEMU the way libvirt does: the QMP socket bound beforehand and handed over as `fd=N`
     /// (`-chardev socket,fd=N` + `-mon mode=control`), the domain named by `-name guest=`.
     /// `qmp: false` leaves only the human monitor. `name` tells apart the files of two VMs in one folder.
-    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil, qmp withQMP: Bool = true, name: String = "qemu") throws {
+    /// `monitors` replaces the default monitors (a unix HMP and a unix QMP) with these arguments, qemu-init style;
+    /// `hmpAddress` is then the monitor the test's own HMP commands use. `cwd` starts QEMU in that folder (so
+    /// relative `-drive file=` names are relative to it).
+    init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil, qmp withQMP: Bool = true, name: String = "qemu",
+         monitors: [String]? = nil, hmpAddress: MonitorAddress? = nil, cwd: String? = nil) throws {
         guard let qemu = which("qemu-system-x86_64") else {
             throw ToolError("qemu-system-x86_64 is not installed (scripts/setup, or apt-get install qemu-system-x86); this test needs a real QEMU")
         }
@@ -33,15 +39,16 @@ final class TestVM: @unchecked Sendable {
         qmp = dir + "/\(name)-qmp.sock"
         hmp = dir + "/\(name)-hmp.sock"
         let pidfile = dir + "/\(name).pid"
-        var args = [qemu, "-machine", "pc", "-m", "16", "-nodefaults", "-display", "none", "-S", "-daemonize",
-                    "-pidfile", pidfile, "-monitor", "unix:\(hmp),server=on,wait=off"]
+        self.hmpAddress = hmpAddress ?? .unix(hmp)
+        var args = [qemu, "-machine", "pc", "-m", "16", "-nodefaults", "-display", "none", "-S", "-daemonize", "-pidfile", pidfile]
+        args += monitors ?? ["-monitor", "unix:\(hmp),server=on,wait=off"]
         if let libvirtDomain {
             guard let python = which("python3") else { throw ToolError("python3 is needed to hand QEMU a bound socket") }
             let launcher = "import socket,os,sys\ns=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);os.set_inheritable(s.fileno(),True)\n"
                 + "a=[x.replace('@FD@',str(s.fileno())) for x in sys.argv[2:]];os.execv(a[0],a)"
             args = [python, "-c", launcher, qmp] + args + ["-name", "guest=\(libvirtDomain),debug-threads=on",
                     "-chardev", "socket,id=charmonitor,fd=@FD@,server=on,wait=off", "-mon", "chardev=charmonitor,id=monitor,mode=control"]
-        } else if withQMP {
+        } else if withQMP && monitors == nil {
             args += ["-qmp", "unix:\(qmp),server=on,wait=off"]
         }
         switch style {
@@ -58,7 +65,7 @@ final class TestVM: @unchecked Sendable {
             args += ["-device", "virtio-blk-pci,drive=n0,id=vd0"]
         }
         args += extra
-        let status = shell(args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/\(name).err")
+        let status = shell((cwd.map { "cd " + shellQuote($0) + " && " } ?? "") + args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/\(name).err")
         let err = (try? String(contentsOfFile: dir + "/\(name).err", encoding: .utf8)) ?? ""
         guard status == 0, let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
@@ -102,7 +109,7 @@ final class TestVM: @unchecked Sendable {
     /// Runs an HMP command on the second monitor and returns its output (HMP errors are text too).
     @discardableResult
     func hmpCommand(_ line: String) throws -> String {
-        let s = try MonitorSocket.connect(.unix(hmp), timeoutMS: 2000)
+        let s = try MonitorSocket.connect(hmpAddress, timeoutMS: 2000)
         defer { s.close() }
         _ = try readUntilPrompt(s)
         try s.send(Array((line + "\n").utf8), timeoutMS: 2000)
@@ -126,7 +133,8 @@ final class TestVM: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(60)
         while !text.hasSuffix("(qemu) ") {
             guard Date() < deadline else { throw ToolError("HMP: no prompt; got \(text)") }
-            text += String(decoding: try s.readSome(timeoutMS: 1000), as: UTF8.self)
+            // A telnet monitor opens with IAC negotiation (0xFF …), which is no text.
+            text += String(decoding: try s.readSome(timeoutMS: 1000).filter { $0 < 0x80 }, as: UTF8.self)
         }
         return text
     }

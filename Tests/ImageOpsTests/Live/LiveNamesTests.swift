@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+@testable import ImageOps
+import TestSupport
+
+/// QEMU's relative names are QEMU's: a VM started in another folder with `-drive file=sub/top.qcow2` (and a
+/// relative backing name) is seen by imgtool, run from elsewhere, with nothing "moved"; a file really renamed while
+/// the VM runs is `moved: now PATH`.
+@Suite(.serialized)
+struct LiveNamesTests {
+    let dir: TempDir
+    let env: [String: String]
+
+    init() throws {
+        dir = try TempDir("live-names")
+        var e = ProcessInfo.processInfo.environment
+        e["IMGTOOL_STATE_DIR"] = dir.path + "/state"
+        env = e
+    }
+
+    func f(_ name: String) -> String { dir.file(name) }
+    /// imgtool run from a third folder, neither QEMU's nor the images'.
+    func imgtool(_ args: String...) throws -> RunResult { try ImgtoolBinary.run(args, cwd: f("elsewhere"), environment: env) }
+
+    @Test func relativeNamesFromQEMUsFolderAreNotMovedAndARealRenameIs() throws {
+        try dir.mkdir("vm")
+        try dir.mkdir("vm/disks")
+        try dir.mkdir("elsewhere")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "4M"], cwd: f("vm/disks"))
+        try ExpectedDisk.qemuIO(["-f", "raw", "-c", "write -P 0xb0 0 2M", "base.raw"], cwd: f("vm/disks"))
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "top.qcow2"], cwd: f("vm/disks"))
+        let expected = try ExpectedDisk(from: f("vm/disks/top.qcow2"), at: f("expected.raw"))
+        // QEMU in vm/, naming the disk relatively; -daemonize moves it to / once started.
+        let vm = try TestVM(dir: dir.path, .drive("disks/top.qcow2"), cwd: f("vm"))
+        defer { vm.stop() }
+        let top = f("vm/disks/top.qcow2")
+
+        let chain = try imgtool("chain", top, "--live")
+        #expect(chain.status == 0, "\(chain.stdout)\(chain.stderr)")
+        #expect(!chain.stdout.contains("moved"), "\(chain.stdout)")
+        #expect(chain.stdout.contains("QEMU and the disk agree"))
+        let who = try imgtool("who", top)
+        #expect(!who.stdout.contains("moved"), "\(who.stdout)")
+
+        let overlay = try imgtool("overlay", top, f("vm/disks/snap.qcow2"), "--live")
+        #expect(overlay.status == 0, "\(overlay.stderr)")
+        #expect(!overlay.stdout.contains("moved"), "\(overlay.stdout)")
+        try vm.guestWrite(pattern: 0x21, offset: 3 << 20, length: 65536)
+        try expected.write(pattern: 0x21, offset: 3 << 20, length: 65536)
+        let commit = try imgtool("commit", f("vm/disks/snap.qcow2"), "--live")
+        #expect(commit.status == 0, "\(commit.stderr)")
+        #expect(!commit.stdout.contains("moved"), "\(commit.stdout)")
+        let after = try imgtool("chain", top, "--live")
+        #expect(after.status == 0 && !after.stdout.contains("moved"), "\(after.stdout)")
+
+        // A real rename while the VM runs: moved, with the new path.
+        try FileManager.default.moveItem(atPath: f("vm/disks/base.raw"), toPath: f("vm/disks/base-renamed.raw"))
+        let moved = try imgtool("chain", top, "--live")
+        #expect(moved.stdout.contains("moved: now \(f("vm/disks/base-renamed.raw"))"), "\(moved.stdout)")
+        #expect(!moved.stdout.contains("top.qcow2  qcow2, node") || !moved.stdout.split(separator: "\n").contains { $0.contains("top.qcow2") && $0.contains("moved") })
+        try FileManager.default.moveItem(atPath: f("vm/disks/base-renamed.raw"), toPath: f("vm/disks/base.raw"))
+        vm.stop()
+        try QemuImg.run(["check", top])
+        try expected.check(top)
+    }
+
+    /// The same through a human monitor (qemu-init style), where QEMU's names come from `info block -v`.
+    @Test func relativeNamesThroughHMP() throws {
+        try dir.mkdir("vm")
+        try dir.mkdir("vm/disks")
+        try dir.mkdir("elsewhere")
+        try QemuImg.run(["create", "-q", "-f", "raw", "base.raw", "4M"], cwd: f("vm/disks"))
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "top.qcow2"], cwd: f("vm/disks"))
+        let expected = try ExpectedDisk(from: f("vm/disks/top.qcow2"), at: f("expected.raw"))
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("disks/top.qcow2"), cwd: f("vm"))
+        defer { vm.stop() }
+        let top = f("vm/disks/top.qcow2")
+        for args in [["chain", top, "--live"], ["who", top], ["overlay", top, f("vm/disks/snap.qcow2"), "--live"],
+                     ["commit", f("vm/disks/snap.qcow2"), "--live"], ["chain", f("vm/disks/snap.qcow2"), "--live"]] {
+            let r = try ImgtoolBinary.run(args, cwd: f("elsewhere"), environment: env)
+            #expect(r.status == (args[0] == "who" ? 2 : 0), "\(args): \(r.stderr)")
+            #expect(!r.stdout.contains("moved"), "\(args): \(r.stdout)")
+            try vm.waitUntilIdle(monitors)
+        }
+        try vm.guestWrite(pattern: 0x5a, offset: 0, length: 65536)
+        try expected.write(pattern: 0x5a, offset: 0, length: 65536)
+        try vm.waitUntilIdle(monitors)
+        try FileManager.default.moveItem(atPath: f("vm/disks/base.raw"), toPath: f("vm/disks/base-renamed.raw"))
+        let moved = try ImgtoolBinary.run(["chain", f("vm/disks/snap.qcow2"), "--live"], cwd: f("elsewhere"), environment: env)
+        #expect(moved.stdout.contains("moved: now \(f("vm/disks/base-renamed.raw"))"), "\(moved.stdout)")
+        try FileManager.default.moveItem(atPath: f("vm/disks/base-renamed.raw"), toPath: f("vm/disks/base.raw"))
+        vm.stop()
+        try QemuImg.run(["check", f("vm/disks/snap.qcow2")])
+        try expected.check(f("vm/disks/snap.qcow2"))
+    }
+}
