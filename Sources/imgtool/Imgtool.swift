@@ -9,6 +9,8 @@ struct Imgtool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imgtool",
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
+        // Makes help, completions and the man page list `--version`; `main` answers it (see ImgtoolVersion.requested).
+        version: "imgtool \(ImgtoolVersion.number)",
         subcommands: [Info.self, Chain.self, Space.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Commit.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
 
     /// Synchronous on purpose (see Entry.swift): reads run on the main thread, commands that await run through
@@ -20,6 +22,11 @@ struct Imgtool: ParsableCommand {
             // Reads, live changes and dry runs stay synchronous: awaiting would start the runtime's threads for nothing.
             reporting { if let code = try request.runWithoutAwaiting() { exit(code) } }
             awaiting { exit(try await request.run()) }
+        }
+        // `--version` (never on the fast path: an unknown option there) names the qemu-img found, which
+        // ArgumentParser's fixed version string cannot.
+        if let qemuImg = ImgtoolVersion.requested(argv) {
+            awaiting { printOut(await ImgtoolVersion.line(qemuImg: qemuImg)) }
         }
         reporting {
             var command: any ParsableCommand
