@@ -170,3 +170,35 @@ extension JSON {
         .object(pairs.compactMap { k, v in v.map { (k, $0) } })
     }
 }
+
+/// A document written piece by piece in `JSON.write`'s layout: the bytes gathered go out (to standard output, in
+/// the commands) whenever 64 KiB are there, so a long report holds one small buffer, not the whole text.
+struct JSONStream {
+    /// What `printToStandardOutput` indents by.
+    static let indent = 4
+    /// How much is gathered before it is written.
+    static let flushSize = 64 << 10
+    /// The bytes not yet written.
+    var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(Self.flushSize + 8192) }
+
+    /// `,` (unless `first`), a new line at level 1 and `"name": `, as an object's member is written.
+    mutating func key(_ name: String, first: Bool = false) {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+        JSON.newline(&bytes, indent: Self.indent, level: 1)
+        JSON.quote(name, into: &bytes)
+        bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+    }
+
+    /// Hands what has gathered to `emit` once it reaches `flushSize`.
+    mutating func flushIfFull(_ emit: ([UInt8]) -> Void) {
+        if bytes.count >= Self.flushSize { flush(emit) }
+    }
+
+    /// Hands what has gathered to `emit`.
+    mutating func flush(_ emit: ([UInt8]) -> Void) {
+        emit(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
