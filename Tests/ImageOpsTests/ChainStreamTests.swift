@@ -31,7 +31,12 @@ import TestSupport
         }
         try q("snapshot", "-c", "snap \"one\"", "l120.qcow2")
         try q("create", "-q", "-f", "qcow2", "-u", "-b", "gone\tname.raw", "-F", "raw", "broken.cow", "1M")
-        try q("create", "-q", "-f", "qcow2", "-u", "-b", "l3.qcow2", "nofmt.cow", "1M")
+        // A link without a format (a warning, and the walk goes on): the format extension renamed to an unknown type.
+        try q("create", "-q", "-f", "qcow2", "-u", "-b", "l3.qcow2", "-F", "qcow2", "nofmt.cow", "1M")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.file("nofmt.cow"))))
+        let at = try #require((0..<4092).first { Array(bytes[$0..<($0 + 4)]) == [0xE2, 0x79, 0x2A, 0xCA] })
+        bytes[at] = 0x11
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.file("nofmt.cow")))
         try q("create", "-q", "-f", "qcow2", "-u", "-b", "l2.qcow2", "-F", "raw", "mismatch.cow", "1M")
 
         let long = try both(dir.file("l120.qcow2"))
