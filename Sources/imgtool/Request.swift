@@ -16,19 +16,15 @@ enum Request: Sendable, Equatable {
     case space(image: String, store: String?, output: ReadCommands.Output)
     case fixBacking(ChangeCommands.FixBackingRequest)
 
-    /// Does the work; returns the exit code (0 done or healthy, 2 found problems). Only a change qemu-img makes
-    /// awaits; everything else is `runWithoutAwaiting`.
+    /// Does the work; returns the exit code (0 done or healthy, 2 found problems). For ArgumentParser's commands,
+    /// which are async; every request runs on the calling thread (`runWithoutAwaiting`).
     func run() async throws -> Int32 {
-        if case .fixBacking(let request) = self, !request.live, !request.options.dryRun {
-            try await ChangeCommands.execute(try ChangeCommands.plans(for: request), for: request)
-            return 0
-        }
-        return try runWithoutAwaiting() ?? 0
+        try runWithoutAwaiting() ?? 0
     }
 
-    /// The work that needs no concurrency runtime (starting its threads would cost more than some of these
-    /// commands): every read, a live change (QMP is synchronous) and a dry run. Nil for a change qemu-img makes,
-    /// which `run()` awaits.
+    /// The work, on the calling thread, with no concurrency runtime (starting its threads would cost more than
+    /// these commands): every read, a live change (QMP is synchronous), a dry run, and `fix-backing`'s change
+    /// (qemu-img run by `QemuImg.runBlocking`). Nil for none today.
     func runWithoutAwaiting() throws -> Int32? {
         switch self {
         case .info(let image, let output): return try ReadCommands.info(image, output: output)
@@ -43,7 +39,10 @@ enum Request: Sendable, Equatable {
                 try LiveCommands.fixBacking(request.images, to: request.to, style: request.style, options: request.options)
                 return 0
             }
-            guard request.options.dryRun else { return nil }
+            guard request.options.dryRun else {
+                try ChangeCommands.execute(try ChangeCommands.plans(for: request), for: request)
+                return 0
+            }
             for plan in try ChangeCommands.plans(for: request) { try ChangeCommands.describe(plan, request.options) }
             return 0
         }

@@ -4,14 +4,17 @@ import SystemPackage
 import Glibc
 
 extension HeaderBackup {
-    static let magic = "imgtool-undo 3"
+    /// Format 4: the fingerprints skip runs of zeros (`MetadataFingerprint.Encoding.zeroRuns`). Format 3 saves are
+    /// still read and undone, their fingerprints taken as they were.
+    static let magic = "imgtool-undo 4"
+    static let magic3 = "imgtool-undo 3"
 
     // Format: the magic line, then "key=value" lines, an empty line, and the backing name, the header before and the
     // header after as raw bytes whose lengths the head gives.
     func encoded() -> [UInt8] {
         let name = intent.backing.pathBytes
         let head = [
-            Self.magic, "path=\(path.replacingAll("\n", with: " "))", "device=\(device)", "inode=\(inode)",
+            encoding == .plain ? Self.magic3 : Self.magic, "path=\(path.replacingAll("\n", with: " "))", "device=\(device)", "inode=\(inode)",
             "backing-format=\(intent.backingFormat.replacingAll("\n", with: " "))", "size-before=\(sizeBefore)",
             "size-after=\(sizeAfter)", "meta-before=\(metaBefore)", "meta-after=\(metaAfter)",
             "refusal=\(refusal.replacingAll("\n", with: " "))",
@@ -28,7 +31,8 @@ extension HeaderBackup {
         // Saves of the earlier format hold no fingerprint of the metadata: undo cannot tell whether more than the
         // header changed, so it does not guess.
         if head.first == "imgtool-undo 2" { throw bad("version (written by an older imgtool, which did not record the metadata)") }
-        guard head.first.map(String.init) == magic else { throw bad("magic") }
+        let first = head.first.map(String.init)
+        guard first == magic || first == magic3 else { throw bad("magic") }
         var fields: [String: String] = [:]
         for line in head.dropFirst() {
             if let eq = line.firstIndex(of: "=") { fields[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
@@ -54,6 +58,6 @@ extension HeaderBackup {
             before: Array(body[a..<b]), sizeBefore: try number("size-before"),
             after: Array(body[b...]), sizeAfter: try number("size-after"),
             metaBefore: try digest("meta-before", empty: false), metaAfter: try digest("meta-after", empty: nAfter == 0),
-            refusal: fields["refusal"] ?? "")
+            refusal: fields["refusal"] ?? "", encoding: first == magic3 ? .plain : .zeroRuns)
     }
 }

@@ -27,14 +27,27 @@ enum MetadataFingerprint {
         var errno: Int32
     }
 
+    /// How the table bytes are fed to the hash. A save records which, by its format version, and `undo` compares
+    /// fingerprints taken the same way.
+    enum Encoding: Sendable, Equatable {
+        /// Every byte (saves of format 3).
+        case plain
+        /// 64-byte pieces, each all-zero run of them as its length (saves of format 4). The same bytes are covered
+        /// and the encoding is one-to-one (the lengths are hashed first), so two fingerprints still agree only for
+        /// the same tables; but a fresh image's 128 KiB of tables, nearly all zeros, cost a few hundred bytes of
+        /// SHA-256 instead of 2,048 blocks (`fix-backing` took two such fingerprints, 18 M of its 26 M
+        /// instructions, callgrind).
+        case zeroRuns
+    }
+
     /// The fingerprint of `file` as it is now, as 64 hex digits.
-    static func of(_ file: ImageFile) throws(Failure) -> String {
+    static func of(_ file: ImageFile, encoding: Encoding = .zeroRuns) throws(Failure) -> String {
         guard let now = FileIdentity.of(fd: file) else { throw Failure(what: "stat it", errno: errno) }
         var hash = SHA256()
         hash.update(number: now.size)
         let head: [UInt8]
         do { head = try file.read(at: 0, count: 512) } catch { throw Failure(what: "read its header", errno: EIO) }
-        var reader = Reader(file: file, size: now.size)
+        var reader = Reader(file: file, size: now.size, encoding: encoding)
         if head.starts(with: [0x51, 0x46, 0x49, 0xfb]) {
             try reader.qcow2(&hash)
         } else if head.starts(with: [0x51, 0x45, 0x44, 0x00]) {
@@ -47,9 +60,10 @@ enum MetadataFingerprint {
     struct Reader {
         let file: ImageFile
         let size: UInt64
+        let encoding: Encoding
         var spent: UInt64 = 0
 
-        init(file: ImageFile, size: UInt64) { (self.file, self.size) = (file, size) }
+        init(file: ImageFile, size: UInt64, encoding: Encoding) { (self.file, self.size, self.encoding) = (file, size, encoding) }
 
         /// Hashes `count` bytes at `offset` (with both numbers), never reading past the end of the file.
         mutating func add(_ what: String, offset: UInt64, count: UInt64, into hash: inout SHA256) throws(Failure) -> [UInt8] {
@@ -63,7 +77,10 @@ enum MetadataFingerprint {
             let n = Int(min(count, size - offset))
             let bytes: [UInt8]
             do { bytes = try file.read(at: offset, count: n) } catch { throw Failure(what: "read its \(what)", errno: EIO) }
-            hash.update(bytes)
+            switch encoding {
+            case .plain: hash.update(bytes)
+            case .zeroRuns: MetadataFingerprint.updateSkippingZeroRuns(&hash, bytes)
+            }
             return bytes
         }
 
@@ -101,5 +118,50 @@ enum MetadataFingerprint {
             guard !over else { throw Failure(what: "read its L1 table", errno: EFBIG) }
             _ = try add("L1 table", offset: l1, count: bytes, into: &hash)
         }
+    }
+}
+
+extension MetadataFingerprint {
+    /// Feeds `bytes` to `hash` in 64-byte pieces (the last may be shorter): a piece with a nonzero byte as the
+    /// marker 1 and its bytes, each run of all-zero pieces as the marker 0 and the run's length (8 bytes). The caller
+    /// hashed the byte count first, so the pieces' lengths, and with them the bytes, follow from what is hashed.
+    static func updateSkippingZeroRuns(_ hash: inout SHA256, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var zeros: UInt64 = 0
+            var offset = 0
+            while offset < raw.count {
+                let piece = UnsafeRawBufferPointer(rebasing: raw[offset..<min(offset + 64, raw.count)])
+                offset += piece.count
+                if isZero(piece) {
+                    zeros += 1
+                    continue
+                }
+                if zeros > 0 {
+                    hash.update([0])
+                    hash.update(number: zeros)
+                    zeros = 0
+                }
+                hash.update([1])
+                hash.update(piece)
+            }
+            if zeros > 0 {
+                hash.update([0])
+                hash.update(number: zeros)
+            }
+        }
+    }
+
+    /// True when every byte of `piece` is zero; eight at a time.
+    static func isZero(_ piece: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i + 8 <= piece.count {
+            if piece.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+            i += 8
+        }
+        while i < piece.count {
+            if piece[i] != 0 { return false }
+            i += 1
+        }
+        return true
     }
 }

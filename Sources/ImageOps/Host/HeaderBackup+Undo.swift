@@ -84,7 +84,7 @@ extension HeaderBackup {
         let count = max(before.count, after.count)
         let bytes: [UInt8]
         do { bytes = try file.read(at: 0, count: count) } catch { throw .io(path: file.path, what: "read its header", errno: EIO) }
-        let meta = try Self.fingerprint(file)
+        let meta = try Self.fingerprint(file, encoding)
         if bytes.prefix(before.count) == before[...] && now.size == sizeBefore && meta == metaBefore { return .neverLanded }
         if !after.isEmpty {
             if !refusal.isEmpty { throw .notUndoable(path: file.path, reason: refusal, instead: instead()) }

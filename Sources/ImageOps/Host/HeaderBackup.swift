@@ -48,6 +48,8 @@ public struct HeaderBackup: Sendable, Equatable {
     /// Why `undo` cannot put this header back, found when the change completed ("" when it can): the change
     /// rewrote more than the backing name.
     public var refusal: String
+    /// How this save's fingerprints were taken (by its format version): `undo` takes the image's the same way.
+    var encoding: MetadataFingerprint.Encoding
 
     /// Why a save could not be made or used. Every case names the image; an errno is said in words.
     public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
@@ -183,9 +185,9 @@ public struct HeaderBackup: Sendable, Equatable {
         }
     }
 
-    /// The fingerprint of `file`'s metadata now, or `io` naming what could not be read.
-    static func fingerprint(_ file: ImageFile) throws(Error) -> String {
-        do { return try MetadataFingerprint.of(file) } catch {
+    /// The fingerprint of `file`'s metadata now, taken as `encoding` says, or `io` naming what could not be read.
+    static func fingerprint(_ file: ImageFile, _ encoding: MetadataFingerprint.Encoding) throws(Error) -> String {
+        do { return try MetadataFingerprint.of(file, encoding: encoding) } catch {
             throw .io(path: file.path, what: error.what, errno: error.errno)
         }
     }
@@ -228,7 +230,7 @@ public struct HeaderBackup: Sendable, Equatable {
         guard let now = FileIdentity.of(fd: file) else { throw .io(path: file.path, what: "stat it", errno: errno) }
         let backup = HeaderBackup(path: file.path, device: file.stat.device, inode: file.stat.inode, intent: intent,
                                   before: try headerBytes(file, size: now.size), sizeBefore: now.size, after: [], sizeAfter: 0,
-                                  metaBefore: try fingerprint(file), metaAfter: "", refusal: "")
+                                  metaBefore: try fingerprint(file, .zeroRuns), metaAfter: "", refusal: "", encoding: .zeroRuns)
         try backup.store(as: pendingName(file.stat.device, file.stat.inode))
         return backup
     }
@@ -240,7 +242,7 @@ public struct HeaderBackup: Sendable, Equatable {
         guard let now = FileIdentity.of(fd: file) else { throw .io(path: path, what: "stat it", errno: errno) }
         after = try Self.headerBytes(file, size: now.size)
         sizeAfter = now.size
-        metaAfter = try Self.fingerprint(file)
+        metaAfter = try Self.fingerprint(file, encoding)
         refusal = whyNotUndoable() ?? ""
         try store(as: Self.saveName(device, inode), replacing: Self.pendingName(device, inode))
         return Self.saveFile(for: file.stat)
@@ -255,7 +257,7 @@ public struct HeaderBackup: Sendable, Equatable {
     public func isUnchanged(_ file: ImageFile) -> Bool {
         guard let now = FileIdentity.of(fd: file), now.size == sizeBefore,
               let bytes = try? file.read(at: 0, count: before.count), bytes == before else { return false }
-        return (try? Self.fingerprint(file)) == metaBefore
+        return (try? Self.fingerprint(file, encoding)) == metaBefore
     }
 }
 

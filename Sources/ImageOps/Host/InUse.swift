@@ -110,8 +110,14 @@ public struct InUse: Sendable, Equatable {
 
     static func holders(of wanted: FileKey) -> [Holder] {
         var found: [Holder] = []
-        walkOpenFiles { pid, keys in
-            if keys.contains(wanted) { found.append(Holder(pid: pid, commandLine: commandLine(pid))) }
+        walkProcesses { pid, fds in
+            // One descriptor on the file is enough: the rest of this process's are not looked at.
+            var holds = false
+            forEachOpenFile(fds) { key in
+                holds = key == wanted
+                return !holds
+            }
+            if holds { found.append(Holder(pid: pid, commandLine: commandLine(pid))) }
         }
         return found.sorted { $0.pid < $1.pid }
     }
@@ -119,25 +125,47 @@ public struct InUse: Sendable, Equatable {
     /// Calls `body` with each process (but us) and the regular files it has open. `stat` on `/proc/PID/fd/N` follows
     /// the magic link to the open file itself, even one since renamed or deleted.
     static func walkOpenFiles(_ body: (Int32, Set<FileKey>) -> Void) {
+        walkProcesses { pid, fds in
+            var keys: Set<FileKey> = []
+            forEachOpenFile(fds) { key in
+                keys.insert(key)
+                return true
+            }
+            if !keys.isEmpty { body(pid, keys) }
+        }
+    }
+
+    /// Calls `body` with each process (but us) and its `/proc/PID/fd` folder, open.
+    static func walkProcesses(_ body: (Int32, OpaquePointer) -> Void) {
         let me = getpid()
         guard let proc = opendir("/proc") else { return }
         defer { closedir(proc) }
         while let ent = readdir(proc) {
             let name = Directory.name(ent)
             guard let pid = Int32(name), pid != me else { continue }
-            let dir = "/proc/\(pid)/fd"
-            guard let d = Sys.opendir(dir) else { continue }
-            var keys: Set<FileKey> = []
-            while let fdEnt = readdir(d) {
-                let fd = Directory.name(fdEnt)
-                if fd == "." || fd == ".." { continue }
-                var st = stat()
-                if Sys.stat(dir + "/" + fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFBLK {
-                    keys.insert(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)))
-                }
-            }
+            guard let d = Sys.opendir("/proc/\(pid)/fd") else { continue }
+            body(pid, d)
             closedir(d)
-            if !keys.isEmpty { body(pid, keys) }
+        }
+    }
+
+    /// Calls `body` with the device and inode of each regular file or block device in the open `/proc/PID/fd`
+    /// folder `fds` until it returns false. Each descriptor is asked with `fstatat` relative to the folder (which
+    /// follows the magic link as `stat` of the whole path does) and its name read in place: the kernel does not
+    /// walk `/proc/PID/fd/` again for every descriptor, and no path string is built. With 1,500 descriptors on the
+    /// host this walk was most of `fix-backing`'s checks (`strace -c`: one stat per descriptor).
+    static func forEachOpenFile(_ fds: OpaquePointer, _ body: (FileKey) -> Bool) {
+        let folder = dirfd(fds)
+        let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
+        while let ent = readdir(fds) {
+            let name = UnsafeRawPointer(ent).advanced(by: offset).assumingMemoryBound(to: CChar.self)
+            // "." and "..": every other name here is a descriptor number.
+            if name[0] == CChar(UInt8(ascii: ".")) { continue }
+            var st = stat()
+            guard fstatat(folder, name, &st, 0) == 0 else { continue }
+            let kind = st.st_mode & S_IFMT
+            guard kind == S_IFREG || kind == S_IFBLK else { continue }
+            if !body(FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))) { return }
         }
     }
 

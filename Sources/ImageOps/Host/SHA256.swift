@@ -24,23 +24,29 @@ struct SHA256: Sendable {
     /// Adds `bytes` to what is hashed.
     mutating func update<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         length &+= UInt64(bytes.count)
-        let input = Array(bytes)
+        if bytes.withContiguousStorageIfAvailable({ absorb($0) }) == nil {
+            Array(bytes).withUnsafeBufferPointer { absorb($0) }
+        }
+    }
+
+    /// Hashes whole blocks straight from `input` (the tables hashed run to megabytes) and keeps the rest pending.
+    private mutating func absorb(_ input: UnsafeBufferPointer<UInt8>) {
         var offset = 0
         if !pending.isEmpty {
             offset = min(64 - pending.count, input.count)
-            pending.append(contentsOf: input[..<offset])
+            pending.append(contentsOf: UnsafeBufferPointer(rebasing: input[..<offset]))
             guard pending.count == 64 else { return }
-            block(pending, at: 0)
+            let block = pending
+            block.withUnsafeBufferPointer { Self.compress(&state, $0, blocks: 1) }
             pending.removeAll(keepingCapacity: true)
         }
-        // Whole blocks straight from the input: the tables hashed run to megabytes.
-        while input.count - offset >= 64 {
-            block(input, at: offset)
-            offset += 64
+        let whole = (input.count - offset) / 64
+        if whole > 0 {
+            Self.compress(&state, UnsafeBufferPointer(rebasing: input[offset..<(offset + whole * 64)]), blocks: whole)
+            offset += whole * 64
         }
-        pending.append(contentsOf: input[offset...])
+        pending.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset...]))
     }
-
     /// Adds a number as 8 little-endian bytes (lengths and offsets are hashed with the bytes they describe, so
     /// two layouts with the same bytes in other places differ).
     mutating func update(number: UInt64) {
@@ -62,31 +68,43 @@ struct SHA256: Sendable {
         return out
     }
 
-    private mutating func block(_ bytes: [UInt8], at offset: Int) {
-        var w = [UInt32](repeating: 0, count: 64)
-        for t in 0..<16 {
-            let b = offset + 4 * t
-            w[t] = UInt32(bytes[b]) << 24 | UInt32(bytes[b + 1]) << 16 | UInt32(bytes[b + 2]) << 8 | UInt32(bytes[b + 3])
+    /// The compression function over `blocks` 64-byte blocks of `input`. The message schedule lives on the stack and
+    /// the words are read through pointers: a heap array per block and checked subscripts made the fingerprints of
+    /// `fix-backing` (two of 128 KiB of tables) cost more CPU than the qemu-img it runs (callgrind).
+    private static func compress(_ state: inout [UInt32], _ input: UnsafeBufferPointer<UInt8>, blocks: Int) {
+        guard blocks > 0, input.count >= blocks * 64, let base = input.baseAddress else { return }
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            k.withUnsafeBufferPointer { k in
+                var h0 = state[0], h1 = state[1], h2 = state[2], h3 = state[3]
+                var h4 = state[4], h5 = state[5], h6 = state[6], h7 = state[7]
+                var p = base
+                for _ in 0..<blocks {
+                    for t in 0..<16 {
+                        w[t] = UInt32(p[4 * t]) << 24 | UInt32(p[4 * t + 1]) << 16 | UInt32(p[4 * t + 2]) << 8 | UInt32(p[4 * t + 3])
+                    }
+                    for t in 16..<64 {
+                        let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+                        let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+                        w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+                    }
+                    var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
+                    for t in 0..<64 {
+                        let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+                        let ch = (e & f) ^ (~e & g)
+                        let t1 = h &+ s1 &+ ch &+ k[t] &+ w[t]
+                        let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+                        let maj = (a & b) ^ (a & c) ^ (b & c)
+                        let t2 = s0 &+ maj
+                        (h, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
+                    }
+                    h0 &+= a; h1 &+= b; h2 &+= c; h3 &+= d
+                    h4 &+= e; h5 &+= f; h6 &+= g; h7 &+= h
+                    p += 64
+                }
+                state = [h0, h1, h2, h3, h4, h5, h6, h7]
+            }
         }
-        for t in 16..<64 {
-            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-        }
-        var a = state[0], b = state[1], c = state[2], d = state[3]
-        var e = state[4], f = state[5], g = state[6], h = state[7]
-        for t in 0..<64 {
-            let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-            let ch = (e & f) ^ (~e & g)
-            let t1 = h &+ s1 &+ ch &+ Self.k[t] &+ w[t]
-            let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-            let maj = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ maj
-            (h, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
-        }
-        state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
-        state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
     }
 
-    private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 }

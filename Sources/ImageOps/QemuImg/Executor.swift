@@ -38,46 +38,99 @@ public enum Executor {
         }
         ChildGuard.install()
         defer { ChildGuard.uninstall() }
-        let target = try open(plan, path: path)
-        defer { if target.reserved { try? target.descriptor.close() } }
-        var backup: HeaderBackup?
-        if let intent = plan.save, let held = target.held {
-            do { backup = try HeaderBackup.begin(held, intent: intent) } catch {
-                _ = removeReserved(target)
-                throw error
-            }
-        }
-        if let sig = ChildGuard.interruption {
-            throw ChangeError.interrupted(path: path, signal: sig, detail: "nothing was changed" + { $0.isEmpty ? "" : "; " + $0 }(settleFailure(target, backup)))
-        }
-        do {
+        let change = try Change.start(plan, path: path)
+        defer { change.end() }
+        do throws(QemuImg.Error) {
             for command in plan.commands {
-                try await qemuImg.run(command, stdin: target.descriptor, passThroughOutput: plan.progress)
+                try await qemuImg.run(command, stdin: change.target.descriptor, passThroughOutput: plan.progress)
             }
         } catch {
-            let detail = settleFailure(target, backup)
-            if let sig = ChildGuard.interruption { throw ChangeError.interrupted(path: path, signal: sig, detail: "qemu-img was stopped" + (detail.isEmpty ? "" : "; " + detail)) }
-            throw ChangeError.qemuImgFailed(path: path, error: error, detail: detail)
+            throw change.failed(error)
         }
-        var outcome = Outcome()
-        var savedNote = ""
-        if var b = backup, let held = target.held {
-            let file = try b.complete(held)
-            if b.refusal.isEmpty {
-                outcome.saved.append(file)
-                savedNote = "; its old header is saved in \(file) (imgtool undo puts it back)"
-            } else {
-                outcome.noUndo.append("\(path): \(b.refusal); imgtool undo will refuse")
-                outcome.noUndo += b.instead()
+        return try change.finish()
+    }
+
+    /// `execute` on the calling thread, qemu-img run by `QemuImg.runBlocking`: the same checks, save, cleanup and
+    /// report, without the concurrency runtime (what `fix-backing` uses). A plan that shows qemu-img's progress
+    /// goes through `execute`.
+    public static func executeBlocking(_ plan: Plan, qemuImg: QemuImg) throws -> Outcome {
+        guard let path = plan.target else {
+            for command in plan.commands { try qemuImg.runBlocking(command, stdin: nil) }
+            return Outcome()
+        }
+        ChildGuard.install()
+        defer { ChildGuard.uninstall() }
+        let change = try Change.start(plan, path: path)
+        defer { change.end() }
+        do throws(QemuImg.Error) {
+            for command in plan.commands { try qemuImg.runBlocking(command, stdin: change.target.descriptor) }
+        } catch {
+            throw change.failed(error)
+        }
+        return try change.finish()
+    }
+
+    /// One change under way: the file held or reserved and the header saved, before qemu-img runs; what is done
+    /// after it ran or failed. `execute` and `executeBlocking` differ only in how they run qemu-img between.
+    struct Change {
+        let plan: Plan
+        let path: String
+        let target: Target
+        let backup: HeaderBackup?
+
+        /// Holds or reserves the file and saves the header (complete and fsynced, or the change is refused).
+        static func start(_ plan: Plan, path: String) throws -> Change {
+            let target = try open(plan, path: path)
+            var backup: HeaderBackup?
+            if let intent = plan.save, let held = target.held {
+                do { backup = try HeaderBackup.begin(held, intent: intent) } catch {
+                    _ = removeReserved(target)
+                    if target.reserved { try? target.descriptor.close() }
+                    throw error
+                }
             }
+            if let sig = ChildGuard.interruption {
+                let detail = settleFailure(target, backup)
+                if target.reserved { try? target.descriptor.close() }
+                throw ChangeError.interrupted(path: path, signal: sig, detail: "nothing was changed" + (detail.isEmpty ? "" : "; " + detail))
+            }
+            return Change(plan: plan, path: path, target: target, backup: backup)
         }
-        if let moved = moved(target) {
-            throw ChangeError.pathMoved(path: path, detail: moved + savedNote)
+
+        /// Lets go of the file imgtool reserved.
+        func end() {
+            if target.reserved { try? target.descriptor.close() }
         }
-        if let sig = ChildGuard.interruption {
-            throw ChangeError.interrupted(path: path, signal: sig, detail: "the change had completed and is kept" + savedNote)
+
+        /// The error to report when qemu-img failed or was stopped, after cleaning up.
+        func failed(_ error: QemuImg.Error) -> any Swift.Error {
+            let detail = settleFailure(target, backup)
+            if let sig = ChildGuard.interruption { return ChangeError.interrupted(path: path, signal: sig, detail: "qemu-img was stopped" + (detail.isEmpty ? "" : "; " + detail)) }
+            return ChangeError.qemuImgFailed(path: path, error: error, detail: detail)
         }
-        return outcome
+
+        /// Records what qemu-img wrote in the save and checks the path still names the file changed.
+        func finish() throws -> Outcome {
+            var outcome = Outcome()
+            var savedNote = ""
+            if var b = backup, let held = target.held {
+                let file = try b.complete(held)
+                if b.refusal.isEmpty {
+                    outcome.saved.append(file)
+                    savedNote = "; its old header is saved in \(file) (imgtool undo puts it back)"
+                } else {
+                    outcome.noUndo.append("\(path): \(b.refusal); imgtool undo will refuse")
+                    outcome.noUndo += b.instead()
+                }
+            }
+            if let moved = moved(target) {
+                throw ChangeError.pathMoved(path: path, detail: moved + savedNote)
+            }
+            if let sig = ChildGuard.interruption {
+                throw ChangeError.interrupted(path: path, signal: sig, detail: "the change had completed and is kept" + savedNote)
+            }
+            return outcome
+        }
     }
 
     /// The held image, or the new file created exclusively now (never one that appeared since the checks).

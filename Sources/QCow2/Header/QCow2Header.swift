@@ -46,7 +46,8 @@ public struct QCow2Header: Sendable, Equatable {
     public var backingFormat: String?
     /// The external data file name, when the extension is present.
     public var dataFile: String?
-    /// Feature names from the feature name table, keyed by kind and bit.
+    /// Feature names from the feature name table, keyed by kind and bit; read only from a header with incompatible
+    /// bits no reader knows (the refusal names them), empty for every other.
     public var featureNames: [FeatureName]
     /// Bitmaps extension, when present.
     public var bitmaps: Bitmaps?

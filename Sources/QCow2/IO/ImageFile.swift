@@ -57,7 +57,9 @@ public final class ImageFile: Sendable {
         }
         // Files of the kernel's pseudo file systems look regular to stat, but reading one can consume it
         // (/proc/kmsg eats the kernel log) or block; none is a disk image.
-        if !kernelFile, let fs = PseudoFileSystem.of(path: path) { throw .notAFile(path: path, kind: "file on \(fs)") }
+        if !kernelFile, seen.map({ PseudoFileSystem.mayHold(device: $0.device) }) ?? true, let fs = PseudoFileSystem.of(path: path) {
+            throw .notAFile(path: path, kind: "file on \(fs)")
+        }
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(pathString: path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
@@ -70,7 +72,7 @@ public final class ImageFile: Sendable {
             try? fd.close()
             throw .unreadable(path: path, errno: errno)
         }
-        if !kernelFile, let fs = PseudoFileSystem.of(fd: fd.rawValue) {
+        if !kernelFile, PseudoFileSystem.mayHold(device: identity.device), let fs = PseudoFileSystem.of(fd: fd.rawValue) {
             try? fd.close()
             throw .notAFile(path: path, kind: "file on \(fs)")
         }
@@ -86,12 +88,15 @@ public final class ImageFile: Sendable {
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
     public func read(at offset: UInt64, count: Int) throws(Error) -> [UInt8] {
         guard count > 0 else { return [] }
-        var buffer = [UInt8](repeating: 0, count: count)
-        let result: Result<Int, Error> = buffer.withUnsafeMutableBytes { raw in
-            do throws(Error) { return .success(try fill(raw, at: offset)) } catch { return .failure(error) }
+        // Not zero-filled first: only the bytes the kernel wrote are kept (a chain reads 4 KiB a layer).
+        var failure: Error?
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
+            do throws(Error) { initialized = try fill(UnsafeMutableRawBufferPointer(raw), at: offset) } catch {
+                failure = error
+                initialized = 0
+            }
         }
-        let filled = try result.get()
-        if filled < count { buffer.removeSubrange(filled...) }
+        if let failure { throw failure }
         return buffer
     }
 

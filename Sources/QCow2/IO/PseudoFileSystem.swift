@@ -25,6 +25,15 @@ package enum PseudoFileSystem {
         }
     }
 
+    /// False when a file on `device` (an `st_dev`) cannot be on one of them: these file systems are all mounted on
+    /// anonymous devices (major number 0), so a file on a disk's file system (ext4, xfs on a block device) needs no
+    /// `statfs`. A chain's every layer asked twice was 1,000 of `chain`'s 3,500 syscalls at depth 500.
+    package static func mayHold(device: UInt64) -> Bool {
+        // Linux's dev_t: the major number is bits 8-19 and 32-43 (glibc's `gnu_dev_major`).
+        let major = ((device >> 8) & 0xFFF) | ((device >> 32) & ~UInt64(0xFFF))
+        return major == 0
+    }
+
     /// The pseudo file system `path` lies on, nil for any other (or when statfs fails: open decides then).
     package static func of(path: String) -> String? {
         #if os(Linux)

@@ -23,7 +23,18 @@ public enum ChangeCommands {
     public static func carryOut(_ plan: Plan, _ options: Options) async throws {
         if options.dryRun { return try describe(plan, options) }
         let tool = try QemuImg.locate(options.qemuImg)
-        let outcome = try await Executor.execute(plan, qemuImg: tool)
+        try report(try await Executor.execute(plan, qemuImg: tool), of: plan)
+    }
+
+    /// `carryOut` on the calling thread (`Executor.executeBlocking`): `fix-backing` starts no concurrency runtime.
+    public static func carryOutBlocking(_ plan: Plan, _ options: Options) throws {
+        if options.dryRun { return try describe(plan, options) }
+        let tool = try QemuImg.locate(options.qemuImg)
+        try report(try Executor.executeBlocking(plan, qemuImg: tool), of: plan)
+    }
+
+    /// What a change did: the saves, warnings and notes, then the chain of each image shown.
+    static func report(_ outcome: Executor.Outcome, of plan: Plan) throws {
         for saved in outcome.saved { printOut("saved the old header to \(Untrusted.shown(saved)) (imgtool undo puts it back)") }
         for warning in plan.warnings { printError("imgtool: warning: " + Untrusted.shown(warning)) }
         for line in outcome.noUndo { printOut("note: " + Untrusted.shown(line)) }
@@ -87,9 +98,9 @@ public enum ChangeCommands {
         return plans
     }
 
-    /// Runs checked plans; with no image named, ends with the list of what it fixed.
-    public static func execute(_ plans: [Plan], for request: FixBackingRequest) async throws {
-        for plan in plans { try await carryOut(plan, request.options) }
+    /// Runs checked plans, each on the calling thread; with no image named, ends with the list of what it fixed.
+    public static func execute(_ plans: [Plan], for request: FixBackingRequest) throws {
+        for plan in plans { try carryOutBlocking(plan, request.options) }
         if request.images.isEmpty { printOut("fixed: \(Untrusted.shown(plans.flatMap(\.show).joined(separator: ", ")))") }
     }
 

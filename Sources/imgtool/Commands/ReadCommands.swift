@@ -24,7 +24,7 @@ public enum ReadCommands {
         let chain = try BackingChain.follow(image, maxDepth: maxDepth)
         let report = ChainReport(image: image, chain: chain)
         switch output {
-        case .json: report.json.printToStandardOutput()
+        case .json: report.printJSON()
         case .human: printOut(report.human(style: .forStandardOutput()))
         }
         return chain.isHealthy ? 0 : 2

@@ -4,49 +4,61 @@ import QCow2
 extension ImageInfo {
     /// The qemu-img `info --output=json` object for this image, with qemu-img's field names and meanings.
     public var json: JSON {
-        var formatSpecific: JSON?
-        if let h = qcow2 {
-            var data: [(String, JSON?)] = [
-                ("compat", .string(h.compat)),
-                ("compression-type", .string(h.compressionName)),
-            ]
-            if h.version >= 3 { data.append(("lazy-refcounts", .bool(h.lazyRefcounts))) }
-            data.append(("refcount-bits", .uint(h.refcountBits)))
-            if let df = h.dataFile { data.append(("data-file", .string(df))) }
-            if h.hasExternalDataFile { data.append(("data-file-raw", .bool(h.dataFileRaw))) }
-            if let enc = h.encryptionName {
-                // `ImageInfoSpecificQCow2Encryption`: the format, then for LUKS the header's details.
-                var members: [(String, JSON?)] = [("format", .string(enc))]
-                if case .object(let luks)? = qcow2LUKS?.json { members += luks.map { ($0.0, Optional($0.1)) } }
-                data.append(("encrypt", .object(members)))
-            }
-            if let b = h.bitmaps { data.append(("bitmap-count", .uint(UInt64(b.count)))) }
-            if h.version >= 3 {
-                data.append(("corrupt", .bool(h.isCorrupt)))
-                data.append(("extended-l2", .bool(h.hasExtendedL2)))
-            }
-            formatSpecific = .object([("type", .string("qcow2")), ("data", .object(data))])
-        } else if let v = vmdk {
-            formatSpecific = .object([("type", .string("vmdk")), ("data", v.json)])
-        } else if let l = details?.luks {
-            formatSpecific = .object([("type", .string("luks")), ("data", l.json)])
+        var tree = JSONTree()
+        members(into: &tree)
+        return tree.object
+    }
+
+    /// The object's members, in qemu-img's order; absent facts are left out as qemu-img leaves them out. Written
+    /// once for the tree and for `chain`'s direct bytes (see `JSONMembers`).
+    func members<M: JSONMembers>(into m: inout M) {
+        m.add("filename", string: filename)
+        m.add("format", string: format.rawValue)
+        if let virtualSize { m.add("virtual-size", uint: virtualSize) }
+        m.add("actual-size", uint: actualSize)
+        if let clusterSize { m.add("cluster-size", uint: clusterSize) }
+        if isEncrypted { m.add("encrypted", bool: true) }
+        // qemu-img prints the flag only for the formats whose driver answers bdrv_get_info.
+        if format.reportsDirtyFlag { m.add("dirty-flag", bool: qcow2?.isDirty ?? false) }
+        if let backingFilename {
+            m.add("backing-filename", string: backingFilename)
+            m.add("full-backing-filename", string: BackingPath.resolve(backingFilename, relativeTo: filename))
         }
-        return .object([
-            ("filename", .string(filename)),
-            ("format", .string(format.rawValue)),
-            ("virtual-size", virtualSize.map(JSON.uint)),
-            ("actual-size", .uint(actualSize)),
-            ("cluster-size", clusterSize.map(JSON.uint)),
-            ("encrypted", isEncrypted ? .bool(true) : nil),
-            // qemu-img prints the flag only for the formats whose driver answers bdrv_get_info.
-            ("dirty-flag", format.reportsDirtyFlag ? .bool(qcow2?.isDirty ?? false) : nil),
-            ("backing-filename", backingFilename.map(JSON.string)),
-            ("full-backing-filename", fullBackingFilename.map(JSON.string)),
-            ("backing-filename-format", backingFormat.map(JSON.string)),
-            ("snapshots", snapshots.isEmpty ? nil : .array(snapshots.map(\.json))),
-            ("snapshot-count", qcow2.map { .uint(UInt64($0.snapshotCount)) }),
-            ("format-specific", formatSpecific),
-        ])
+        if let backingFormat { m.add("backing-filename-format", string: backingFormat) }
+        if !snapshots.isEmpty { m.add("snapshots", .array(snapshots.map(\.json))) }
+        if let h = qcow2 { m.add("snapshot-count", uint: UInt64(h.snapshotCount)) }
+        if let h = qcow2 {
+            m.addObject("format-specific") { f in
+                f.add("type", string: "qcow2")
+                f.addObject("data") { data in qcow2Members(h, into: &data) }
+            }
+        } else if let v = vmdk {
+            m.add("format-specific", .object([("type", .string("vmdk")), ("data", v.json)]))
+        } else if let l = details?.luks {
+            m.add("format-specific", .object([("type", .string("luks")), ("data", l.json)]))
+        }
+    }
+
+    /// qcow2's `format-specific` data (`ImageInfoSpecificQCow2`).
+    private func qcow2Members<M: JSONMembers>(_ h: QCow2Header, into data: inout M) {
+        data.add("compat", string: h.compat)
+        data.add("compression-type", string: h.compressionName)
+        if h.version >= 3 { data.add("lazy-refcounts", bool: h.lazyRefcounts) }
+        data.add("refcount-bits", uint: h.refcountBits)
+        if let df = h.dataFile { data.add("data-file", string: df) }
+        if h.hasExternalDataFile { data.add("data-file-raw", bool: h.dataFileRaw) }
+        if let enc = h.encryptionName {
+            // `ImageInfoSpecificQCow2Encryption`: the format, then for LUKS the header's details.
+            data.addObject("encrypt") { e in
+                e.add("format", string: enc)
+                if case .object(let luks)? = qcow2LUKS?.json { for (k, v) in luks { e.add(k, v) } }
+            }
+        }
+        if let b = h.bitmaps { data.add("bitmap-count", uint: UInt64(b.count)) }
+        if h.version >= 3 {
+            data.add("corrupt", bool: h.isCorrupt)
+            data.add("extended-l2", bool: h.hasExtendedL2)
+        }
     }
 }
 
