@@ -13,6 +13,8 @@ public enum Executor {
         /// Why `undo` will not be able to put a saved header back (the change rewrote more than the header), and
         /// what to do instead; said now, not first at undo time.
         public var noUndo: [String] = []
+        /// Each command's standard output, in order (`qemu-img check --output=json`'s answer).
+        public var output: [String] = []
     }
 
     /// The file qemu-img writes, held from the checks (or from its exclusive creation) to the end.
@@ -50,9 +52,10 @@ public enum Executor {
         if let sig = ChildGuard.interruption {
             throw ChangeError.interrupted(path: path, signal: sig, detail: "nothing was changed" + { $0.isEmpty ? "" : "; " + $0 }(settleFailure(target, backup)))
         }
+        var outputs: [String] = []
         do {
             for command in plan.commands {
-                try await qemuImg.run(command, stdin: target.descriptor, passThroughOutput: plan.progress)
+                outputs.append(try await qemuImg.run(command, stdin: target.descriptor, passThroughOutput: plan.progress))
             }
         } catch {
             let detail = settleFailure(target, backup)
@@ -60,6 +63,7 @@ public enum Executor {
             throw ChangeError.qemuImgFailed(path: path, error: error, detail: detail)
         }
         var outcome = Outcome()
+        outcome.output = outputs
         var savedNote = ""
         if var b = backup, let held = target.held {
             let file = try b.complete(held)
@@ -145,7 +149,9 @@ public enum Executor {
     /// The dry-run text: the checks and the exact command lines, the held image shown as their standard input.
     public static func describe(_ plan: Plan, qemuImg: QemuImg) -> String {
         var lines = plan.checks.map { "checked: " + $0 }
-        if plan.save != nil, let path = plan.target {
+        if let save = plan.save, save.repair != nil, let path = plan.target {
+            lines.append("would save every byte the repair may rewrite of \(path) to \(HeaderBackup.directoryShown)")
+        } else if plan.save != nil, let path = plan.target {
             lines.append("would save the header of \(path) to \(HeaderBackup.directoryShown)")
             if let held = plan.held, let note = HeaderBackup.undoWarning(held) { lines.append(note) }
         }
