@@ -72,7 +72,8 @@ final class FDHolder {
     }
 
     deinit {
-        process.terminate()
+        // SIGKILL: the test runner may start us with SIGTERM ignored, and the sleeping shell would inherit that.
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 }
