@@ -300,3 +300,33 @@ edit("extl2-bad-bitmap", lambda i: (i.w64(i.l2e(0) + 8, i.u64(i.l2e(0) + 8) | (1
 edit("external-compressed", lambda i: i.w64(i.l2e(5), (1 << 62) | 0x50000), base="external.qcow2")
 # A refcount table with zero clusters (QEMU opens it only to check it).
 edit("no-reftable", lambda i: i.w32(56, 0))
+# Quirks: an L1 entry that is only the copied flag (its "L2 table" is the header); a refcount block beyond what QEMU can
+# address (every refcount it covers is a check error); a compressed cluster spanning two host clusters; a reference
+# into the partial cluster at the end of a file that is not cluster aligned (allowed) and one a cluster past it.
+edit("l1-copied-only", lambda i: i.w64(i.l1 + 8 * 2, 1 << 63))
+edit("refblock-unreadable", lambda i: i.w64(i.rt, 0x7FFFFFFFFFFF0000))
+
+
+def compressed_span(i):
+    e = i.u64(i.l2e(0))
+    csize_shift = 62 - (i.cb - 8)
+    off = (e & ((1 << csize_shift) - 1))
+    start = (off // i.cs + 1) * i.cs - 512
+    i.w64(i.l2e(0), (1 << 62) | (3 << csize_shift) | start)
+
+
+edit("compressed-span", compressed_span, base="compressed.qcow2")
+
+
+def partial_tail(i):
+    n = i.size()
+    i.f.truncate(n + 4096)
+    i.w64(i.l2e(60), (1 << 63) | n)
+    i.set_refcount(n // i.cs, 1)
+    i.w64(i.l2e(61), (1 << 63) | (n + i.cs))
+
+
+edit("partial-tail", partial_tail)
+path = written("v2-snap", opts="compat=0.10")
+run("qemu-img", "snapshot", "-c", "s", path)
+io(path, "write -P 4 0 64k")

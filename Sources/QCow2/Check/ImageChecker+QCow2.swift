@@ -44,9 +44,12 @@ extension ImageChecker {
             let snapshots = try check.readSnapshotTable()
             try check.calculateRefcounts(snapshots)
             let (highest, mismatched) = check.compareRefcounts()
+            // The mismatches are described after the copied flags are checked (the words need a second walk), but
+            // listed where QEMU reports them: before the copied flags' findings.
+            let comparedAt = check.result.findings.count
             try check.checkCopiedFlags()
             check.result.imageEndOffset = (highest + 1) * cs
-            if !mismatched.isEmpty { check.describe(mismatched, snapshots) }
+            if !mismatched.isEmpty { check.describe(mismatched, snapshots, at: comparedAt) }
         } catch {
             check.result.checkErrors += 1
             check.result.aborted = error.reason
@@ -90,7 +93,7 @@ extension QCow2Check {
 
     /// The words for every mismatched cluster: a second walk records who references each (up to 8 referrers), then
     /// one finding per run of consecutive clusters with the same stored and expected refcounts.
-    mutating func describe(_ mismatched: [(cluster: UInt64, stored: UInt64, expected: UInt64)], _ snapshots: QCow2Header.SnapshotTable) {
+    mutating func describe(_ mismatched: [(cluster: UInt64, stored: UInt64, expected: UInt64)], _ snapshots: QCow2Header.SnapshotTable, at position: Int) {
         // Enough to name the referrers of the first 4096 mismatches; the rest are counted and summarised by runs.
         var pass = self
         pass.describing = true
@@ -98,6 +101,7 @@ extension QCow2Check {
         pass.referrers = [:]
         try? pass.calculateRefcounts(snapshots)
         let who = pass.referrers
+        var words: [ImageCheck.Finding] = []
         var k = 0
         while k < mismatched.count {
             let m = mismatched[k]
@@ -118,8 +122,9 @@ extension QCow2Check {
             } else {
                 message = "clusters \(first) to \(last) (\(hex(first << clusterBits)) to \(hex(((last + 1) << clusterBits) - 1)), \(last - first + 1) clusters) each have refcount \(m.stored) but \(refs)\(what)"
             }
-            result.findings.append(ImageCheck.Finding(kind: kind, cluster: first, offset: first << clusterBits, table: "refcount block \(first / stored.perBlock)", message: message))
+            words.append(ImageCheck.Finding(kind: kind, cluster: first, offset: first << clusterBits, table: "refcount block \(first / stored.perBlock)", message: message))
             k = end + 1
         }
+        result.findings.insert(contentsOf: words, at: min(position, result.findings.count))
     }
 }
