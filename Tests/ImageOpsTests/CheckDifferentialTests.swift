@@ -83,7 +83,7 @@ struct CheckDifferentialTests {
         let dir = try TempDir("checkq")
         let script = fixturesDirectory().replacingOccurrences(of: "/Fixtures/images", with: "/Fixtures/check-corpus.py")
         let built = try runProgram(python, [script, dir.path])
-        try #require(built.status == 0, "check-corpus.py: \(built.stderr)")
+        try #require(built.status == 0, "check-corpus.py failed: \(built.stderr)")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".qcow2") }.sorted()
         #expect(names.count >= 60, "the corpus has \(names.count) images")
         var disagreements: [String] = []
@@ -102,7 +102,7 @@ struct CheckDifferentialTests {
         let dir = try TempDir("checkq-words")
         let script = fixturesDirectory().replacingOccurrences(of: "/Fixtures/images", with: "/Fixtures/check-corpus.py")
         let built = try runProgram(python, [script, dir.path])
-        try #require(built.status == 0, "check-corpus.py: \(built.stderr)")
+        try #require(built.status == 0, "check-corpus.py failed: \(built.stderr)")
         func check(_ name: String) throws -> ImageCheck { try ImageChecker.check(try ImageInfo.read(dir.file(name + ".qcow2"))) }
 
         let leaked = try check("leaked")

@@ -118,9 +118,9 @@ extension QCow2Check {
             let what = kind == .leak ? (m.expected == 0 ? ": leaked" : ": leaked references") : ": too few (a corruption: freeing one reference would free data still in use)"
             let message: String
             if first == last {
-                message = "cluster \(first) (\(hex(first << clusterBits))) has refcount \(m.stored) but \(refs)\(names)\(what)"
+                message = "cluster \(first) (\(qcowHex(first << clusterBits))) has refcount \(m.stored) but \(refs)\(names)\(what)"
             } else {
-                message = "clusters \(first) to \(last) (\(hex(first << clusterBits)) to \(hex(((last + 1) << clusterBits) - 1)), \(last - first + 1) clusters) each have refcount \(m.stored) but \(refs)\(what)"
+                message = "clusters \(first) to \(last) (\(qcowHex(first << clusterBits)) to \(qcowHex(((last + 1) << clusterBits) - 1)), \(last - first + 1) clusters) each have refcount \(m.stored) but \(refs)\(what)"
             }
             words.append(ImageCheck.Finding(kind: kind, cluster: first, offset: first << clusterBits, table: "refcount block \(first / stored.perBlock)", message: message))
             k = end + 1

@@ -15,8 +15,14 @@ extension QCow2Check {
         guard walk.size > 0 else { return }
         let bytes = walk.size * 8  // at most 32 MiB: the callers check the entry count
         try reference(walk.offset, bytes, walk.name)
+        // QEMU reads the table in one request: one that ends beyond what it addresses fails the check. Past that
+        // test, `walk.offset + bytes` cannot overflow.
+        guard walk.offset <= QCow2Bitmap.maxRequestEnd, bytes <= QCow2Bitmap.maxRequestEnd - walk.offset else {
+            throw Abort(reason: "Input/output error", detail: "\(walk.name) at \(qcowHex(walk.offset)) lies beyond what QEMU can address")
+        }
         var i: UInt64 = 0
-        while i < walk.size {
+        // Past the end of the file every entry reads as 0: nothing more to walk.
+        while i < walk.size && walk.offset + i * 8 < fileLength {
             let n = min(UInt64(Self.chunk / 8), walk.size - i)
             let l1 = Self.words(try read(walk.offset + i * 8, Int(n * 8), what: walk.name))
             for k in 0..<Int(n) {
@@ -25,14 +31,14 @@ extension QCow2Check {
                 if entry == 0 { continue }
                 let at = walk.offset + index * 8
                 if entry & Self.l1Reserved != 0 {
-                    note(.corruption, offset: at, table: walk.name, "\(walk.name) entry \(index) (at \(hex(at))) has reserved bits set: \(hex(entry))")
+                    note(.corruption, offset: at, table: walk.name, "\(walk.name) entry \(index) (at \(qcowHex(at))) has reserved bits set: \(qcowHex(entry))")
                 }
                 let l2 = entry & Self.offsetMask
-                let l2Name = "\(walk.prefix)L2 table at \(hex(l2))"
+                let l2Name = "\(walk.prefix)L2 table at \(qcowHex(l2))"
                 try reference(l2, clusterSize, "\(walk.name) entry \(index) (\(l2Name))")
                 if l2 % clusterSize != 0 {
                     note(.corruption, cluster: l2 >> clusterBits, offset: at, table: walk.name,
-                         "\(walk.name) entry \(index) points at \(hex(l2)), not cluster aligned: the L1 entry is corrupted")
+                         "\(walk.name) entry \(index) points at \(qcowHex(l2)), not cluster aligned: the L1 entry is corrupted")
                 }
                 try checkL2(l2, name: l2Name, active: walk.active)
             }
@@ -60,15 +66,15 @@ extension QCow2Check {
             if entry & Self.compressed != 0 {
                 if entry & Self.copied != 0 {
                     note(.corruption, cluster: (entry & coffsetMask) >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(hex(at))) maps a compressed cluster with the copied flag set, which compressed clusters never have")
+                         "\(who) (at \(qcowHex(at))) maps a compressed cluster with the copied flag set, which compressed clusters never have")
                     entry &= ~Self.copied
                 }
                 if hasDataFile {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(hex(at))) maps a compressed cluster, but the image has an external data file")
+                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) maps a compressed cluster, but the image has an external data file")
                     continue
                 }
                 if bitmap != 0 {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(hex(at))) maps a compressed cluster with a nonzero subcluster bitmap (\(hex(bitmap)))")
+                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) maps a compressed cluster with a nonzero subcluster bitmap (\(qcowHex(bitmap)))")
                     continue
                 }
                 let coffset = entry & coffsetMask
@@ -79,18 +85,18 @@ extension QCow2Check {
                 continue
             }
             if entry & Self.l2Reserved != 0 {
-                note(.corruption, cluster: host >> clusterBits, offset: at, table: name, "\(who) (at \(hex(at))) has reserved bits set: \(hex(entry))")
+                note(.corruption, cluster: host >> clusterBits, offset: at, table: name, "\(who) (at \(qcowHex(at))) has reserved bits set: \(qcowHex(entry))")
             }
             switch clusterType(entry) {
             case .normal, .zeroAllocated:
                 if (bitmap >> 32) & bitmap != 0 {
                     note(.corruption, cluster: host >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(hex(at))): the subcluster bitmap \(hex(bitmap)) marks subclusters both allocated and zero")
+                         "\(who) (at \(qcowHex(at))): the subcluster bitmap \(qcowHex(bitmap)) marks subclusters both allocated and zero")
                 }
                 if host % clusterSize != 0 {
                     let data = extendedL2 ? bitmap & 0xFFFF_FFFF != 0 : entry & Self.zero == 0
                     note(.corruption, cluster: host >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(hex(at))) maps \(data ? "data" : "a preallocated zero cluster") at \(hex(host)), not cluster aligned: the L2 entry is corrupted")
+                         "\(who) (at \(qcowHex(at))) maps \(data ? "data" : "a preallocated zero cluster") at \(qcowHex(host)), not cluster aligned: the L2 entry is corrupted")
                 }
                 if active {
                     allocatedClusters += 1
@@ -102,7 +108,7 @@ extension QCow2Check {
                 break
             case .unallocated:
                 if bitmap & 0xFFFF_FFFF != 0 {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(hex(at))) has no cluster but its subcluster bitmap marks subclusters allocated (\(hex(bitmap)))")
+                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) has no cluster but its subcluster bitmap marks subclusters allocated (\(qcowHex(bitmap)))")
                 }
             }
         }
@@ -129,7 +135,8 @@ extension QCow2Check {
         let size = UInt64(header.l1Size)
         let step = extendedL2 ? 2 : 1
         var i: UInt64 = 0
-        while i < size {
+        // The header reader bounds the table (at most 32 MiB, below 2^56); past the end of the file it reads as 0.
+        while i < size && header.l1TableOffset + i * 8 < fileLength {
             let n = min(UInt64(Self.chunk / 8), size - i)
             let l1 = Self.words(try read(header.l1TableOffset + i * 8, Int(n * 8), what: "the active L1 table"))
             for k in 0..<Int(n) {
@@ -141,9 +148,9 @@ extension QCow2Check {
                 let at = header.l1TableOffset + index * 8
                 if (refcount == 1) != (entry & Self.copied != 0) {
                     note(.corruption, cluster: l2 >> clusterBits, offset: at, table: "the active L1 table",
-                         "active L1 entry \(index) (at \(hex(at))): the L2 table at \(hex(l2)) has refcount \(refcount) but the copied flag is \(entry & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
+                         "active L1 entry \(index) (at \(qcowHex(at))): the L2 table at \(qcowHex(l2)) has refcount \(refcount) but the copied flag is \(entry & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
                 }
-                let name = "L2 table at \(hex(l2))"
+                let name = "L2 table at \(qcowHex(l2))"
                 let w = Self.words(try read(l2, Int(clusterSize), what: name))
                 for j in 0..<(w.count / step) {
                     let e = w[j * step]
@@ -159,7 +166,7 @@ extension QCow2Check {
                     if (rc == 1) != (e & Self.copied != 0) {
                         let eat = l2 + UInt64(j * step * 8)
                         note(.corruption, cluster: data >> clusterBits, offset: eat, table: name,
-                             "\(name) entry \(j) (at \(hex(eat))): the data cluster at \(hex(data)) has refcount \(rc) but the copied flag is \(e & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
+                             "\(name) entry \(j) (at \(qcowHex(eat))): the data cluster at \(qcowHex(data)) has refcount \(rc) but the copied flag is \(e & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
                     }
                 }
             }

@@ -131,23 +131,23 @@ extension QCow2Check {
             let table = "refcount table entry \(i)"
             let at = header.refcountTableOffset + UInt64(i) * 8
             if raw & Self.refTableReserved != 0 {
-                note(.corruption, offset: at, table: table, "refcount table entry \(i) (at \(hex(at))) has reserved bits set (\(hex(raw)))")
+                note(.corruption, offset: at, table: table, "refcount table entry \(i) (at \(qcowHex(at))) has reserved bits set (\(qcowHex(raw)))")
                 continue
             }
             if offset % clusterSize != 0 {
-                note(.corruption, offset: at, table: table, "refcount block \(i) at \(hex(offset)) is not cluster aligned: the refcount table entry is corrupted")
+                note(.corruption, offset: at, table: table, "refcount block \(i) at \(qcowHex(offset)) is not cluster aligned: the refcount table entry is corrupted")
                 continue
             }
             if cluster >= expected.count {
                 note(.corruption, cluster: cluster, offset: offset, table: table,
-                     "refcount block \(i) at \(hex(offset)) is outside the image (the file has \(fileLength) bytes)")
+                     "refcount block \(i) at \(qcowHex(offset)) is outside the image (the file has \(fileLength) bytes)")
                 continue
             }
             if offset != 0 {
                 try reference(offset, clusterSize, "refcount block \(i)")
                 if !describing, expected[cluster] != 1 {
                     note(.corruption, cluster: cluster, offset: offset, table: table,
-                         "refcount block \(i) at \(hex(offset)) (cluster \(cluster)) is referenced \(expected[cluster]) times: it overlaps other metadata")
+                         "refcount block \(i) at \(qcowHex(offset)) (cluster \(cluster)) is referenced \(expected[cluster]) times: it overlaps other metadata")
                 }
             }
         }
@@ -166,7 +166,7 @@ extension QCow2Check {
             check.result.checkErrors += n
             check.result.findings.append(ImageCheck.Finding(
                 kind: .checkError, cluster: u.first, offset: u.offset, table: "refcount table entry \(u.block)",
-                message: "refcount block \(u.block) at \(hex(u.offset)) cannot be read (\(u.reason)): the refcounts of clusters \(u.first) to \(u.last) are unknown (\(n) check errors)"))
+                message: "refcount block \(u.block) at \(qcowHex(u.offset)) cannot be read (\(u.reason)): the refcounts of clusters \(u.first) to \(u.last) are unknown (\(n) check errors)"))
             unreadable = nil
         }
         var i: UInt64 = 0

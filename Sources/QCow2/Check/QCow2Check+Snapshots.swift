@@ -10,7 +10,7 @@ extension QCow2Check {
         if header.version >= 3 {
             for (i, sn) in table.snapshots.enumerated() where sn.extraDataSize < 16 {
                 note(.corruption, offset: sn.entryOffset, table: "snapshot table",
-                     "snapshot table entry \(i) ('\(sn.name)', at \(hex(sn.entryOffset))) is incomplete: a version 3 entry needs 16 bytes of extra data, it has \(sn.extraDataSize)")
+                     "snapshot table entry \(i) ('\(sn.name)', at \(qcowHex(sn.entryOffset))) is incomplete: a version 3 entry needs 16 bytes of extra data, it has \(sn.extraDataSize)")
             }
         }
         return table
@@ -26,7 +26,7 @@ extension QCow2Check {
             let label = "snapshot '\(sn.name)' (id \(sn.id))"
             if sn.l1TableOffset % clusterSize != 0 {
                 note(.corruption, offset: sn.entryOffset, table: "snapshot table",
-                     "\(label): its L1 table offset \(hex(sn.l1TableOffset)) is not cluster aligned: the snapshot table entry is corrupted")
+                     "\(label): its L1 table offset \(qcowHex(sn.l1TableOffset)) is not cluster aligned: the snapshot table entry is corrupted")
                 continue
             }
             if sn.l1Size > QCow2Snapshot.maxL1Entries {
@@ -57,7 +57,7 @@ extension QCow2Check {
             try reference(bm.tableOffset, bytes, name)
             let entries: [UInt64]
             do { entries = Self.words(try read(bm.tableOffset, Int(bytes), what: name)) } catch {
-                note(.corruption, offset: bm.tableOffset, table: name, "\(name) at \(hex(bm.tableOffset)) cannot be read: \(error.detail)")
+                note(.corruption, offset: bm.tableOffset, table: name, "\(name) at \(qcowHex(bm.tableOffset)) cannot be read: \(error.detail)")
                 throw error
             }
             // `bitmap_table_load` refuses the whole table at its first bad entry.
@@ -65,7 +65,7 @@ extension QCow2Check {
                 let offset = entry & Self.offsetMask
                 if entry & 0xFF00_0000_0000_01FE != 0 || (offset != 0 && (entry & 1 != 0 || offset % clusterSize != 0)) {
                     let at = bm.tableOffset + UInt64(k) * 8
-                    note(.corruption, offset: at, table: name, "\(name) entry \(k) (at \(hex(at))) is invalid: \(hex(entry)) (reserved bits set or data not cluster aligned)")
+                    note(.corruption, offset: at, table: name, "\(name) entry \(k) (at \(qcowHex(at))) is invalid: \(qcowHex(entry)) (reserved bits set or data not cluster aligned)")
                     throw Abort(reason: "Invalid argument", detail: "\(name) cannot be loaded")
                 }
             }

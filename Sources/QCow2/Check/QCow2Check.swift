@@ -59,13 +59,13 @@ struct QCow2Check {
     func read(_ offset: UInt64, _ count: Int, what: String) throws(Abort) -> [UInt8] {
         guard count > 0 else { return [] }
         guard offset <= QCow2Bitmap.maxRequestEnd, UInt64(count) <= QCow2Bitmap.maxRequestEnd - offset else {
-            throw Abort(reason: "Input/output error", detail: "\(what) at \(hex(offset)) lies beyond what QEMU can address")
+            throw Abort(reason: "Input/output error", detail: "\(what) at \(qcowHex(offset)) lies beyond what QEMU can address")
         }
         var bytes = [UInt8](repeating: 0, count: count)
         let r: Result<Void, ImageFile.Error> = bytes.withUnsafeMutableBytes { raw in
             do throws(ImageFile.Error) { try file.readZeroFilled(at: offset, into: raw); return .success(()) } catch { return .failure(error) }
         }
-        if case .failure(let e) = r { throw Abort(reason: "Input/output error", detail: "reading \(what) at \(hex(offset)): \(e)") }
+        if case .failure(let e) = r { throw Abort(reason: "Input/output error", detail: "reading \(what) at \(qcowHex(offset)): \(e)") }
         return bytes
     }
 
@@ -95,12 +95,18 @@ struct QCow2Check {
     /// be partly written, so less than a cluster past the end is allowed). `who` names the referrer for the findings.
     mutating func reference(_ offset: UInt64, _ size: UInt64, _ who: @autoclosure () -> String) throws(Abort) {
         guard size > 0 else { return }
-        let (end, overflow) = offset.addingReportingOverflow(size)
-        if overflow || (end > fileLength && end - fileLength >= clusterSize) {
+        // QEMU computes `offset + size - file_len` in signed 64 bits (wrapping): an offset of 2^63 or more is
+        // negative there, so it is not "past the end"; its clusters are then counted, and the table that would
+        // hold them cannot be allocated, which stops the check.
+        let past = Int64(bitPattern: offset) &+ Int64(bitPattern: size) &- Int64(bitPattern: fileLength)
+        if past >= Int64(clusterSize) {
             note(.corruption, cluster: offset >> clusterBits, offset: offset, table: who(),
-                 "\(who()) references \(hex(offset)) to \(overflow ? "beyond 2^64" : hex(end)), a cluster or more past the end of the file (\(fileLength) bytes)")
+                 "\(who()) references \(qcowHex(offset)) to \(qcowHex(offset &+ size)), a cluster or more past the end of the file (\(fileLength) bytes)")
             return
         }
+        let (end, wrapped) = offset.addingReportingOverflow(size)
+        // A range that wraps past 2^64 ends below its start: QEMU's loop over its clusters runs no step.
+        if wrapped { return }
         let first = offset >> clusterBits, last = (end - 1) >> clusterBits
         var k = first
         while k <= last {
@@ -118,7 +124,7 @@ struct QCow2Check {
             let n = expected[k]
             if n == expected.max {
                 note(.corruption, cluster: k, offset: k << clusterBits, table: who(),
-                     "cluster \(k) (\(hex(k << clusterBits))) has more references than a \(expected.bits)-bit refcount can hold (\(who()) is one more); qemu-img amend can widen refcount_bits")
+                     "cluster \(k) (\(qcowHex(k << clusterBits))) has more references than a \(expected.bits)-bit refcount can hold (\(who()) is one more); qemu-img amend can widen refcount_bits")
             } else {
                 expected[k] = n + 1
             }
@@ -128,4 +134,4 @@ struct QCow2Check {
 }
 
 /// `0x…` for offsets in findings.
-func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+func qcowHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
