@@ -31,6 +31,10 @@ public struct ImageCheck: Sendable, Equatable {
     public var compressedClusters: UInt64?
     /// Every finding, in the order the checker met them.
     public var findings: [Finding] = []
+    /// Set when the check stopped where QEMU's stops (qemu-img then prints no counts, says "Check failed: <this>"
+    /// and exits 1): QEMU's reason in its words ("Input/output error", "Invalid argument", …). The counts are
+    /// those gathered until then, and `checkErrors` is at least 1.
+    public var aborted: String?
 
     /// Creates an empty (clean) result.
     public init(filename: String, format: ImageFormat) {
