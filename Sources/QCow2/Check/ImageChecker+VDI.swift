@@ -1,7 +1,7 @@
 extension ImageChecker {
-    /// VDI, as QEMU 7.2's `vdi_co_check` (block/vdi.c) counts: every block map entry below 0xFFFFFFFE is allocated;
-    /// one not below `blocks_in_image` is a corruption, and one naming an image block an earlier entry names is a
-    /// corruption too (both still count as allocated); then the allocated count must equal the header's
+    /// VDI, as QEMU 7.2's `vdi_co_check` (block/vdi.c) counts: a block map entry below 0xFFFFFFFE but not below
+    /// `blocks_in_image` is a corruption (and not counted allocated); one below is allocated, and a corruption too
+    /// when it names an image block an earlier entry names (still counted allocated); then the allocated count must equal the header's
     /// `blocks_allocated`, else one more corruption. Entries past the end of the file read as 0 (block 0), as QEMU
     /// reads them. No leaks, no cluster counts, no image end offset: qemu-img reports none for VDI.
     static func checkVDI(_ file: ImageFile, info: ImageInfo) throws(ImageCheck.Error) -> ImageCheck {
@@ -17,11 +17,13 @@ extension ImageChecker {
         func take(_ i: UInt64, _ entry: UInt64) {
             let at = h.bmapOffset + i * 4
             guard entry < 0xFFFF_FFFE else { return }
-            allocated += 1
             if entry >= h.blocks {
                 r.record(.corruption, cluster: i, offset: at, table: "block map",
                          "Block map entry \(i) (at byte \(at)) names image block \(entry), past the \(h.blocks) blocks the image has.")
-            } else if used.insert(entry) {
+                return
+            }
+            allocated += 1
+            if used.insert(entry) {
                 r.record(.corruption, cluster: i, offset: at, table: "block map",
                          "Block map entry \(i) (at byte \(at)) names image block \(entry), which an earlier entry already uses.")
             }

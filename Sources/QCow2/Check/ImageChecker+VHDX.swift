@@ -17,8 +17,8 @@ extension ImageChecker {
         do { layer = try VHDXLayer(file: file, header: h) } catch { throw checkError(error, info.filename) }
         var r = ImageCheck(filename: info.filename, format: .vhdx)
         let size = file.stat.size, block = h.blockSize
-        // `bs->total_sectors` is the size shifted by the logical sector size's bits, then used as 512-byte sectors:
-        // with 4 KiB logical sectors the "end" QEMU cuts the last block at is an eighth of the disk.
+        // `bs->total_sectors` is the size shifted by the logical sector size's bits, then used as 512-byte sectors
+        // (the same while QEMU opens only 512-byte logical sectors).
         let shift = UInt64(h.logicalSectorSize.trailingZeroBitCount)
         let guestEnd = (h.virtualSize >> shift) &* 512
         var payloadCountdown = h.chunkRatio
