@@ -37,6 +37,9 @@ import TestSupport
             try CheckImages.putU32(p, at: 64 + 4 * 20, (size + cluster - 1) / cluster)
         }
         try variant("leak") { try CheckImages.truncate($0, to: size + 3 * cluster / 2) }
+        // QEMU's file length is whole sectors: 100 bytes past a cluster are a sector, and a leaked cluster.
+        try variant("odd-length") { try CheckImages.truncate($0, to: size + 100) }
+        try variant("cut") { try CheckImages.truncate($0, to: size - cluster / 2 - 100) }
         try variant("inuse") { try CheckImages.putU32($0, at: 44, 0x746F_6E59) }
         try variant("old-magic") { try patch($0, at: 0, Array("WithoutFreeSpace".utf8)) }
         try variant("long-bat") { try CheckImages.putU32($0, at: 32, 0x10_0000) }
@@ -80,6 +83,13 @@ import TestSupport
         try variant("need-check") { p in try CheckImages.putU64(p, at: 16, try CheckImages.u64(p, at: 16) | 2) }
         try variant("truncated") { try CheckImages.truncate($0, to: size - cluster) }
         try variant("zero-cluster") { try CheckImages.io($0, "qed", ["write -z 64K 64K"]) }
+        try variant("odd-length") { try CheckImages.truncate($0, to: size - cluster + 100) }
+        // QEMU 7.2 numbers clusters by offset / (cluster size - 1): past 4095 clusters of 4 KiB it skips an index
+        // and counts it leaked. The same count here, said as what it is.
+        let quirk = dir.file("index-quirk.qed")
+        try CheckImages.create(quirk, "qed", "64M", ["-o", "cluster_size=4K"])
+        try CheckImages.io(quirk, "qed", ["write 0 20M"])
+        cases.append(("index-quirk", quirk))
 
         let differences = try Self.compare(cases)
         #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
@@ -87,6 +97,9 @@ import TestSupport
         #expect(Self.number(try CheckDiff.counts(dir.file("shared-data.qed")), "corruptions") == 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("l1-dup.qed")), "corruptions") > 0)
         #expect(Self.number(try CheckDiff.counts(dir.file("leak.qed")), "leaks") == 3)
+        #expect(Self.number(try CheckDiff.counts(quirk), "leaks") == 1)
+        guard case .success(let c) = CheckDiff.ours(quirk) else { Issue.record("index-quirk.qed"); return }
+        #expect(c.findings.contains { $0.message.contains("no cluster has") })
     }
 
     @Test func vdi() throws {

@@ -12,7 +12,7 @@ extension ImageChecker {
         let layer: ParallelsLayer
         do { layer = try ParallelsLayer(file: file, header: h) } catch { throw checkError(error, info.filename) }
         var r = ImageCheck(filename: info.filename, format: .parallels)
-        let size = file.stat.size
+        let size = file.qemuLength
         // tracks ≤ INT32_MAX / 513 (the header reader refuses more): a cluster fits in 32 bits.
         let cluster = h.tracks * 512
 

@@ -16,7 +16,7 @@ extension ImageChecker {
         let layer: VHDXLayer
         do { layer = try VHDXLayer(file: file, header: h) } catch { throw checkError(error, info.filename) }
         var r = ImageCheck(filename: info.filename, format: .vhdx)
-        let size = file.stat.size, block = h.blockSize
+        let size = file.qemuLength, block = h.blockSize
         // `bs->total_sectors` is the size shifted by the logical sector size's bits, then used as 512-byte sectors
         // (the same while QEMU opens only 512-byte logical sectors).
         let shift = UInt64(h.logicalSectorSize.trailingZeroBitCount)

@@ -25,7 +25,7 @@ extension ImageChecker {
             guard index < layer.extents.count else { break }
             let e = layer.extents[index], reader = e.reader
             let start = e.start / 512, end = (e.start + e.bytes) / 512
-            let fileSize = reader.file.stat.size
+            let fileSize = reader.file.qemuLength
             guard let h = reader.sparse, let gd = reader.gd else {
                 // A flat extent: one step of its whole size, its start offset against its file's length.
                 if reader.flatOffset >= fileSize {
@@ -101,7 +101,7 @@ struct VMDKGrainTableScan {
         if let b = seen[key] { return b }
         scanned += 1
         guard let t = TableCache(file: reader.file, base: gtSector * 512, entrySize: 4, count: h.gtes, bigEndian: false, name: "grain table") else { return [] }
-        let size = reader.file.stat.size
+        let size = reader.file.qemuLength
         var bad: [UInt16] = []
         for j in 0..<h.gtes {
             let v = try t.entry(j) ?? 0
