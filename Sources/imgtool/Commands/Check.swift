@@ -45,7 +45,7 @@ enum CheckCommands {
 
     /// qemu-img's exit, in the contract's codes: check errors 1 (qemu-img: "Check failed"), leaks or corruptions 2.
     static func exitCode(_ result: ImageCheck) -> Int32 {
-        if result.checkErrors > 0 { return 1 }
+        if result.checkErrors > 0 || result.stopped != nil { return 1 }
         return result.isClean ? 0 : 2
     }
 
@@ -53,6 +53,10 @@ enum CheckCommands {
         switch output {
         case .json: result.json(shownAs: image, held: held != nil).printToStandardOutput()
         case .human:
+            if let reason = result.stopped {
+                // qemu-img prints no counts then: "Check failed: REASON" on its stderr, exit 1.
+                printError("imgtool: error: \(Untrusted.shown(image)): Check failed: \(Untrusted.shown(reason))")
+            }
             var text = prefix
             if let held {
                 text += "note: \(Untrusted.shown(image)) is held by \(Untrusted.shown(held)): it may change while it is read, so this answer may be stale\n"
@@ -92,6 +96,11 @@ enum CheckCommands {
         print(after, image: image, held: nil, output: output, prefix: prefix)
         return exitCode(after)
     }
+}
+
+extension ImageCheck {
+    /// Why the check stopped where qemu-img's stops ("Check failed: …", exit 1), or nil.
+    var stopped: String? { aborted ?? failure }
 }
 
 /// The numbers of `qemu-img check --output=json`'s answer, read without a JSON library (its keys are fixed and its

@@ -21,6 +21,7 @@ extension ImageCheck {
             ("fragmented-clusters", count(fragmentedClusters)),
             ("compressed-clusters", count(compressedClusters)),
             ("held", .bool(held)),
+            ("check-failed", stopped.map(JSON.string)),
             ("findings", .array(findings.map(\.json))),
         ])
     }
