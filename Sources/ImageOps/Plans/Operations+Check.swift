@@ -24,7 +24,7 @@ extension Operations {
         }
         let saved = regions.reduce(0) { $0 + ($1.data ? $1.length : 0) }
         let holes = regions.count - regions.filter(\.data).count
-        plan.checks.append("the save holds \(saved) bytes (\(Sizes.human(saved))) in \(regions.count - holes) regions, \(holes) holes and the file size: "
+        plan.checks.append("the save holds \(saved) bytes (\(Sizes.human(saved))) in \(regions.count - holes) stretch\(regions.count - holes == 1 ? "" : "es") of data, \(holes) hole\(holes == 1 ? "" : "s") and the file size: "
                            + "the header, tables, refcounts and every cluster nothing references as guest data, which qemu-img may rewrite; the guest's data clusters it never writes are left out")
         hold(file, &plan)
         plan.save = .repair(mode)

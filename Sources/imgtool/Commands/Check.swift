@@ -78,7 +78,7 @@ enum CheckCommands {
         // With --output json, standard output is the JSON document alone.
         let say: (String) -> Void = output == .json ? { printError($0) } : { printOut($0) }
         for file in outcome.saved {
-            say("saved \(saved) bytes in \(regions) regions of \(Untrusted.shown(image)) to \(Untrusted.shown(file)) (imgtool undo puts the damaged image back)")
+            say("saved \(saved) bytes of \(Untrusted.shown(image)) (\(regions) stretches with its holes) to \(Untrusted.shown(file)) (imgtool undo puts the damaged image back)")
         }
         for line in outcome.noUndo { say("note: " + Untrusted.shown(line)) }
         // The image as the repair left it, read natively; qemu-img's own answer when imgtool cannot check the format.
