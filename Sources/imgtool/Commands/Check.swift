@@ -2,7 +2,7 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct Check: AsyncParsableCommand {
+struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Is the image consistent? Read natively, no lock taken; --repair runs qemu-img check -r after saving what it may rewrite (imgtool undo puts it back).")
@@ -20,13 +20,18 @@ struct Check: AsyncParsableCommand {
         if change.dryRun && repair == nil { throw ValidationError("--dry-run goes with --repair (a check changes nothing)") }
     }
 
-    func run() async throws {
-        let code: Int32
-        if let repair {
-            code = try await CheckCommands.repair(image, mode: repair.rawValue, output: output.library, options: change.library)
-        } else {
-            code = try CheckCommands.check(image, output: output.library)
+    /// Synchronous, so a plain check (the command run in loops) never starts the concurrency runtime's threads; only
+    /// a repair, which awaits qemu-img, runs through `awaiting` (see Entry.swift), which ends the process.
+    func run() throws {
+        if let repair, !change.dryRun {
+            let (image, mode, output, options) = (image, repair.rawValue, output.library, change.library)
+            Imgtool.awaiting {
+                let code = try await CheckCommands.repair(image, mode: mode, output: output, options: options)
+                if code != 0 { Imgtool.exit(code) }
+            }
         }
+        let code = try repair.map { try CheckCommands.dryRun(image, mode: $0.rawValue, options: change.library) }
+            ?? CheckCommands.check(image, output: output.library)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -66,12 +71,14 @@ enum CheckCommands {
     }
 
     /// `check --repair`: the checks, the save, `qemu-img check -r` on the held image, then a native check again.
+    /// `check --repair --dry-run`: every check, the save's size and the exact command line; nothing changed.
+    static func dryRun(_ image: String, mode: String, options: ChangeCommands.Options) throws -> Int32 {
+        try ChangeCommands.describe(try Operations.repair(image, mode: mode).plan, options)
+        return 0
+    }
+
     static func repair(_ image: String, mode: String, output: ReadCommands.Output, options: ChangeCommands.Options) async throws -> Int32 {
         let (plan, saved, regions) = try Operations.repair(image, mode: mode)
-        if options.dryRun {
-            try ChangeCommands.describe(plan, options)
-            return 0
-        }
         let tool = try QemuImg.locate(options.qemuImg)
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         let answer = QemuImgCheckAnswer(outcome.output.first ?? "")
