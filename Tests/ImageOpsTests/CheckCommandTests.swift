@@ -114,4 +114,20 @@ struct CheckCommandTests {
         try FileManager.default.removeItem(atPath: dir.file("leaky.qcow2"))
         #expect(try ImgtoolBinary.run(["scan", ".", "--check"], cwd: dir.path).status == 0)
     }
+
+    /// A file name with an escape byte is shown escaped in `scan --check`'s line and in the held note, never raw.
+    @Test func namesAreEscaped() throws {
+        let dir = try TempDir("check")
+        let name = "a\u{1B}[31mb.qcow2"
+        try DamagedImage.leak.make(name, in: dir.path)
+        let r = try ImgtoolBinary.run(["scan", ".", "--check"], cwd: dir.path)
+        #expect(r.status == 2)
+        #expect(!r.stdout.contains("\u{1B}"), "\(r.stdout)")
+        #expect(r.stdout.contains("a\\x1b[31mb.qcow2: 1 leaked clusters"), "\(r.stdout)")
+        let holder = try FDHolder(dir.file(name))
+        let c = try ImgtoolBinary.run(["check", name], cwd: dir.path)
+        #expect(c.status == 2)
+        #expect(!c.stdout.contains("\u{1B}"), "\(c.stdout)")
+        _ = holder
+    }
 }

@@ -126,4 +126,42 @@ struct CheckRepairTests {
         #expect(r.status == 1)
         #expect(try f.digest("disk.raw") == before)
     }
+
+    /// A save whose region table was tampered with (a region far past the old end) is refused by undo, which writes
+    /// nothing.
+    @Test func tamperedSaveRefused() throws {
+        let f = try SafetyFixture()
+        try DamagedImage.leak.make("vm.qcow2", in: f.store)
+        #expect(try f.imgtool(["check", "vm.qcow2", "--repair", "all"]).status == 0)
+        let repaired = try f.digest("vm.qcow2")
+        let save = try #require(f.saves().first { $0.hasSuffix(".hdr") })
+        let path = f.state + "/" + save
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let split = try #require(bytes.indices.first { bytes[$0] == 10 && bytes[$0 + 1] == 10 })
+        let head = String(decoding: bytes[..<split], as: UTF8.self)
+        var fields: [String: Int] = [:]
+        for line in head.split(separator: "\n") {
+            let kv = line.split(separator: "=", maxSplits: 1)
+            if kv.count == 2, let n = Int(kv[1]) { fields[String(kv[0])] = n }
+        }
+        let table = split + 2 + (fields["backing"] ?? 0) + (fields["before"] ?? 0) + (fields["after"] ?? 0)
+        for k in 0..<8 { bytes[table + k] = k == 2 ? 1 : 0 }  // offset 2^40
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let undo = try f.imgtool(["undo", "vm.qcow2"])
+        #expect(undo.status == 1)
+        #expect(undo.stderr.contains("damaged (field regions)"), "\(undo.stderr)")
+        #expect(try f.digest("vm.qcow2") == repaired)
+    }
+
+    /// qemu-img failing before it writes leaves the image as it was and no save behind.
+    @Test func failedQemuImgLeavesNoSave() throws {
+        let f = try SafetyFixture()
+        try DamagedImage.leak.make("vm.qcow2", in: f.store)
+        let damaged = try f.digest("vm.qcow2")
+        let r = try f.imgtool(["check", "vm.qcow2", "--repair", "all", "--qemu-img", "/bin/false"])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("no save is left behind"), "\(r.stderr)")
+        #expect(try f.digest("vm.qcow2") == damaged)
+        #expect(f.saves().isEmpty, "\(f.saves())")
+    }
 }
