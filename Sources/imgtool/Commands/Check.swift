@@ -80,6 +80,8 @@ enum CheckCommands {
     static func repair(_ image: String, mode: String, output: ReadCommands.Output, options: ChangeCommands.Options) async throws -> Int32 {
         let (plan, saved, regions) = try Operations.repair(image, mode: mode)
         let tool = try QemuImg.locate(options.qemuImg)
+        // What was wrong before, to say so when qemu-img repaired on open (dirty bit) and counts nothing as fixed.
+        let before = try? ImageChecker.check(try ImageInfo.read(image))
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         let answer = QemuImgCheckAnswer(outcome.output.first ?? "")
         // With --output json, standard output is the JSON document alone.
@@ -97,6 +99,9 @@ enum CheckCommands {
         after.corruptionsFixed = answer.corruptionsFixed
         after.leaksFixed = answer.leaksFixed
         var prefix = ""
+        if answer.corruptionsFixed == 0 && answer.leaksFixed == 0, let before, !before.isClean {
+            say("note: \(Untrusted.shown(image)) had \(before.corruptions) errors and \(before.leaks) leaked clusters; qemu-img counts none as fixed: it repaired them when it opened the image (a dirty image's refcounts are rebuilt on open)")
+        }
         if answer.corruptionsFixed > 0 || answer.leaksFixed > 0 {
             prefix = "The following inconsistencies were found and repaired:\n\n    \(answer.leaksFixed) leaked clusters\n    \(answer.corruptionsFixed) corruptions\n\nDouble checking the fixed image now...\n"
         }
