@@ -19,5 +19,6 @@ let package = Package(
         .executableTarget(name: "FuzzImage", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzGuest", dependencies: ["QCow2"]),
         .executableTarget(name: "FuzzSpace", dependencies: ["QCow2"]),
+        .executableTarget(name: "FuzzCheck", dependencies: ["QCow2"]),
     ]
 )

@@ -11,7 +11,7 @@ struct Imgtool: ParsableCommand {
         abstract: "Read qcow2 images and backing chains natively; change them safely through qemu-img.",
         // Makes help, completions and the man page list `--version`; `main` answers it (see ImgtoolVersion.requested).
         version: "imgtool \(ImgtoolVersion.number)",
-        subcommands: [Info.self, Chain.self, Space.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Commit.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self])
+        subcommands: [Info.self, Chain.self, Space.self, Who.self, Create.self, Overlay.self, FixBacking.self, Rebase.self, Commit.self, Resize.self, Undo.self, Partitions.self, Offset.self, MbrWrap.self, ScanCommand.self, Verify.self, Check.self])
 
     /// Synchronous on purpose (see Entry.swift): reads run on the main thread, commands that await run through
     /// `awaiting`, which ends the process. Our own errors become `imgtool: error: …` and exit 1; usage errors

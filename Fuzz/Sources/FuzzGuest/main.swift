@@ -6,7 +6,7 @@ import Glibc
 
 /// The guest readers of every format: the first input byte picks a format whose magic is stamped over the rest of
 /// the input (so every run reaches a reader, not the probe's raw fallback), the result is written to a file, then
-/// info, open and guest reads at offsets the input also chooses. No trap, no hang, no huge allocation.
+/// info, the native check, open and guest reads at offsets the input also chooses. No trap, no hang, no huge allocation.
 /// A negative offset counts from the end: dmg is found by its `.dmg` name and the `koly` trailer in its last 512
 /// bytes, so for it the input is padded to 512 bytes, stamped there, and written to a `.dmg` path.
 let magics: [(Int, [UInt8])] = [
@@ -39,7 +39,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     close(fd)
     defer { unlink(path) }
-    _ = try? ImageInfo.read(path)
+    // The native check of the formats qemu-img checks (qcow2's has FuzzCheck): bounded work, no trap.
+    if let info = try? ImageInfo.read(path) { _ = try? ImageChecker.check(info) }
     guard let disk = try? GuestDisk.open(path) else { return 0 }
     var offsets: [UInt64] = [0, 512, 4096, disk.size / 2, disk.size &- 1]
     if bytes.count >= 8 { offsets.append(bytes.suffix(8).reduce(0) { $0 << 8 | UInt64($1) } % max(disk.size, 1)) }

@@ -32,6 +32,8 @@ extension HeaderBackup {
         public var found: Found
         /// The save file used (removed unless this was a dry run).
         public var saveFile: String
+        /// For a repair's save: the bytes it puts back (nil for a header save).
+        public var repairBytes: UInt64? = nil
     }
 
     /// Puts the saved header back onto the very file it was taken from, when that file holds exactly the header
@@ -52,7 +54,8 @@ extension HeaderBackup {
         // A save holds a name, two header regions no longer than the image's cluster and a short text head: a file
         // larger than that is refused before anything is allocated for it.
         let cluster = clusterBound(file)
-        let bound = Int(2 * cluster + 8192)
+        // A repair's save holds its regions too (see `RepairSave`: bounded by its budget and region count).
+        let bound = Int(2 * cluster + 8192 + RepairSave.budget + UInt64(RepairSave.maxRegions) * 17)
         // A pending save belongs to a later change than a completed one: it is looked at first.
         let pending = pendingName(file.stat.device, file.stat.inode), done = saveName(file.stat.device, file.stat.inode)
         var name = pending
@@ -69,11 +72,12 @@ extension HeaderBackup {
         guard save.device == file.stat.device, save.inode == file.stat.inode else {
             throw .changedSince(path: path, detail: "the save in \(saveFile) was taken from another file (device \(save.device), inode \(save.inode))")
         }
-        let found = try save.classify(file)
-        if dryRun { return UndoResult(found: found, saveFile: saveFile) }
+        let found = try save.repair == nil ? save.classify(file) : save.classifyRepair(file)
+        let result = UndoResult(found: found, saveFile: saveFile, repairBytes: save.repair?.savedBytes)
+        if dryRun { return result }
         if found != .neverLanded { try save.putBack(file) }
         folder.remove(name)
-        return UndoResult(found: found, saveFile: saveFile)
+        return result
     }
 
     /// Which header `file` holds, or why undo must not touch it. The header is put back only when the change wrote
@@ -191,7 +195,26 @@ extension HeaderBackup {
 
     static func parse(_ bytes: [UInt8]) -> QCow2Header? { try? QCow2Header.parseForFuzzing(bytes) }
 
-    /// Writes the saved header over cluster 0 of the very file `file` holds, and fsyncs it.
+    /// Which state a repaired `file` is in, or why undo must not touch it. The saved regions are put back only when
+    /// the file reads exactly as the repair left it (every byte the save covers, anything past the old end, its size
+    /// and its metadata fingerprint), or when imgtool was stopped during the repair (qemu-img writes nothing else).
+    func classifyRepair(_ file: ImageFile) throws(Error) -> Found {
+        guard let repair, let now = FileIdentity.of(fd: file) else { throw .io(path: path, what: "stat it", errno: errno) }
+        let digest = RepairSave.digest(file, repair.regions, oldSize: sizeBefore)
+        if now.size == sizeBefore && digest == repair.digestBefore { return .neverLanded }
+        guard !repair.digestAfter.isEmpty else { return .changedUnrecorded }
+        if !refusal.isEmpty { throw .notUndoable(path: file.path, reason: refusal, instead: []) }
+        guard now.size == sizeAfter else {
+            throw .changedSince(path: file.path, detail: "its size is \(now.size) bytes, the repair left it at \(sizeAfter): it changed after the repair")
+        }
+        guard digest == repair.digestAfter, try Self.fingerprint(file) == metaAfter else {
+            throw .changedSince(path: file.path, detail: "its metadata or unreferenced clusters changed after the repair")
+        }
+        return .changed
+    }
+
+    /// Writes the saved header over cluster 0 of the very file `file` holds, and fsyncs it; for a repair, every saved
+    /// region, and the file cut back to its old size.
     func putBack(_ file: ImageFile) throws(Error) {
         // /proc/self/fd/N reopens the file this descriptor holds, for writing, whatever the path names now.
         let fd: FileDescriptor
@@ -199,6 +222,13 @@ extension HeaderBackup {
             fd = try FileDescriptor.open(FilePath("/proc/self/fd/\(file.rawDescriptor)"), .writeOnly, options: [.closeOnExec])
         } catch {
             throw .io(path: file.path, what: "open it for writing", errno: (error as? Errno)?.rawValue ?? EIO)
+        }
+        if let repair {
+            defer { try? fd.close() }
+            do { try repair.putBack(fd, size: sizeBefore, blockDevice: file.stat.kind == .blockDevice) } catch {
+                throw .io(path: file.path, what: "write the saved clusters back", errno: error.rawValue)
+            }
+            return
         }
         do {
             try fd.closeAfter {

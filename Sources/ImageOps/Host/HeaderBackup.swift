@@ -18,11 +18,17 @@ public struct HeaderBackup: Sendable, Equatable {
         public var backing: String
         /// The backing format recorded ("" for none).
         public var backingFormat: String
+        /// For a repair (`qemu-img check -r leaks|all`): the mode. The save then holds every byte the repair may
+        /// rewrite (see `RepairSave`), not only the header.
+        public var repair: String?
 
         /// The change as asked.
-        public init(backing: String, backingFormat: String) {
-            (self.backing, self.backingFormat) = (backing, backingFormat)
+        public init(backing: String, backingFormat: String, repair: String? = nil) {
+            (self.backing, self.backingFormat, self.repair) = (backing, backingFormat, repair)
         }
+
+        /// A repair's intent.
+        public static func repair(_ mode: String) -> Intent { Intent(backing: "", backingFormat: "", repair: mode) }
     }
 
     /// The image path when it was saved (for messages).
@@ -50,6 +56,8 @@ public struct HeaderBackup: Sendable, Equatable {
     public var refusal: String
     /// How this save's fingerprints were taken (by its format version): `undo` takes the image's the same way.
     var encoding: MetadataFingerprint.Encoding
+    /// A repair's save: every byte it may rewrite (nil for a header-only change).
+    public var repair: RepairSave? = nil
 
     /// Why a save could not be made or used. Every case names the image; an errno is said in words.
     public enum Error: Swift.Error, CustomStringConvertible, Sendable, Equatable, ReportableError {
@@ -74,6 +82,8 @@ public struct HeaderBackup: Sendable, Equatable {
         case unsafe(path: String, folder: String, reason: String, changing: Bool)
         /// The change rewrote more than the header: putting the old header back would damage the image.
         case notUndoable(path: String, reason: String, instead: [String])
+        /// A repair's save could not be taken (too large, unreadable tables): nothing was changed.
+        case cannotCapture(path: String, reason: String)
 
         public var description: String {
             switch self {
@@ -92,6 +102,8 @@ public struct HeaderBackup: Sendable, Equatable {
                 return "\(path) is in use by \(holders); nothing was changed (stop it first, then retry)"
             case .notAFile(let path, let kind):
                 return "\(path): is a \(kind), not an image file; nothing to undo"
+            case .cannotCapture(let path, let reason):
+                return "\(path): what the repair may rewrite cannot be saved (\(reason)); nothing was changed"
             case .noFolder, .unsafe, .notUndoable:
                 return ([headline] + details).joined(separator: "\n  ")
             }
@@ -228,9 +240,13 @@ public struct HeaderBackup: Sendable, Equatable {
     /// all (a failure leaves no file behind and throws). No safe folder: the change is refused here, before it writes.
     public static func begin(_ file: ImageFile, intent: Intent) throws(Error) -> HeaderBackup {
         guard let now = FileIdentity.of(fd: file) else { throw .io(path: file.path, what: "stat it", errno: errno) }
+        var repair: RepairSave?
+        if intent.repair != nil {
+            do { repair = try RepairSave.capture(file) } catch { throw .cannotCapture(path: file.path, reason: error.reason) }
+        }
         let backup = HeaderBackup(path: file.path, device: file.stat.device, inode: file.stat.inode, intent: intent,
                                   before: try headerBytes(file, size: now.size), sizeBefore: now.size, after: [], sizeAfter: 0,
-                                  metaBefore: try fingerprint(file, .zeroRuns), metaAfter: "", refusal: "", encoding: .zeroRuns)
+                                  metaBefore: try fingerprint(file, .zeroRuns), metaAfter: "", refusal: "", encoding: .zeroRuns, repair: repair)
         try backup.store(as: pendingName(file.stat.device, file.stat.inode))
         return backup
     }
@@ -243,7 +259,13 @@ public struct HeaderBackup: Sendable, Equatable {
         after = try Self.headerBytes(file, size: now.size)
         sizeAfter = now.size
         metaAfter = try Self.fingerprint(file, encoding)
-        refusal = whyNotUndoable() ?? ""
+        if var r = repair {
+            r.digestAfter = RepairSave.digest(file, r.regions, oldSize: sizeBefore) ?? String(repeating: "0", count: 64)
+            repair = r
+            refusal = sizeAfter < sizeBefore ? "the repair cut the file from \(sizeBefore) to \(sizeAfter) bytes, and the save does not hold guest data past the new end" : ""
+        } else {
+            refusal = whyNotUndoable() ?? ""
+        }
         try store(as: Self.saveName(device, inode), replacing: Self.pendingName(device, inode))
         return Self.saveFile(for: file.stat)
     }
@@ -255,6 +277,10 @@ public struct HeaderBackup: Sendable, Equatable {
 
     /// True when `file` still holds exactly the header saved (and its size): the change left no trace.
     public func isUnchanged(_ file: ImageFile) -> Bool {
+        if let repair {
+            return RepairSave.digest(file, repair.regions, oldSize: sizeBefore) == repair.digestBefore
+                && FileIdentity.of(fd: file)?.size == sizeBefore
+        }
         guard let now = FileIdentity.of(fd: file), now.size == sizeBefore,
               let bytes = try? file.read(at: 0, count: before.count), bytes == before else { return false }
         return (try? Self.fingerprint(file, encoding)) == metaBefore

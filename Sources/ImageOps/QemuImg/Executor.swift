@@ -13,6 +13,8 @@ public enum Executor {
         /// Why `undo` will not be able to put a saved header back (the change rewrote more than the header), and
         /// what to do instead; said now, not first at undo time.
         public var noUndo: [String] = []
+        /// Each command's standard output, in order (`qemu-img check --output=json`'s answer).
+        public var output: [String] = []
     }
 
     /// The file qemu-img writes, held from the checks (or from its exclusive creation) to the end.
@@ -40,14 +42,17 @@ public enum Executor {
         defer { ChildGuard.uninstall() }
         let change = try Change.start(plan, path: path)
         defer { change.end() }
+        var outputs: [String] = []
         do throws(QemuImg.Error) {
             for command in plan.commands {
-                try await qemuImg.run(command, stdin: change.target.descriptor, passThroughOutput: plan.progress)
+                outputs.append(try await qemuImg.run(command, stdin: change.target.descriptor, passThroughOutput: plan.progress))
             }
         } catch {
             throw change.failed(error)
         }
-        return try change.finish()
+        var outcome = try change.finish()
+        outcome.output = outputs
+        return outcome
     }
 
     /// `execute` on the calling thread, qemu-img run by `QemuImg.runBlocking`: the same checks, save, cleanup and
@@ -198,7 +203,9 @@ public enum Executor {
     /// The dry-run text: the checks and the exact command lines, the held image shown as their standard input.
     public static func describe(_ plan: Plan, qemuImg: QemuImg) -> String {
         var lines = plan.checks.map { "checked: " + $0 }
-        if plan.save != nil, let path = plan.target {
+        if let save = plan.save, save.repair != nil, let path = plan.target {
+            lines.append("would save every byte the repair may rewrite of \(path) to \(HeaderBackup.directoryShown)")
+        } else if plan.save != nil, let path = plan.target {
             lines.append("would save the header of \(path) to \(HeaderBackup.directoryShown)")
             if let held = plan.held, let note = HeaderBackup.undoWarning(held) { lines.append(note) }
         }

@@ -82,7 +82,7 @@ public struct QemuImg: Sendable {
             let result = try await Self.spawn(executable, arguments, stdin: stdin, passThroughOutput: passThroughOutput, options: options)
             ChildGuard.track(0)
             switch result.status {
-            case .exited(0): return result.stdout
+            case .exited(let code) where command.acceptedStatuses.contains(code): return result.stdout
             case .exited(let code): throw Error.failed(commandLine: line, status: code, stderr: result.stderr)
             case .signaled(let sig): throw Error.couldNotRun(commandLine: line, reason: "killed by signal \(sig)")
             }

@@ -13,6 +13,9 @@ public enum QemuImgCommand: Sendable, Equatable {
     case resize(image: String, format: String, size: UInt64, shrink: Bool)
     /// `qemu-img commit -f FORMAT [-p] [-b BASE] IMAGE`: IMAGE's data (and the layers' between) written into BASE.
     case commit(image: String, format: String, base: String?, progress: Bool)
+    /// `qemu-img check -f FORMAT -r leaks|all --output=json IMAGE`: a repair. Its exit 2 (corruptions remain) and 3
+    /// (leaks remain) are answers, not failures: `acceptedStatuses`.
+    case check(image: String, format: String, repair: String)
 
     /// The arguments after `qemu-img`.
     public var arguments: [String] {
@@ -46,13 +49,23 @@ public enum QemuImgCommand: Sendable, Equatable {
             if let base { a += ["-b", base] }
             a.append(image)
             return a
+        case .check(let image, let format, let repair):
+            return ["check", "-f", format, "-r", repair, "--output=json", image]
         }
+    }
+
+    /// The exit statuses that mean qemu-img did its work (0 for every command; `check` also 2 and 3: it ran and
+    /// found problems that remain).
+    public var acceptedStatuses: [Int32] {
+        if case .check = self { return [0, 2, 3] }
+        return [0]
     }
 
     /// The image this command writes.
     public var target: String {
         switch self {
-        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _), .commit(let image, _, _, _): image
+        case .create(let image, _, _, _, _), .rebase(let image, _, _, _, _, _), .resize(let image, _, _, _), .commit(let image, _, _, _),
+             .check(let image, _, _): image
         }
     }
 

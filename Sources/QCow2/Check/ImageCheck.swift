@@ -29,8 +29,18 @@ public struct ImageCheck: Sendable, Equatable {
     public var fragmentedClusters: UInt64?
     /// qemu-img's `compressed-clusters`.
     public var compressedClusters: UInt64?
-    /// Every finding, in the order the checker met them.
+    /// Every finding, in the order the checker met them (at most `ImageCheck.maxFindings`; the counts stay whole).
     public var findings: [Finding] = []
+    /// Set when the check stopped where QEMU's stops (qemu-img then prints no counts, says "Check failed: <this>"
+    /// and exits 1): QEMU's reason in its words ("Input/output error", "Invalid argument", …). The counts are
+    /// those gathered until then, and `checkErrors` is at least 1.
+    public var aborted: String?
+    /// Set when qemu-img's own check stops with an error instead of answering (it prints "Check failed: " and this
+    /// reason, no counts, and exits 1): VMDK's check does so at the first grain past the end of its file. Such a
+    /// result also counts one `check-errors`, so that it is never taken for an answer.
+    public var failure: String?
+    /// Findings counted but not kept past `maxFindings` (said in one note by `finish`).
+    var omittedFindings: UInt64 = 0
 
     /// Creates an empty (clean) result.
     public init(filename: String, format: ImageFormat) {
@@ -39,7 +49,7 @@ public struct ImageCheck: Sendable, Equatable {
     }
 
     /// True when qemu-img would say "No errors were found on the image.".
-    public var isClean: Bool { checkErrors == 0 && corruptions == 0 && leaks == 0 }
+    public var isClean: Bool { checkErrors == 0 && corruptions == 0 && leaks == 0 && failure == nil }
 
     /// One thing the checker found, in words, placed in the file.
     public struct Finding: Sendable, Equatable {
@@ -92,7 +102,8 @@ public struct ImageCheck: Sendable, Equatable {
             switch self {
             case .read(let path, let reason): return "\(path): cannot read: \(reason)"
             case .unsupported(let path, let format):
-                return "\(path): this image format (\(format.rawValue)) does not support checks (as qemu-img says)"
+                // qemu-img's own sentence (`img_check`), then the format it detected.
+                return "\(path): This image format does not support checks (\(format.rawValue))"
             case .unopenable(let path, let reason): return "\(path): \(reason)"
             }
         }

@@ -8,6 +8,9 @@ struct VHDXHeader: Sendable {
     var chunkRatio: UInt64
     var batOffset: UInt64
     var batEntries: UInt64
+    /// The regions `vhdx_open` registers, as (start, end) with QEMU's wrapping end: the current header's log, then
+    /// every region table entry. A BAT entry's block must not overlap one (`vhdx_region_check`).
+    var regions: [(start: UInt64, end: UInt64)] = []
 
     static let batRegion: [UInt8] = [0x66, 0x77, 0xC2, 0x2D, 0x23, 0xF6, 0x00, 0x42, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08]
     static let metadataRegion: [UInt8] = [0x06, 0xA2, 0x7C, 0x8B, 0x90, 0x47, 0x9A, 0x4B, 0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E]
@@ -29,7 +32,10 @@ struct VHDXHeader: Sendable {
         }
         // The two headers: a valid one has the signature and its CRC-32C; the higher sequence number wins.
         let h1 = try bytes(64 << 10, 4096, "header 1"), h2 = try bytes(128 << 10, 4096, "header 2")
-        func valid(_ h: [UInt8]) -> Bool { ByteWindow(h).starts(with: Array("head".utf8)) && CRC32C.checksum(h, zeroedAt: 4) == ByteWindow(h).u32LE(4) }
+        // `vhdx_parse_header` also wants version 1.
+        func valid(_ h: [UInt8]) -> Bool {
+            ByteWindow(h).starts(with: Array("head".utf8)) && ByteWindow(h).u16LE(66) == 1 && CRC32C.checksum(h, zeroedAt: 4) == ByteWindow(h).u32LE(4)
+        }
         let header: [UInt8]
         switch (valid(h1), valid(h2)) {
         case (false, false): throw bad("header", 64 << 10, "no valid VHDX header found")
@@ -42,6 +48,11 @@ struct VHDXHeader: Sendable {
         }
         let hw = ByteWindow(header)
         try checkLog(file, hw)
+        // `vhdx_parse_header` registers the log region; `vhdx_open_region_tables` checks each entry against every
+        // region registered before it and registers it.
+        var regions: [(start: UInt64, end: UInt64)] = []
+        let logOffset = hw.u64LE(72) ?? 0, logLength = UInt64(hw.u32LE(68) ?? 0)
+        regions.append((logOffset, logOffset &+ logLength))
 
         // Region table.
         let rt = try bytes(192 << 10, 64 << 10, "region table")
@@ -55,8 +66,18 @@ struct VHDXHeader: Sendable {
         for i in 0..<count {
             let e = 16 + i * 32
             guard let id = rw.slice(e, 16), let off = rw.u64LE(e + 16), let len = rw.u32LE(e + 24), let bits = rw.u32LE(e + 28) else { break }
-            if id.elementsEqual(batRegion) { bat = (off, UInt64(len)) }
-            else if id.elementsEqual(metadataRegion) { meta = (off, UInt64(len)) }
+            let end = off &+ UInt64(len)
+            if let r = regions.first(where: { overlaps(off, end, $0) }) {
+                throw bad("region table", 192 << 10 + UInt64(e), "region \(off)-\(end) overlaps with region \(r.start)-\(r.end)")
+            }
+            regions.append((off, end))
+            if id.elementsEqual(batRegion) {
+                guard bat == nil else { throw bad("region table", 192 << 10 + UInt64(e), "a second BAT region") }
+                bat = (off, UInt64(len))
+            } else if id.elementsEqual(metadataRegion) {
+                guard meta == nil else { throw bad("region table", 192 << 10 + UInt64(e), "a second metadata region") }
+                meta = (off, UInt64(len))
+            }
             else if bits & 1 != 0 { throw bad("region table", 192 << 10 + UInt64(e), "unknown required region") }
         }
         guard let bat, let meta else { throw bad("region table", 192 << 10, "BAT or metadata region missing") }
@@ -83,7 +104,8 @@ struct VHDXHeader: Sendable {
         let size = try item(virtualDiskSize, "virtual disk size", 8).u64LE(0) ?? 0
         let logical = UInt64(try item(logicalSector, "logical sector size", 4).u32LE(0) ?? 0)
         _ = try item(physicalSector, "physical sector size", 4)
-        guard logical == 512 || logical == 4096 else { throw bad("logical sector size", nil, "\(logical) is not 512 or 4096") }
+        // The spec allows 4096 too; QEMU 7.2 opens only 512 ("Currently we only support 512": ENOTSUP).
+        guard logical == 512 else { throw bad("logical sector size", nil, "\(logical) bytes: QEMU supports only 512-byte logical sectors") }
         guard isPowerOfTwo(block), block >= 1 << 20, block <= 256 << 20 else { throw bad("block size", nil, "\(block) is not a power of two from 1 MiB to 256 MiB") }
         guard size <= 64 << 40 else { throw bad("virtual disk size", nil, "\(size) is larger than 64 TiB") }
         let chunk = (UInt64(1) << 23) * logical / block
@@ -91,18 +113,26 @@ struct VHDXHeader: Sendable {
         let blocks = (size + block - 1) / block
         let entries = blocks == 0 ? 0 : blocks + (blocks - 1) / chunk
         guard entries <= bat.1 / 8 else { throw bad("BAT region", bat.0, "invalid BAT entry count (\(entries) entries, region of \(bat.1) bytes)") }
-        return VHDXHeader(virtualSize: size, blockSize: block, logicalSectorSize: logical, chunkRatio: chunk, batOffset: bat.0, batEntries: entries)
+        return VHDXHeader(virtualSize: size, blockSize: block, logicalSectorSize: logical, chunkRatio: chunk, batOffset: bat.0, batEntries: entries,
+                          regions: regions)
+    }
+
+    /// `vhdx_region_check`'s test, with its unsigned ends: [start, end) meets region `r`.
+    static func overlaps(_ start: UInt64, _ end: UInt64, _ r: (start: UInt64, end: UInt64)) -> Bool {
+        !(start >= r.end || end <= r.start)
     }
 
     /// The log: with a non-zero log GUID and length, a valid entry (signature, this GUID, CRC-32C) means the image
     /// needs a replay that a read-only open refuses to do.
     static func checkLog(_ file: ImageFile, _ hw: ByteWindow) throws(FormatError) {
-        guard let guid = hw.slice(48, 16), guid.contains(where: { $0 != 0 }) else { return }
         func bad(_ field: String, _ reason: String) -> FormatError { FormatError(path: file.path, format: .vhdx, field: field, reason: reason) }
-        guard hw.u16LE(64) == 0 else { throw bad("log_version", "\(hw.u16LE(64) ?? 0) is not 0") }
+        // `vhdx_parse_log`'s order: the offset and version are checked before it looks whether a log is present.
         let length = UInt64(hw.u32LE(68) ?? 0), offset = hw.u64LE(72) ?? 0
+        guard offset >= 1 << 20, offset % (1 << 20) == 0 else { throw bad("log_offset", "\(offset) is not a non-zero multiple of 1 MiB") }
+        guard hw.u16LE(64) == 0 else { throw bad("log_version", "\(hw.u16LE(64) ?? 0) is not 0") }
+        guard let guid = hw.slice(48, 16), guid.contains(where: { $0 != 0 }) else { return }
         if length == 0 { return }
-        guard length % 4096 == 0 else { throw bad("log_length", "\(length) is not a multiple of 4096") }
+        guard length % (1 << 20) == 0 else { throw bad("log_length", "\(length) is not a multiple of 1 MiB") }
         guard length <= maxLog else { throw bad("log_length", "a log of \(length) bytes with a GUID set: imgtool does not search logs over 64 MiB") }
         // Past the end of the file the log reads as zeros and holds no entry: only the bytes the file has are searched.
         let have = file.stat.kind == .blockDevice ? length : offset < file.stat.size ? min(length, file.stat.size - offset) : 0

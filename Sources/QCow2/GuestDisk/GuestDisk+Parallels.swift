@@ -5,6 +5,8 @@ struct ParallelsHeader: Sendable {
     var batEntries: UInt64
     /// BAT entries count in sectors for the old magic, in clusters for the new one.
     var offsetMultiplier: UInt64
+    /// The `inuse` field holds 0x746F6E59: the image was not closed cleanly (QEMU's check counts a corruption).
+    var inUse: Bool = false
 
     static func read(_ file: ImageFile) throws(FormatError) -> ParallelsHeader {
         let w = ByteWindow(try readPadded(file, at: 0, count: 64, format: .parallels, field: "header"))
@@ -18,7 +20,8 @@ struct ParallelsHeader: Sendable {
         let bat = UInt64(w.u32LE(32) ?? 0)
         guard bat <= UInt64(Int32.max) / 4 else { throw bad("bat_entries", "catalog too large") }
         guard sectors <= UInt64(Int64.max) / 512 else { throw bad("nb_sectors", "image too large") }
-        return ParallelsHeader(sectors: sectors, tracks: tracks, batEntries: bat, offsetMultiplier: old ? 1 : tracks)
+        return ParallelsHeader(sectors: sectors, tracks: tracks, batEntries: bat, offsetMultiplier: old ? 1 : tracks,
+                               inUse: w.u32LE(44) == 0x746F_6E59)
     }
 }
 

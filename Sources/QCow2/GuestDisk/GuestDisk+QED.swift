@@ -6,7 +6,7 @@ struct QEDHeader: Sendable {
     var features: UInt64
     var l1Offset: UInt64
     var imageSize: UInt64
-    /// The file size rounded down to a cluster, as QEMU keeps it.
+    /// The file size (whole sectors, rounded up, as `bdrv_getlength` gives it) rounded down to a cluster, as QEMU keeps it.
     var fileSize: UInt64
 
     var tableEntries: UInt64 { clusterSize * tableSize / 8 }
@@ -21,7 +21,7 @@ struct QEDHeader: Sendable {
         guard isPowerOfTwo(cluster), cluster >= 4096, cluster <= 64 << 20 else { throw bad("cluster_size", "\(cluster) is not a power of two from 4 KiB to 64 MiB") }
         guard isPowerOfTwo(table), table <= 16 else { throw bad("table_size", "\(table) is not a power of two from 1 to 16") }
         var h = QEDHeader(clusterSize: cluster, tableSize: table, headerSize: header, features: features,
-                          l1Offset: w.u64LE(40) ?? 0, imageSize: w.u64LE(48) ?? 0, fileSize: file.stat.size / cluster * cluster)
+                          l1Offset: w.u64LE(40) ?? 0, imageSize: w.u64LE(48) ?? 0, fileSize: file.qemuLength / cluster * cluster)
         let entries = h.tableEntries
         let (maxSize, o) = entries.multipliedReportingOverflow(by: entries)
         let (maxBytes, o2) = maxSize.multipliedReportingOverflow(by: cluster)

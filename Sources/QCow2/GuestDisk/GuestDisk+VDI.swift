@@ -5,6 +5,8 @@ struct VDIHeader: Sendable {
     var blocks: UInt64
     var bmapOffset: UInt64
     var dataOffset: UInt64
+    /// `blocks_allocated`: how many blocks the header says the map allocates (QEMU's check compares).
+    var blocksAllocated: UInt64 = 0
 
     static let maxBlocks: UInt64 = 0x1FF_FFF8
     static let maxDiskSize: UInt64 = 0x1_FFFF_F800_0000
@@ -14,7 +16,7 @@ struct VDIHeader: Sendable {
         func bad(_ field: String, _ reason: String) -> FormatError { FormatError(path: file.path, format: .vdi, field: field, reason: reason) }
         // vdi_open rounds an odd disk size up to whole sectors (VBoxManage convert makes such images), before its checks.
         let h = VDIHeader(diskSize: ImageFormat.sectorsRoundedUp(w.u64LE(368) ?? 0), blockSize: UInt64(w.u32LE(376) ?? 0), blocks: UInt64(w.u32LE(384) ?? 0),
-                          bmapOffset: UInt64(w.u32LE(340) ?? 0), dataOffset: UInt64(w.u32LE(344) ?? 0))
+                          bmapOffset: UInt64(w.u32LE(340) ?? 0), dataOffset: UInt64(w.u32LE(344) ?? 0), blocksAllocated: UInt64(w.u32LE(388) ?? 0))
         let version = w.u32LE(68) ?? 0
         guard h.diskSize <= maxDiskSize else { throw bad("disk_size", "unsupported VDI image size 0x\(String(h.diskSize, radix: 16)) (at most 0x\(String(maxDiskSize, radix: 16)))") }
         guard version == 0x0001_0001 else { throw bad("version", "unsupported VDI image version \(version >> 16).\(version & 0xFFFF)") }
