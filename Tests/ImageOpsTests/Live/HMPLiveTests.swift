@@ -150,6 +150,36 @@ struct HMPLiveTests {
         try expected.check(f("snap.qcow2"))
     }
 
+    /// A monitor whose client is connected is not even probed: a probe made then waits in the listener's queue
+    /// (closed, in CLOSE-WAIT) until that client leaves, and QEMU then takes it for its next client. After the
+    /// refusal the kernel shows on the monitor's port only the listener and the holder's connection.
+    @Test func aHeldMonitorIsNotProbedSoNoConnectionIsLeftQueued() throws {
+        try makeChain()
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        guard case .tcp(_, let port) = monitors[0] else { Issue.record("not TCP"); return }
+        let holder = try MonitorHolder(monitors[0])
+        defer { holder.close() }
+        let digests = try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) }
+        let refused = try imgtool("overlay", "top.qcow2", "snap.qcow2", "--live")
+        #expect(refused.status == 1 && refused.stderr.contains("busy"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f("snap.qcow2")))
+        #expect(try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) } == digests)
+        let hex = String(format: ":%04X", port)
+        let table: String = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        var states: [String] = []
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields: [Substring] = line.split(separator: " ")
+            if fields.count > 3 && fields[1].hasSuffix(hex) { states.append(String(fields[3])) }
+        }
+        states.sort()
+        #expect(states == ["01", "0A"], "sockets on the monitor's port (01 established, 0A listening, 08 a closed probe left queued): \(states)")
+        holder.close()
+        try vm.waitUntilIdle(monitors)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+    }
+
     /// Ctrl-C during an HMP stream: imgtool has QEMU cancel the job (`block_job_cancel -f`) and exits 130; the disk
     /// goes on running on the chain it had, no job is left, and the chain opens with qemu-img once the VM stops.
     @Test func sigintDuringAnHMPStreamCancelsTheJob() throws {
