@@ -180,6 +180,22 @@ struct HMPLiveTests {
         try QemuImg.run(["check", f("top.qcow2")])
     }
 
+    /// The kernel's view of a unix monitor: connected while a client holds it, not for the idle QMP socket beside
+    /// it, and not once the client left; a path no socket is bound to is unknown.
+    @Test func aHeldUnixMonitorIsSeenWithoutAProbe() throws {
+        try makeChain()
+        let vm = try TestVM(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == false)
+        let holder = try MonitorHolder(.unix(vm.hmp))
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == true)
+        #expect(MonitorSocket.clientConnected(.unix(vm.qmp)) == false)
+        #expect(MonitorSocket.clientConnected(.unix(f("nothing.sock"))) == nil)
+        holder.close()
+        try vm.waitUntilMonitorIdle(vm.hmp)
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == false)
+    }
+
     /// Ctrl-C during an HMP stream: imgtool has QEMU cancel the job (`block_job_cancel -f`) and exits 130; the disk
     /// goes on running on the chain it had, no job is left, and the chain opens with qemu-img once the VM stops.
     @Test func sigintDuringAnHMPStreamCancelsTheJob() throws {
