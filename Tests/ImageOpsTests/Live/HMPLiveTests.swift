@@ -196,6 +196,29 @@ struct HMPLiveTests {
         #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == false)
     }
 
+    /// QEMU 7.2's HMP `commit` cannot make a qcow2 backing file of a `-drive` writable ("'commit' error for 'd0':
+    /// Permission denied", before it copies anything): the refusal says so and names `-qmp`, and nothing changed.
+    @Test func anHMPCommitQEMURefusesNamesQMPAndChangesNothing() throws {
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "mid.qcow2", "4M"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x31 0 1M", "mid.qcow2"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x32 1M 1M", "top.qcow2"], cwd: dir.path)
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        let digests = try ["top.qcow2", "mid.qcow2"].map { try fileDigest(f($0)) }
+        let commit = try imgtool("commit", "top.qcow2", "--live")
+        #expect(commit.status == 1, "\(commit.stdout)\(commit.stderr)")
+        if commit.status == 1 {
+            #expect(commit.stderr.contains("-qmp") && commit.stderr.contains("nothing was changed"), "\(commit.stderr)")
+            #expect(try ["top.qcow2", "mid.qcow2"].map { try fileDigest(f($0)) } == digests)
+        }
+        try vm.waitUntilIdle(monitors)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+        try expected.check(f("top.qcow2"))
+    }
+
     /// Ctrl-C during an HMP stream: imgtool has QEMU cancel the job (`block_job_cancel -f`) and exits 130; the disk
     /// goes on running on the chain it had, no job is left, and the chain opens with qemu-img once the VM stops.
     @Test func sigintDuringAnHMPStreamCancelsTheJob() throws {
