@@ -16,6 +16,8 @@ struct HMPBlockInfo: Equatable {
         var qdev: String?
         /// The chain below the node, top first, from `Images:` (verbose only).
         var images: [Image] = []
+        /// `Backing file: NAME (chain depth: N)`: how many layers lie below the node (nil: no such line).
+        var depth: Int?
     }
 
     /// One `image:` block of the verbose listing.
@@ -58,6 +60,12 @@ struct HMPBlockInfo: Equatable {
                 guard line.hasPrefix("    "), let key = propertyKeys.first(where: { line.dropFirst(4).hasPrefix($0) }) else { throw Unexpected(line: line) }
                 let value = String(line.dropFirst(4 + key.count).drop { $0 == " " })
                 if key == "Attached to:" { entries[entries.count - 1].qdev = value }
+                if key == "Backing file:" {
+                    // The depth is a number QEMU counts, not a name: it bounds the chain a name could lengthen.
+                    guard entries[entries.count - 1].depth == nil, value.hasSuffix(")"), let r = value.lastRange(of: " (chain depth: "),
+                          let n = Int(value[r.upperBound...].dropLast()), n >= 0 else { throw Unexpected(line: line) }
+                    entries[entries.count - 1].depth = n
+                }
             case .images, .snapshots, .formatSpecific:
                 if line.isEmpty {
                     // Inside a snapshot table QEMU prints no blank line; outside, a blank line ends the entry.
@@ -97,6 +105,11 @@ struct HMPBlockInfo: Equatable {
         // One entry a drive and a node: a second one of a name is a line that is not QEMU's (a name printed raw).
         var seen: Set<String> = []
         for e in entries {
+            // QEMU prints as many images as the chain is deep (block/qapi.c counts both in one loop); an internal
+            // snapshot's or a bitmap's name, printed raw among them, could add an `image:` line of its own choosing.
+            if verbose, e.nodeName != nil, !e.images.isEmpty, e.images.count != (e.depth ?? 0) + 1 {
+                throw Unexpected(line: "\(e.images.count) images listed for \(e.device.isEmpty ? e.nodeName ?? "" : e.device), whose chain depth is \(e.depth ?? 0)")
+            }
             for name in [e.device.isEmpty ? nil : "drive " + e.device, e.nodeName.map { "node " + $0 }].compactMap({ $0 }) {
                 guard seen.insert(name).inserted else { throw Unexpected(line: "a second \(name)") }
             }
@@ -151,6 +164,8 @@ struct HMPBlockInfo: Equatable {
                 rest = line.dropFirst(17)
             } else if line.hasPrefix("Type "), let comma = line.firstRange(of: ", device ") {
                 type = String(line[line.index(line.startIndex, offsetBy: 5)..<comma.lowerBound])
+                // QEMU's job types are words (JobType: commit, stream, mirror, backup, create, amend, snapshot-*).
+                guard !type.isEmpty, type.utf8.allSatisfy({ (0x61...0x7A).contains($0) || $0 == 0x2D }) else { throw Unexpected(line: line) }
                 rest = line[comma.upperBound...]
             } else { throw Unexpected(line: line) }
             guard let done = rest.lastRange(of: ": Completed ") else { throw Unexpected(line: line) }

@@ -64,6 +64,8 @@ public final class HMPClient {
     /// Connects and reads the banner up to the first prompt. Silence for `greetingTimeoutMS` means another client
     /// holds the monitor: the connection is closed at once, so it never becomes that monitor's next client.
     public static func connect(_ address: MonitorAddress, greetingTimeoutMS: Int32 = 300) throws(Error) -> HMPClient {
+        // A monitor the kernel shows a client on is not probed: the probe would wait in its queue (see clientConnected).
+        if MonitorSocket.clientConnected(address) == true { throw .busy(address) }
         let s: MonitorSocket
         do { s = try MonitorSocket.connect(address, timeoutMS: greetingTimeoutMS) } catch {
             // A TCP listener whose accept queue is full (its client, and probes that closed but wait there until QEMU

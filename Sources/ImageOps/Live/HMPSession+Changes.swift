@@ -139,7 +139,17 @@ extension HMPSession {
         defer { ChildGuard.uninstall() }
         try stopIfInterrupted("nothing was changed")
         // Synchronous: QEMU answers when the copy is done, which takes as long as the data; a day bounds a hang.
-        try runSilent(command, timeoutMS: 86_400_000)
+        do { try runSilent(command, timeoutMS: 86_400_000) } catch {
+            // bdrv_commit fails these before it copies a byte (no backing, a blocker, the backing file not reopened
+            // read-write, which QEMU 7.2 cannot do for a qcow2 backing file of a -drive): nothing changed, and QMP's
+            // block-commit is the way.
+            if case .hmp(_, .unexpected(_, _, let text)) = error, text.hasPrefix("'commit' error for "),
+               ["Permission denied", "Operation not supported", "Device or resource busy", "No medium found"].contains(where: { text.hasSuffix(": " + $0) }) {
+                throw .refused(path: image, reason: "QEMU's human monitor could not commit it into \(target.filename) (\(text))",
+                               hint: "start QEMU with -qmp unix:PATH,server=on,wait=off as well (block-commit), or commit with the VM stopped")
+            }
+            throw error
+        }
         out.steps.append("QEMU merged \(image) into \(target.filename) (HMP commit); disk \(device.label) still runs on \(image), now empty, on top of it")
         out.view = try view()
         return out

@@ -66,6 +66,7 @@ extension LiveView {
         var used: Set<String> = []
         var sizes: [String: UInt64?] = [:]
         var devices: [LiveDevice] = []
+        var guessed: [(Int, Int)] = []
         for drive in drives.entries {
             guard let top = drive.nodeName, !drive.file.isEmpty else { continue }
             var layers: [LiveLayer] = []
@@ -78,7 +79,9 @@ extension LiveView {
                 let filename = plainName(image.filename)
                 let fileNodes = nodes.entries.filter { $0.driver == "file" && $0.file == filename && !used.contains($0.nodeName ?? "") }
                 let fileNode = fileNodes.count == 1 ? fileNodes.first?.nodeName : nil
-                let atPath = names.resolve(filename) { open.byKey[$0] != nil }?.key
+                let found = names.resolve(filename) { open.byKey[$0] != nil }
+                let atPath = found?.key
+                if let found, names.isGuess(filename, path: found.path) { guessed.append((devices.count, layers.count)) }
                 layers.append(LiveLayer(
                     nodeName: nodeName, fileNodeName: fileNode, driver: image.format, filename: filename,
                     readOnly: k == 0 ? drive.readOnly : (node?.readOnly ?? true),
@@ -91,6 +94,7 @@ extension LiveView {
             }
             devices.append(LiveDevice(device: drive.device, qdev: drive.qdev, layers: layers))
         }
+        QemuNames.dropUnbackedGuesses(&devices, guessed: guessed, descriptors: open.descriptors)
         open.pairMoved(&devices, sizes: sizes)
         // A node no chain uses: a format node, or a file node under no format node of its file.
         let unused = nodes.entries.filter { !used.contains($0.nodeName ?? "") }

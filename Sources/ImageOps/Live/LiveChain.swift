@@ -101,13 +101,16 @@ public struct LiveView: Sendable, Equatable {
         let names = QemuNames(pid: pid)
         var used: Set<String> = []
         var devices: [LiveDevice] = []
+        var guessed: [(Int, Int)] = []
         for s in stats {
             var layers: [LiveLayer] = []
             var node: StatsNode? = s
             while let n = node, let name = n.nodeName, let info = byName[name], layers.count < 10_000 {
                 let fileName = n.parent?.nodeName
                 let path = fileName.flatMap { byName[$0]?.file } ?? info.file
-                let atPath = names.resolve(path) { open.byKey[$0] != nil }?.key
+                let found = names.resolve(path) { open.byKey[$0] != nil }
+                let atPath = found?.key
+                if let found, names.isGuess(path, path: found.path) { guessed.append((devices.count, layers.count)) }
                 layers.append(LiveLayer(
                     nodeName: name, fileNodeName: fileName, driver: info.drv, filename: path, readOnly: info.ro,
                     backingFilename: info.image?.backingFilename, backingFormat: info.image?.backingFilenameFormat,
@@ -121,6 +124,7 @@ public struct LiveView: Sendable, Equatable {
             guard !layers.isEmpty else { continue }
             devices.append(LiveDevice(device: s.device ?? "", qdev: s.qdev, layers: layers))
         }
+        QemuNames.dropUnbackedGuesses(&devices, guessed: guessed, descriptors: open.descriptors)
         open.pairMoved(&devices, sizes: byName.mapValues { $0.image?.virtualSize })
         // A stray file node under a stray format node is one stray, reported once by its format node.
         let unused = named.filter { !used.contains($0.nodeName) }

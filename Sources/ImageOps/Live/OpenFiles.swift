@@ -7,9 +7,12 @@ import Glibc
 struct OpenFiles {
     /// Open file → its current path.
     let byKey: [FileKey: String]
+    /// Open file → how many descriptors the process holds of it (QEMU opens a file once per node that reads it).
+    let descriptors: [FileKey: Int]
 
     init(pid: Int32) {
         var map: [FileKey: String] = [:]
+        var counts: [FileKey: Int] = [:]
         if let d = opendir("/proc/\(pid)/fd") {
             while let ent = readdir(d) {
                 let name = Directory.name(ent)
@@ -20,11 +23,14 @@ struct OpenFiles {
                 let path = Sys.readlink(link).flatMap { $0.isEmpty ? nil : $0 } ?? link
                 // Anonymous memory (memfd) is no image.
                 if path.hasPrefix("/memfd:") { continue }
-                map[FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))] = path
+                let key = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
+                map[key] = path
+                counts[key, default: 0] += 1
             }
             closedir(d)
         }
         byKey = map
+        descriptors = counts
     }
 
     /// True when process `pid` has the file `key` open. Only `stat`s, and only until the file is found: a process

@@ -61,6 +61,8 @@ public final class QMPClient {
     /// Connects and negotiates capabilities. Silence for `greetingTimeoutMS` means another client holds the monitor:
     /// the connection is closed at once, so it never becomes that monitor's next client.
     public static func connect(_ address: MonitorAddress, greetingTimeoutMS: Int32 = 300) throws(Error) -> QMPClient {
+        // A monitor the kernel shows a client on is not probed: the probe would wait in its queue (see clientConnected).
+        if MonitorSocket.clientConnected(address) == true { throw .busy(address) }
         let s: MonitorSocket
         do { s = try MonitorSocket.connect(address, timeoutMS: greetingTimeoutMS) } catch { throw Self.map(error, "connect") }
         let greeting: [UInt8]

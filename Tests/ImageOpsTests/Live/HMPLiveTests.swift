@@ -150,6 +150,76 @@ struct HMPLiveTests {
         try expected.check(f("snap.qcow2"))
     }
 
+    /// A monitor whose client is connected is not even probed: a probe made then waits in the listener's queue
+    /// (closed, in CLOSE-WAIT) until that client leaves, and QEMU then takes it for its next client. After the
+    /// refusal the kernel shows on the monitor's port only the listener and the holder's connection.
+    @Test func aHeldMonitorIsNotProbedSoNoConnectionIsLeftQueued() throws {
+        try makeChain()
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        guard case .tcp(_, let port) = monitors[0] else { Issue.record("not TCP"); return }
+        let holder = try MonitorHolder(monitors[0])
+        defer { holder.close() }
+        let digests = try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) }
+        let refused = try imgtool("overlay", "top.qcow2", "snap.qcow2", "--live")
+        #expect(refused.status == 1 && refused.stderr.contains("busy"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f("snap.qcow2")))
+        #expect(try ["top.qcow2", "base.raw"].map { try fileDigest(f($0)) } == digests)
+        let hex = String(format: ":%04X", port)
+        // Read to the end as imgtool does (procfs reports size 0; a busy machine's table is many pages).
+        let table = String(decoding: readSmallFile("/proc/net/tcp", limit: 64 << 20) ?? [], as: UTF8.self)
+        var states: [String] = []
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields: [Substring] = line.split(separator: " ")
+            if fields.count > 3 && fields[1].hasSuffix(hex) { states.append(String(fields[3])) }
+        }
+        states.sort()
+        #expect(states == ["01", "0A"], "sockets on the monitor's port (01 established, 0A listening, 08 a closed probe left queued): \(states)")
+        holder.close()
+        try vm.waitUntilIdle(monitors)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+    }
+
+    /// The kernel's view of a unix monitor: connected while a client holds it, not for the idle QMP socket beside
+    /// it, and not once the client left; a path no socket is bound to is unknown.
+    @Test func aHeldUnixMonitorIsSeenWithoutAProbe() throws {
+        try makeChain()
+        let vm = try TestVM(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == false)
+        let holder = try MonitorHolder(.unix(vm.hmp))
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == true)
+        #expect(MonitorSocket.clientConnected(.unix(vm.qmp)) == false)
+        #expect(MonitorSocket.clientConnected(.unix(f("nothing.sock"))) == nil)
+        holder.close()
+        try vm.waitUntilMonitorIdle(vm.hmp)
+        #expect(MonitorSocket.clientConnected(.unix(vm.hmp)) == false)
+    }
+
+    /// QEMU 7.2's HMP `commit` cannot make a qcow2 backing file of a `-drive` writable ("'commit' error for 'd0':
+    /// Permission denied", before it copies anything): the refusal says so and names `-qmp`, and nothing changed.
+    @Test func anHMPCommitQEMURefusesNamesQMPAndChangesNothing() throws {
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "mid.qcow2", "4M"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x31 0 1M", "mid.qcow2"], cwd: dir.path)
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2"], cwd: dir.path)
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x32 1M 1M", "top.qcow2"], cwd: dir.path)
+        let expected = try ExpectedDisk(from: f("top.qcow2"), at: f("expected.raw"))
+        let (vm, monitors) = try HMPTestVM.start(dir: dir.path, .drive("top.qcow2"), cwd: dir.path)
+        defer { vm.stop() }
+        let digests = try ["top.qcow2", "mid.qcow2"].map { try fileDigest(f($0)) }
+        let commit = try imgtool("commit", "top.qcow2", "--live")
+        #expect(commit.status == 1, "\(commit.stdout)\(commit.stderr)")
+        if commit.status == 1 {
+            #expect(commit.stderr.contains("-qmp") && commit.stderr.contains("nothing was changed"), "\(commit.stderr)")
+            #expect(try ["top.qcow2", "mid.qcow2"].map { try fileDigest(f($0)) } == digests)
+        }
+        try vm.waitUntilIdle(monitors)
+        vm.stop()
+        try QemuImg.run(["check", f("top.qcow2")])
+        try expected.check(f("top.qcow2"))
+    }
+
     /// Ctrl-C during an HMP stream: imgtool has QEMU cancel the job (`block_job_cancel -f`) and exits 130; the disk
     /// goes on running on the chain it had, no job is left, and the chain opens with qemu-img once the VM stops.
     @Test func sigintDuringAnHMPStreamCancelsTheJob() throws {

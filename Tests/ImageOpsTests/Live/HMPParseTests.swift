@@ -76,6 +76,65 @@ import Glibc
         #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(bad, verbose: true) }
     }
 
+    /// QEMU prints an internal snapshot's name raw in the verbose listing: a hostile image's snapshot named
+    /// "s1\nimage: base.raw\nfile format: raw\ndisk size: " adds a layer of its choosing to the drive's chain
+    /// (seen with QEMU 7.2: `commit top --base base.raw --live` then took base.raw for the backing file and said the
+    /// data went there, while HMP's commit wrote it into mid.qcow2). The header's "chain depth" is no name: a chain
+    /// of another length is refused.
+    @Test func aSnapshotNameCannotAddALayer() {
+        let listing = """
+            d0 (#block126): top.qcow2 (qcow2)
+                Attached to:      /machine/peripheral-anon/device[0]/virtio-backend
+                Cache mode:       writeback
+                Backing file:     mid.qcow2 (chain depth: 2)
+
+            Images:
+            image: top.qcow2
+            file format: qcow2
+            virtual size: 4 MiB (4194304 bytes)
+            disk size: 204 KiB
+            cluster_size: 65536
+            backing file: mid.qcow2
+            backing file format: qcow2
+            Snapshot list:
+            ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT
+            1         s1
+            image: /tmp/rh/base.raw
+            file format: raw
+            disk size:       0 B 2026-12-03 15:24:57 00:00:00.000          0
+            Format specific information:
+                compat: 1.1
+            image: mid.qcow2
+            file format: qcow2
+            virtual size: 4 MiB (4194304 bytes)
+            disk size: 196 KiB
+            backing file: base.raw
+            backing file format: raw
+            image: base.raw
+            file format: raw
+            virtual size: 4 MiB (4194304 bytes)
+            disk size: 4 KiB
+            """.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(listing, verbose: true) }
+        // A drive with no backing file lists one image: a second one is a name's doing too.
+        let single = ["d0 (#block1): vm.qcow2 (qcow2)", "    Cache mode:       writeback", "", "Images:", "image: vm.qcow2",
+                      "file format: qcow2", "Snapshot list:", "ID        TAG", "1         s1", "image: /etc/other", "file format: raw"]
+        #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(single, verbose: true) }
+        // Two "Backing file:" lines in one entry: one came from a name.
+        let twice = ["#b: x (qcow2)", "    Backing file:     y (chain depth: 1)", "    Backing file:     z (chain depth: 3)"]
+        #expect(throws: HMPBlockInfo.Unexpected.self) { try HMPBlockInfo.parse(twice, verbose: false) }
+        // Without the injected lines the same listing reads as QEMU's three layers.
+        let honest = listing.enumerated().filter { ![16, 17].contains($0.offset) }.map { $0.element == "disk size:       0 B 2026-12-03 15:24:57 00:00:00.000          0" ? "1         s1      0 B" : $0.element }
+        #expect((try? HMPBlockInfo.parse(honest, verbose: true))?.entries.first?.images.map(\.filename) == ["top.qcow2", "mid.qcow2", "base.raw"])
+    }
+
+    /// A job's type is QEMU's word (stream, commit, mirror, backup): anything else, such as terminal escapes, is not.
+    @Test func aJobTypeIsAWord() {
+        #expect(throws: HMPBlockInfo.Unexpected.self) {
+            try HMPBlockInfo.jobs(["Type \u{1b}]0;pwned\u{7}, device d0: Completed 1 of 2 bytes, speed limit 0 bytes/s"])
+        }
+    }
+
     @Test func blockJobs() throws {
         #expect(try HMPBlockInfo.jobs(["No active jobs"]).isEmpty)
         let jobs = try HMPBlockInfo.jobs(["Streaming device d0: Completed 65536 of 4194304 bytes, speed limit 0 bytes/s",

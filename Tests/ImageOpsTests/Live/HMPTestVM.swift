@@ -61,7 +61,7 @@ extension TestVM {
         let hex = String(format: ":%04X", port)
         let until = Date().addingTimeInterval(60)
         while Date() < until {
-            let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+            let table = String(decoding: readSmallFile("/proc/net/tcp", limit: 64 << 20) ?? [], as: UTF8.self)
             let mine = table.split(separator: "\n").dropFirst().filter { line in
                 let f = line.split(separator: " ")
                 return f.count > 3 && f[1].hasSuffix(hex) && f[3] != "0A"

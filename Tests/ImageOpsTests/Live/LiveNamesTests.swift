@@ -93,4 +93,45 @@ struct LiveNamesTests {
         try QemuImg.run(["check", f("vm/disks/snap.qcow2")])
         try expected.check(f("vm/disks/snap.qcow2"))
     }
+
+    /// A daemonized QEMU's `PWD` is only a hint: a launcher that changed folder without updating it leaves the
+    /// shell's folder there. Here QEMU runs in vm/ with `-drive file=disk.qcow2` (d0) and also has home/disk.qcow2
+    /// open as d1, while its `PWD` says home/. The relative name must not be taken for home/disk.qcow2: an overlay
+    /// of home/disk.qcow2 goes onto d1, never onto d0 (whose data would then sit on top of the wrong base).
+    @Test func aStaleLaunchPWDNamingAnotherOpenFileIsNotBelieved() throws {
+        for sub in ["vm", "home", "elsewhere"] { try dir.mkdir(sub) }
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "disk.qcow2", "4M"], cwd: f("vm"))
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x11 0 1M", "disk.qcow2"], cwd: f("vm"))
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "disk.qcow2", "4M"], cwd: f("home"))
+        try ExpectedDisk.qemuIO(["-c", "write -P 0x22 0 1M", "disk.qcow2"], cwd: f("home"))
+        let expectedVM = try ExpectedDisk(from: f("vm/disk.qcow2"), at: f("expected-vm.raw"))
+        let expectedHome = try ExpectedDisk(from: f("home/disk.qcow2"), at: f("expected-home.raw"))
+        let vm = try TestVM(dir: dir.path, .drive("disk.qcow2"), extra: ["-drive", "file=\(f("home/disk.qcow2")),if=none,id=d1", "-device", "virtio-blk-pci,drive=d1,id=vd1"],
+                            qmp: false, cwd: f("vm"), launchPWD: f("home"))
+        defer { vm.stop() }
+        let digests = try ["vm/disk.qcow2", "home/disk.qcow2"].map { try fileDigest(f($0)) }
+
+        let overlay = try imgtool("overlay", f("home/disk.qcow2"), f("home/snap.qcow2"), "--live")
+        try vm.waitUntilMonitorIdle(vm.hmp)
+        let info = try vm.hmpCommand("info block")
+        let d0 = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("d0 ") }.map(String.init) ?? ""
+        let d1 = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("d1 ") }.map(String.init) ?? ""
+        #expect(!d0.contains("snap.qcow2"), "the overlay went onto d0: \(overlay.stdout)\(overlay.stderr)\n\(info)")
+        if overlay.status == 0 {
+            #expect(d1.contains("snap.qcow2"), "\(info)")
+        } else {
+            #expect(!FileManager.default.fileExists(atPath: f("home/snap.qcow2")))
+            #expect(try ["vm/disk.qcow2", "home/disk.qcow2"].map { try fileDigest(f($0)) } == digests)
+        }
+        // Guest writes on both disks land where each disk's chain is.
+        _ = try vm.hmpCommand("qemu-io d0 \"write -P 0x33 2M 64k\"")
+        try expectedVM.write(pattern: 0x33, offset: 2 << 20, length: 65536)
+        _ = try vm.hmpCommand("qemu-io d1 \"write -P 0x44 3M 64k\"")
+        try expectedHome.write(pattern: 0x44, offset: 3 << 20, length: 65536)
+        vm.stop()
+        try expectedVM.check(f("vm/disk.qcow2"))
+        let homeTop = overlay.status == 0 ? f("home/snap.qcow2") : f("home/disk.qcow2")
+        try QemuImg.run(["check", homeTop])
+        try expectedHome.check(homeTop)
+    }
 }

@@ -29,9 +29,10 @@ final class TestVM: @unchecked Sendable {
     /// `qmp: false` leaves only the human monitor. `name` tells apart the files of two VMs in one folder.
     /// `monitors` replaces the default monitors (a unix HMP and a unix QMP) with these arguments, qemu-init style;
     /// `hmpAddress` is then the monitor the test's own HMP commands use. `cwd` starts QEMU in that folder (so
-    /// relative `-drive file=` names are relative to it).
+    /// relative `-drive file=` names are relative to it). `launchPWD` puts that value in QEMU's `PWD`, as a launcher
+    /// that changed folder without updating it leaves the shell's folder there.
     init(dir: String, _ style: Style, extra: [String] = [], libvirtDomain: String? = nil, qmp withQMP: Bool = true, name: String = "qemu",
-         monitors: [String]? = nil, hmpAddress: MonitorAddress? = nil, cwd: String? = nil) throws {
+         monitors: [String]? = nil, hmpAddress: MonitorAddress? = nil, cwd: String? = nil, launchPWD: String? = nil) throws {
         guard let qemu = which("qemu-system-x86_64") else {
             throw ToolError("qemu-system-x86_64 is not installed (scripts/setup, or apt-get install qemu-system-x86); this test needs a real QEMU")
         }
@@ -65,7 +66,7 @@ final class TestVM: @unchecked Sendable {
             args += ["-device", "virtio-blk-pci,drive=n0,id=vd0"]
         }
         args += extra
-        let status = shell((cwd.map { "cd " + shellQuote($0) + " && " } ?? "") + args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/\(name).err")
+        let status = shell((cwd.map { "cd " + shellQuote($0) + " && " } ?? "") + (launchPWD.map { "PWD=" + shellQuote($0) + " " } ?? "") + args.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ") + " 2>" + dir + "/\(name).err")
         let err = (try? String(contentsOfFile: dir + "/\(name).err", encoding: .utf8)) ?? ""
         guard status == 0, let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
