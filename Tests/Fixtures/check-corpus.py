@@ -339,3 +339,15 @@ io(path, "write -P 4 0 64k")
 # A snapshot L1 table at 2^64 - 64 KiB: QEMU's signed arithmetic does not see it past the end of the file, and the
 # check stops when it cannot allocate a refcount array that far ("Check failed").
 edit("snap-l1-huge-offset", lambda i: i.w64(snapshot_entry(i, 0), 0xFFFFFFFFFFFF0000), base="snapshots.qcow2")
+
+
+# An end-of-extensions marker whose length runs past the header cluster: QEMU checks the length before the type and
+# refuses to open the image ("Header extension too large"); imgtool refuses it too.
+def end_marker_too_long(i):
+    o = i.u32(100)
+    while i.u32(o) != 0:
+        o += 8 + ((i.u32(o + 4) + 7) & ~7)
+    i.w32(o + 4, i.cs)
+
+
+edit("end-extension-too-long", end_marker_too_long)

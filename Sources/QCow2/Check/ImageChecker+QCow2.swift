@@ -17,7 +17,8 @@ extension ImageChecker {
         out.compressedClusters = 0
         notes(header, info: info, into: &out)
 
-        let length = file.stat.size
+        // QEMU's `bdrv_getlength` of the file: its size in whole 512-byte sectors, rounded up.
+        let length = file.stat.size / 512 * 512 + (file.stat.size % 512 == 0 ? 0 : 512)
         let clusters = length / cs + (length % cs == 0 ? 0 : 1)
         guard clusters <= UInt64(Int32.max) else {
             out.checkErrors += 1

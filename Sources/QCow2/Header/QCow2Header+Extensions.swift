@@ -27,8 +27,14 @@ extension QCow2Header {
             let o = Int(offset)
             let type = w.u32BE(o) ?? 0
             let length = UInt64(w.u32BE(o + 4) ?? 0)
-            if type == ExtensionType.end { return true }
             let dataStart = offset + 8
+            // QEMU checks the length before it looks at the type: an end marker with a length that runs past the
+            // extension area is refused too ("Header extension too large").
+            if length > end - dataStart {
+                if limit < end && !final { return false }
+                throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end)) (\"Header extension too large\")")
+            }
+            if type == ExtensionType.end { return true }
             if length > limit - dataStart && limit < end && !final { return false }
             guard length <= limit - dataStart else {
                 throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end))")
@@ -69,6 +75,11 @@ extension QCow2Header {
             }
             let padded = (length + 7) & ~UInt64(7)
             offset = dataStart + padded
+        }
+        // QEMU reads an extension header wherever one starts before the end of the area: one that starts less than
+        // 8 bytes before the end runs past it.
+        if offset < end && offset + 8 > end {
+            throw .invalidField(path: path, field: "header extension at \(offset)", value: offset, reason: "starts less than 8 bytes before the end of the extension area (\(end)) (\"Header extension too large\")")
         }
         return limit >= end || offset + 8 <= limit
     }
