@@ -157,7 +157,8 @@ struct CheckDifferentialTests {
         disagreements += try Self.compare(luks, name: "luks.qcow2 written", secret: "pw")
         checked += 2
         // Inputs the fuzzer found where the checker and qemu-img once disagreed (a file length not a whole number of
-        // sectors, an end-of-extensions marker with a length, reserved bits in the refcount table).
+        // sectors, an end-of-extensions marker with a length, reserved bits in the refcount table, a header extension
+        // whose data runs past the end of the file, which QEMU reads as zeros).
         let regressions = images.replacingOccurrences(of: "/images", with: "/fuzz-regressions")
         for name in try FileManager.default.contentsOfDirectory(atPath: regressions).sorted() where name.hasPrefix("check-") {
             let path = dir.file(name)

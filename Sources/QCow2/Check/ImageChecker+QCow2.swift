@@ -40,7 +40,7 @@ extension ImageChecker {
         do throws(QCow2Check.Abort) {
             // The refcount table as QEMU reads it at open (at most 8 MiB: the header reader checks its size).
             let tableBytes = UInt64(header.refcountTableClusters) * cs
-            let table = QCow2Check.words(try check.read(header.refcountTableOffset, Int(tableBytes), what: "the refcount table"))
+            let table = try check.tableWords(header.refcountTableOffset, Int(tableBytes), what: "the refcount table")
             check.stored = StoredRefcounts(table: table, bits: header.refcountBits, clusterSize: cs)
             let snapshots = try check.readSnapshotTable()
             try check.calculateRefcounts(snapshots)

@@ -36,11 +36,14 @@ extension QCow2Header {
             }
             if type == ExtensionType.end { return true }
             if length > limit - dataStart && limit < end && !final { return false }
-            guard length <= limit - dataStart else {
+            // When the file ends inside the extension area, QEMU reads zeros past its end: an extension whose data
+            // runs past the end of the file (but not past the area) is read with those zeros, not refused.
+            guard length <= limit - dataStart || (final && limit < end) else {
                 throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end))")
             }
             let d = Int(dataStart)
-            let n = Int(length)
+            // What the file holds of the data (all of it unless the file ends inside it; zeros follow).
+            let n = Int(min(length, limit - min(dataStart, limit)))
             switch type {
             case ExtensionType.backingFormat:
                 // QEMU keeps the name in a 16-byte buffer and refuses longer ones.
