@@ -207,7 +207,7 @@ extension HeaderBackup {
         guard now.size == sizeAfter else {
             throw .changedSince(path: file.path, detail: "its size is \(now.size) bytes, the repair left it at \(sizeAfter): it changed after the repair")
         }
-        guard digest == repair.digestAfter, try Self.fingerprint(file) == metaAfter else {
+        guard digest == repair.digestAfter, try Self.fingerprint(file, encoding) == metaAfter else {
             throw .changedSince(path: file.path, detail: "its metadata or unreferenced clusters changed after the repair")
         }
         return .changed

@@ -17,7 +17,8 @@ extension ImageChecker {
         out.compressedClusters = 0
         notes(header, info: info, into: &out)
 
-        let length = file.stat.size
+        // QEMU's `bdrv_getlength` of the file: its size in whole 512-byte sectors, rounded up.
+        let length = file.stat.size / 512 * 512 + (file.stat.size % 512 == 0 ? 0 : 512)
         let clusters = length / cs + (length % cs == 0 ? 0 : 1)
         guard clusters <= UInt64(Int32.max) else {
             out.checkErrors += 1
@@ -39,7 +40,7 @@ extension ImageChecker {
         do throws(QCow2Check.Abort) {
             // The refcount table as QEMU reads it at open (at most 8 MiB: the header reader checks its size).
             let tableBytes = UInt64(header.refcountTableClusters) * cs
-            let table = QCow2Check.words(try check.read(header.refcountTableOffset, Int(tableBytes), what: "the refcount table"))
+            let table = try check.tableWords(header.refcountTableOffset, Int(tableBytes), what: "the refcount table")
             check.stored = StoredRefcounts(table: table, bits: header.refcountBits, clusterSize: cs)
             let snapshots = try check.readSnapshotTable()
             try check.calculateRefcounts(snapshots)

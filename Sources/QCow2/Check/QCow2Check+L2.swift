@@ -49,7 +49,7 @@ extension QCow2Check {
     /// QEMU's `check_refcounts_l2`: every entry of one L2 table, its reserved bits and subcluster bitmap, and a
     /// reference to each cluster it maps (data clusters only when the data is in this file).
     mutating func checkL2(_ l2: UInt64, name: String, active: Bool) throws(Abort) {
-        let w = Self.words(try read(l2, Int(clusterSize), what: name))
+        let w = try tableWords(l2, Int(clusterSize), what: name)
         let step = extendedL2 ? 2 : 1
         let entryBytes = UInt64(step * 8)
         let csizeShift = 62 - (clusterBits - 8)
@@ -151,7 +151,7 @@ extension QCow2Check {
                          "active L1 entry \(index) (at \(qcowHex(at))): the L2 table at \(qcowHex(l2)) has refcount \(refcount) but the copied flag is \(entry & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
                 }
                 let name = "L2 table at \(qcowHex(l2))"
-                let w = Self.words(try read(l2, Int(clusterSize), what: name))
+                let w = try tableWords(l2, Int(clusterSize), what: name)
                 for j in 0..<(w.count / step) {
                     let e = w[j * step]
                     guard e & Self.compressed == 0 else { continue }

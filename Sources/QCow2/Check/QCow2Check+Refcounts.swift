@@ -108,15 +108,12 @@ struct StoredRefcounts {
 }
 
 extension QCow2Check {
-    /// One refcount block read (a cluster), for `stored`.
-    func readBlock(_ offset: UInt64) throws(Abort) -> [UInt8] {
-        try read(offset, Int(clusterSize), what: "refcount block")
-    }
-
-    /// The stored refcount of cluster `i`, or nil when it cannot be read.
+    /// The stored refcount of cluster `i`, or why it cannot be read.
     mutating func storedRefcount(_ i: UInt64) -> Result<UInt64, StoredRefcounts.Unreadable> {
-        let reader = self
-        do { return .success(try stored.get(i) { (o: UInt64) throws(Abort) -> [UInt8] in try reader.readBlock(o) }) } catch {
+        let file = self.file, size = Int(clusterSize)
+        do {
+            return .success(try stored.get(i) { (o: UInt64) throws(Abort) -> [UInt8] in try Self.read(file, o, size, what: "refcount block") })
+        } catch {
             return .failure(error)
         }
     }

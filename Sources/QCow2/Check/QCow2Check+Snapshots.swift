@@ -56,7 +56,7 @@ extension QCow2Check {
             let bytes = UInt64(bm.tableSize) * 8
             try reference(bm.tableOffset, bytes, name)
             let entries: [UInt64]
-            do { entries = Self.words(try read(bm.tableOffset, Int(bytes), what: name)) } catch {
+            do { entries = try tableWords(bm.tableOffset, Int(bytes), what: name) } catch {
                 note(.corruption, offset: bm.tableOffset, table: name, "\(name) at \(qcowHex(bm.tableOffset)) cannot be read: \(error.detail)")
                 throw error
             }

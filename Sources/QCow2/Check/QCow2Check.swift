@@ -57,6 +57,23 @@ struct QCow2Check {
     /// `bdrv_pread` of the file child: zeros past the end of the file, EIO for a request that ends beyond QEMU's
     /// `BDRV_MAX_LENGTH`.
     func read(_ offset: UInt64, _ count: Int, what: String) throws(Abort) -> [UInt8] {
+        try Self.read(file, offset, count, what: what)
+    }
+
+    /// The big-endian words of a table of `count` bytes at `offset`, as QEMU reads it (the same refusal beyond what it
+    /// addresses), but only the part inside the file: the rest reads as zeros, and a zero entry counts nothing
+    /// wherever it is checked, so the words past the end are left out rather than made.
+    func tableWords(_ offset: UInt64, _ count: Int, what: String) throws(Abort) -> [UInt64] {
+        guard count > 0 else { return [] }
+        guard offset <= QCow2Bitmap.maxRequestEnd, UInt64(count) <= QCow2Bitmap.maxRequestEnd - offset else {
+            throw Abort(reason: "Input/output error", detail: "\(what) at \(qcowHex(offset)) lies beyond what QEMU can address")
+        }
+        let inside = offset < fileLength ? min(UInt64(count), fileLength - offset) & ~7 : 0
+        return Self.words(try read(offset, Int(inside), what: what))
+    }
+
+    /// `read` without the check's state, for the refcount block reader (which must not hold a copy of the check).
+    static func read(_ file: ImageFile, _ offset: UInt64, _ count: Int, what: String) throws(Abort) -> [UInt8] {
         guard count > 0 else { return [] }
         guard offset <= QCow2Bitmap.maxRequestEnd, UInt64(count) <= QCow2Bitmap.maxRequestEnd - offset else {
             throw Abort(reason: "Input/output error", detail: "\(what) at \(qcowHex(offset)) lies beyond what QEMU can address")

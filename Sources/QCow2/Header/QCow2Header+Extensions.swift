@@ -27,14 +27,23 @@ extension QCow2Header {
             let o = Int(offset)
             let type = w.u32BE(o) ?? 0
             let length = UInt64(w.u32BE(o + 4) ?? 0)
-            if type == ExtensionType.end { return true }
             let dataStart = offset + 8
+            // QEMU checks the length before it looks at the type: an end marker with a length that runs past the
+            // extension area is refused too ("Header extension too large").
+            if length > end - dataStart {
+                if limit < end && !final { return false }
+                throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end)) (\"Header extension too large\")")
+            }
+            if type == ExtensionType.end { return true }
             if length > limit - dataStart && limit < end && !final { return false }
-            guard length <= limit - dataStart else {
+            // When the file ends inside the extension area, QEMU reads zeros past its end: an extension whose data
+            // runs past the end of the file (but not past the area) is read with those zeros, not refused.
+            guard length <= limit - dataStart || (final && limit < end) else {
                 throw .invalidField(path: path, field: "header extension 0x\(String(type, radix: 16)) length", value: length, reason: "runs past the end of the extension area (\(end))")
             }
             let d = Int(dataStart)
-            let n = Int(length)
+            // What the file holds of the data (all of it unless the file ends inside it; zeros follow).
+            let n = Int(min(length, limit - min(dataStart, limit)))
             switch type {
             case ExtensionType.backingFormat:
                 // QEMU keeps the name in a 16-byte buffer and refuses longer ones.
@@ -73,6 +82,11 @@ extension QCow2Header {
             }
             let padded = (length + 7) & ~UInt64(7)
             offset = dataStart + padded
+        }
+        // QEMU reads an extension header wherever one starts before the end of the area: one that starts less than
+        // 8 bytes before the end runs past it.
+        if offset < end && offset + 8 > end {
+            throw .invalidField(path: path, field: "header extension at \(offset)", value: offset, reason: "starts less than 8 bytes before the end of the extension area (\(end)) (\"Header extension too large\")")
         }
         return limit >= end || offset + 8 <= limit
     }
