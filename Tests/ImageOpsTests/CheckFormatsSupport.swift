@@ -48,8 +48,16 @@ enum CheckDiff {
 
     /// Every disagreement between the two on `path`, as sentences naming `label`; empty when they agree.
     static func differences(_ path: String, _ label: String) throws -> [String] {
+        try compared(path, label).differences
+    }
+
+    /// qemu-img's answer and every disagreement with imgtool's.
+    static func compared(_ path: String, _ label: String) throws -> (theirs: Theirs, differences: [String]) {
         let t = try theirs(path)
-        let o = ours(path)
+        return (t, differences(t, ours(path), label))
+    }
+
+    static func differences(_ t: Theirs, _ o: Result<ImageCheck, any Error>, _ label: String) -> [String] {
         switch (t, o) {
         case (.unsupported, .failure(let e)):
             guard case .unsupported = e as? ImageCheck.Error else { return ["\(label): qemu-img has no check for it; imgtool fails otherwise: \(e)"] }
