@@ -149,4 +149,13 @@ enum CheckImages {
     static func copy(_ from: String, _ to: String) throws {
         try FileManager.default.copyItem(atPath: from, toPath: to)
     }
+
+    /// A copy of `from` as `name.ext` in `dir`, edited by `edit`, added to `cases` under `name`.
+    static func variant(_ cases: inout [(String, String)], _ dir: TempDir, _ name: String, _ ext: String, from: String,
+                        _ edit: (String) throws -> Void) throws {
+        let p = dir.file(name + "." + ext)
+        try copy(from, p)
+        try edit(p)
+        cases.append((name, p))
+    }
 }

@@ -37,7 +37,7 @@ extension CheckFormatsTests {
         default:
             span(512, 1 << 16)
         }
-        var rng = SplitMix(seed: UInt64(fmt.utf8.reduce(7) { $0 &* 31 &+ UInt64($1) }))
+        var rng = FastPathTests.SplitMix(state: UInt64(fmt.utf8.reduce(7) { $0 &* 31 &+ UInt64($1) }))
         var differences: [String] = []
         var answered = 0, damaged = 0, failed = 0, refused = 0
         let rounds = 120
@@ -70,18 +70,5 @@ extension CheckFormatsTests {
         // The edits must reach the checks, not only the header checks of the open.
         // (qemu-img's VMDK check never counts: it is clean or it fails.)
         #expect(answered >= rounds / 4 && (fmt == "vmdk" ? failed : damaged) >= rounds / 20, "\(fmt): \(answered) answered (\(damaged) damaged), \(failed) failed, \(refused) refused")
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a mutation that finds a difference is found again.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

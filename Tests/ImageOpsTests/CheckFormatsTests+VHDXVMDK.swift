@@ -31,10 +31,7 @@ extension CheckFormatsTests {
         try CheckImages.create(fixed, "vhdx", "16M", ["-o", "subformat=fixed,block_size=1M"])
         var cases = [("empty", base), ("data", data), ("fixed", fixed)]
         func variant(_ name: String, from: String? = nil, _ edit: (String) throws -> Void) throws {
-            let p = dir.file(name + ".vhdx")
-            try CheckImages.copy(from ?? data, p)
-            try edit(p)
-            cases.append((name, p))
+            try CheckImages.variant(&cases, dir, name, "vhdx", from: from ?? data, edit)
         }
         let h = try VHDXHeader.read(try ImageFile.open(data))
         let size = try CheckImages.size(data), bat = h.batOffset
@@ -84,10 +81,7 @@ extension CheckFormatsTests {
         try CheckImages.io(zeroed, "vmdk", ["write 0 1M", "write -z 64K 128K"])
         var cases = [("empty", base), ("data", data), ("stream", stream), ("flat", flat), ("split", split), ("zeroed", zeroed)]
         func variant(_ name: String, from: String? = nil, _ edit: (String) throws -> Void) throws {
-            let p = dir.file(name + ".vmdk")
-            try CheckImages.copy(from ?? data, p)
-            try edit(p)
-            cases.append((name, p))
+            try CheckImages.variant(&cases, dir, name, "vmdk", from: from ?? data, edit)
         }
         let gd = try CheckImages.u64(data, at: 56) * 512, size = try CheckImages.size(data)
         let gt = try CheckImages.u32(data, at: gd) * 512

@@ -21,10 +21,7 @@ import TestSupport
         try CheckImages.create(base, "parallels", "64M")
         var cases = [("empty", base)]
         func variant(_ name: String, from: String = dir.file("data.parallels"), _ edit: (String) throws -> Void) throws {
-            let p = dir.file(name + ".parallels")
-            try CheckImages.copy(from, p)
-            try edit(p)
-            cases.append((name, p))
+            try CheckImages.variant(&cases, dir, name, "parallels", from: from, edit)
         }
         try variant("data", from: base) { try CheckImages.io($0, "parallels", ["write -P 0x11 0 1M", "write -P 0x22 5M 2M", "write 40M 512"]) }
         try variant("fragmented", from: base) { try CheckImages.io($0, "parallels", ["write 1M 1M", "write 0 1M", "write 3M 1M", "write 2M 1M"]) }
@@ -65,10 +62,7 @@ import TestSupport
         try CheckImages.io(data, "qed", ["write -P 1 0 64K", "write -P 2 64K 64K", "write -P 3 100M 200K", "write -P 4 20M 4K"])
         var cases = [("empty", base), ("data", data)]
         func variant(_ name: String, _ edit: (String) throws -> Void) throws {
-            let p = dir.file(name + ".qed")
-            try CheckImages.copy(data, p)
-            try edit(p)
-            cases.append((name, p))
+            try CheckImages.variant(&cases, dir, name, "qed", from: data, edit)
         }
         let l1 = try CheckImages.u64(data, at: 40), cluster = try CheckImages.u32(data, at: 4)
         let l2 = try CheckImages.u64(data, at: l1)
@@ -113,10 +107,7 @@ import TestSupport
         try CheckImages.create(fixed, "vdi", "16M", ["-o", "static=on"])
         var cases = [("empty", base), ("data", data), ("static", fixed)]
         func variant(_ name: String, _ edit: (String) throws -> Void) throws {
-            let p = dir.file(name + ".vdi")
-            try CheckImages.copy(data, p)
-            try edit(p)
-            cases.append((name, p))
+            try CheckImages.variant(&cases, dir, name, "vdi", from: data, edit)
         }
         let bmap = try CheckImages.u32(data, at: 340), size = try CheckImages.size(data)
         try variant("too-large") { try CheckImages.putU32($0, at: bmap + 4 * 2, 64 + 5) }
