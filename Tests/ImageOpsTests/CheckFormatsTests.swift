@@ -13,6 +13,12 @@ import TestSupport
         try cases.flatMap { try CheckDiff.differences($0.1, $0.0) }
     }
 
+    /// Expects qemu-img and imgtool to agree on every case, listing each disagreement.
+    static func expectAgreement(_ cases: [(String, String)]) throws {
+        let differences = try compare(cases)
+        #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
+    }
+
     static func number(_ obj: [String: Any], _ key: String) -> UInt64 { (obj[key] as? NSNumber)?.uint64Value ?? 0 }
 
     @Test func parallels() throws {
@@ -45,8 +51,7 @@ import TestSupport
         try CheckImages.io(small, "parallels", ["write 64K 64K", "write 0 4K", "write 7M 128K"])
         cases.append(("small-clusters", small))
 
-        let differences = try Self.compare(cases)
-        #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
+        try Self.expectAgreement(cases)
         #expect(Self.number(try CheckDiff.counts(dir.file("past-eof.parallels")), "corruptions") == 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("inuse.parallels")), "corruptions") == 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("leak.parallels")), "leaks") == 2)
@@ -85,8 +90,7 @@ import TestSupport
         try CheckImages.io(quirk, "qed", ["write 0 20M"])
         cases.append(("index-quirk", quirk))
 
-        let differences = try Self.compare(cases)
-        #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
+        try Self.expectAgreement(cases)
         #expect(Self.number(try CheckDiff.counts(dir.file("l2-past-eof.qed")), "corruptions") == 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("shared-data.qed")), "corruptions") == 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("l1-dup.qed")), "corruptions") > 0)
@@ -116,8 +120,7 @@ import TestSupport
         try variant("discarded") { try CheckImages.putU32($0, at: bmap, 0xFFFF_FFFE) }
         try variant("bmap-past-eof") { try CheckImages.putU32($0, at: 340, size / 512 * 512 - 512) }
 
-        let differences = try Self.compare(cases)
-        #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
+        try Self.expectAgreement(cases)
         #expect(Self.number(try CheckDiff.counts(dir.file("too-large.vdi")), "corruptions") >= 1)
         #expect(Self.number(try CheckDiff.counts(dir.file("duplicate.vdi")), "corruptions") == 2)
         #expect(Self.number(try CheckDiff.counts(dir.file("bmap-past-eof.vdi")), "corruptions") > 10)
