@@ -48,8 +48,16 @@ enum CheckDiff {
 
     /// Every disagreement between the two on `path`, as sentences naming `label`; empty when they agree.
     static func differences(_ path: String, _ label: String) throws -> [String] {
+        try compared(path, label).differences
+    }
+
+    /// qemu-img's answer and every disagreement with imgtool's.
+    static func compared(_ path: String, _ label: String) throws -> (theirs: Theirs, differences: [String]) {
         let t = try theirs(path)
-        let o = ours(path)
+        return (t, differences(t, ours(path), label))
+    }
+
+    static func differences(_ t: Theirs, _ o: Result<ImageCheck, any Error>, _ label: String) -> [String] {
         switch (t, o) {
         case (.unsupported, .failure(let e)):
             guard case .unsupported = e as? ImageCheck.Error else { return ["\(label): qemu-img has no check for it; imgtool fails otherwise: \(e)"] }
@@ -140,5 +148,14 @@ enum CheckImages {
 
     static func copy(_ from: String, _ to: String) throws {
         try FileManager.default.copyItem(atPath: from, toPath: to)
+    }
+
+    /// A copy of `from` as `name.ext` in `dir`, edited by `edit`, added to `cases` under `name`.
+    static func variant(_ cases: inout [(String, String)], _ dir: TempDir, _ name: String, _ ext: String, from: String,
+                        _ edit: (String) throws -> Void) throws {
+        let p = dir.file(name + "." + ext)
+        try copy(from, p)
+        try edit(p)
+        cases.append((name, p))
     }
 }

@@ -43,6 +43,7 @@ extension ImageChecker {
             }
             allocated += 1
             high = max(high, off)
+            // Both below 2^63 (above): the sum cannot overflow.
             if prev != 0 && prev + cluster != off { fragmented += 1 }
             prev = off
         }

@@ -100,13 +100,19 @@ struct VMDKGrainTableScan {
         let key = Key(extent: extent, sector: gtSector)
         if let b = seen[key] { return b }
         scanned += 1
-        guard let t = TableCache(file: reader.file, base: gtSector * 512, entrySize: 4, count: h.gtes, bigEndian: false, name: "grain table") else { return [] }
+        // One read of the whole table (at most 2 KiB), zeros past the end of the file, as QEMU reads it.
+        let count = Int(h.gtes) * 4
+        var bytes: [UInt8]
+        do { bytes = try reader.file.read(at: gtSector * 512, count: count) } catch { throw .io(error) }
+        if bytes.count < count { bytes += [UInt8](repeating: 0, count: count - bytes.count) }
         let size = reader.file.qemuLength
         var bad: [UInt16] = []
-        for j in 0..<h.gtes {
-            let v = try t.entry(j) ?? 0
-            if v == 0 || (v == 1 && h.zeroGrain) { continue }
-            if v << 9 >= size { bad.append(UInt16(j)) }
+        bytes.withUnsafeBytes { raw in
+            for j in 0..<Int(h.gtes) {
+                let v = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: j * 4, as: UInt32.self)))
+                if v == 0 || (v == 1 && h.zeroGrain) { continue }
+                if v << 9 >= size { bad.append(UInt16(j)) }
+            }
         }
         if seen.count >= 1 << 16 { seen.removeAll(keepingCapacity: true) }
         seen[key] = bad

@@ -20,6 +20,17 @@ struct ParallelsHeader: Sendable {
         let bat = UInt64(w.u32LE(32) ?? 0)
         guard bat <= UInt64(Int32.max) / 4 else { throw bad("bat_entries", "catalog too large") }
         guard sectors <= UInt64(Int64.max) / 512 else { throw bad("nb_sectors", "image too large") }
+        // A read-only open reads the format extension cluster (`parallels_read_format_extension`) and refuses it
+        // without its magic. (Its MD5 checksum and features are not checked here.) QEMU asserts the offset, in
+        // bytes as a signed number, is positive: past 2^54 sectors qemu-img aborts.
+        if let ext = w.u64LE(56), ext != 0 {
+            let at = ext &<< 9
+            guard Int64(bitPattern: at) > 0 else { throw bad("ext_off", "\(ext) sectors overflows (qemu-img aborts on it)") }
+            let magic = ByteWindow(try readPadded(file, at: at, count: 8, format: .parallels, field: "format extension")).u64LE(0) ?? 0
+            guard magic == 0xAB23_4CEF_23DC_EA87 else {
+                throw bad("ext_off", "wrong parallels Format Extension magic: 0x\(String(magic, radix: 16)), expected: 0xab234cef23dcea87")
+            }
+        }
         return ParallelsHeader(sectors: sectors, tracks: tracks, batEntries: bat, offsetMultiplier: old ? 1 : tracks,
                                inUse: w.u32LE(44) == 0x746F_6E59)
     }
