@@ -71,14 +71,14 @@ enum CheckDiff {
         case (.refused(let why), .success(let c)):
             return ["\(label): qemu-img cannot open it (\(why)); imgtool checked it: \(c.corruptions) corruptions"]
         case (.failed(let why), .success(let c)):
-            return c.failure == why ? [] : ["\(label): qemu-img check failed (\(why)); imgtool's failure: \(c.failure ?? "none"), \(c.findings.map(\.message))"]
+            return c.aborted == why ? [] : ["\(label): qemu-img check failed (\(why)); imgtool's failure: \(c.aborted ?? "none"), \(c.findings.map(\.message))"]
         case (.failed(let why), .failure(let e)):
             return ["\(label): qemu-img check failed (\(why)); imgtool threw \(e)"]
         case (.counts(_, let status), .failure(let e)):
             return ["\(label): qemu-img answered (exit \(status)); imgtool threw \(e)"]
         case (.counts(let obj, let status), .success(let c)):
             var out: [String] = []
-            if c.failure != nil { out.append("\(label): imgtool failed (\(c.failure ?? "")) where qemu-img answered") }
+            if c.aborted != nil { out.append("\(label): imgtool failed (\(c.aborted ?? "")) where qemu-img answered") }
             for (key, get) in keys {
                 let want = (obj[key] as? NSNumber)?.uint64Value ?? 0
                 let got = get(c) ?? 0

@@ -110,6 +110,6 @@ extension CheckFormatsTests {
         }
         #expect(why == "Invalid argument")
         guard case .success(let c) = CheckDiff.ours(dir.file("truncated.vmdk")) else { Issue.record("truncated.vmdk"); return }
-        #expect(c.failure == "Invalid argument" && c.corruptions == 1 && c.findings.contains { $0.message.contains("after the end") })
+        #expect(c.aborted == "Invalid argument" && c.corruptions == 1 && c.findings.contains { $0.message.contains("after the end") })
     }
 }

@@ -152,8 +152,22 @@ package enum ChildGuard {
     /// The signal that interrupted us, or nil.
     package static var interruption: Int32? {
         let s = signalled.load(ordering: .sequentiallyConsistent)
-        return s == 0 ? nil : s
+        if s != 0 { return s }
+        let t = simulated?.signal.load(ordering: .sequentiallyConsistent) ?? 0
+        return t == 0 ? nil : t
     }
+
+    /// A signal recorded for one task only, as the handler records a real one. Tests use it: a real signal, or a
+    /// store into `signalled`, reaches every test running beside them in the same process.
+    package final class Simulated: Sendable {
+        /// The signal "received" (0: none yet).
+        package let signal = Atomic<Int32>(0)
+        /// A fresh one, nothing received.
+        package init() {}
+    }
+
+    /// The current task's simulated signal, if a test bound one (`ChildGuard.$simulated.withValue`).
+    @TaskLocal package static var simulated: Simulated?
 
     /// Records the running child (0: none). A signal that came before the child was known stops it now.
     static func track(_ pid: Int32) {

@@ -32,13 +32,10 @@ public struct ImageCheck: Sendable, Equatable {
     /// Every finding, in the order the checker met them (at most `ImageCheck.maxFindings`; the counts stay whole).
     public var findings: [Finding] = []
     /// Set when the check stopped where QEMU's stops (qemu-img then prints no counts, says "Check failed: <this>"
-    /// and exits 1): QEMU's reason in its words ("Input/output error", "Invalid argument", …). The counts are
-    /// those gathered until then, and `checkErrors` is at least 1.
+    /// and exits 1): QEMU's reason in its words ("Input/output error", "Invalid argument", …); VMDK's check does so
+    /// at the first grain past the end of its file. The counts are those gathered until then, and `checkErrors` is
+    /// at least 1, so that such a result is never taken for an answer.
     public var aborted: String?
-    /// Set when qemu-img's own check stops with an error instead of answering (it prints "Check failed: " and this
-    /// reason, no counts, and exits 1): VMDK's check does so at the first grain past the end of its file. Such a
-    /// result also counts one `check-errors`, so that it is never taken for an answer.
-    public var failure: String?
     /// Findings counted but not kept past `maxFindings` (said in one note by `finish`).
     var omittedFindings: UInt64 = 0
 
@@ -49,7 +46,7 @@ public struct ImageCheck: Sendable, Equatable {
     }
 
     /// True when qemu-img would say "No errors were found on the image.".
-    public var isClean: Bool { checkErrors == 0 && corruptions == 0 && leaks == 0 && failure == nil }
+    public var isClean: Bool { checkErrors == 0 && corruptions == 0 && leaks == 0 && aborted == nil }
 
     /// One thing the checker found, in words, placed in the file.
     public struct Finding: Sendable, Equatable {

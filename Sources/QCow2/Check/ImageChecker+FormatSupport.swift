@@ -35,7 +35,7 @@ extension ImageCheck {
 
     /// qemu-img's check failed rather than answered: `reason` is its `strerror` text.
     mutating func fail(_ reason: String) {
-        failure = reason
+        aborted = reason
         checkErrors = checkErrors.addingReportingOverflow(1).partialValue
     }
 }

@@ -4,7 +4,7 @@ extension ImageChecker {
     /// one allocated at or after the end of its extent file (a flat extent: its start offset) stops the check, and
     /// so does a lookup that fails (past the grain directory). Then qemu-img prints no counts, only
     /// "Check failed: Invalid argument" (or "Operation not permitted" for the failed lookup), and exits 1; the
-    /// result here says so in `failure`, with one corruption as QEMU's result holds. Otherwise the check is clean:
+    /// result here says so in `aborted`, with one corruption as QEMU's result holds. Otherwise the check is clean:
     /// qemu-img counts nothing else for VMDK.
     ///
     /// QEMU visits every grain; here an unallocated grain table's whole span is stepped over at once and each grain

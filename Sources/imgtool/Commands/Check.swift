@@ -112,7 +112,7 @@ enum CheckCommands {
 
 extension ImageCheck {
     /// Why the check stopped where qemu-img's stops ("Check failed: …", exit 1), or nil.
-    var stopped: String? { aborted ?? failure }
+    var stopped: String? { aborted }
 }
 
 /// The numbers of `qemu-img check --output=json`'s answer, read without a JSON library (its keys are fixed and its

@@ -230,17 +230,22 @@ struct HMPLiveTests {
         let connection = try LiveSession.connect(f("top.qcow2"), virsh: { $0 })
         guard case .hmp(let session) = connection else { Issue.record("not served through HMP"); return }
         var signalled = false
-        #expect {
-            // 64 KiB/s: the 2 MiB of backing data take half a minute; the interruption comes with the first report.
-            _ = try session.flatten(f("top.qcow2"), speed: 64 << 10) { _ in
-                guard !signalled else { return }
-                signalled = true
-                // Recorded as the guard's handler records a SIGINT (see LiveChangeTests: a raised one is shared).
-                ChildGuard.signalled.store(SIGINT, ordering: .sequentiallyConsistent)
+        // A SIGINT recorded for this test's task only: a real one, or a store into the guard's own flag, would
+        // interrupt the changes of the suites running beside this one.
+        let simulated = ChildGuard.Simulated()
+        ChildGuard.$simulated.withValue(simulated) {
+            #expect {
+                // 64 KiB/s: the 2 MiB of backing data take half a minute; the interruption comes with the first report.
+                _ = try session.flatten(f("top.qcow2"), speed: 64 << 10) { _ in
+                    guard !signalled else { return }
+                    signalled = true
+                    // Recorded as the guard's handler records a SIGINT (see LiveChangeTests: a raised one is shared).
+                    simulated.signal.store(SIGINT, ordering: .sequentiallyConsistent)
+                }
+            } throws: { error in
+                guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
+                return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
             }
-        } throws: { error in
-            guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
-            return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
         }
         #expect(signalled)
         #expect(try session.jobs().isEmpty, "a job is left in QEMU")

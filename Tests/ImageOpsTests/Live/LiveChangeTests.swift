@@ -138,20 +138,25 @@ struct LiveChangeTests {
         defer { session.close() }
         let before = try session.view()
         var signalled = false
-        #expect {
-            // 64 KiB/s: the 320 KiB to merge take five seconds; the interruption comes with the first progress report.
-            _ = try session.commit(f("top.qcow2"), base: nil, speed: 64 << 10) { _ in
-                guard !signalled else { return }
-                signalled = true
-                // Recorded as the guard's handler records a SIGINT, not sent: a signal's disposition is shared with
-                // the suites running beside this one, and glibc's system(3), which they use, ignores SIGINT while its
-                // child runs, so a kill() or raise() here was lost now and then and the job completed. The handler
-                // itself is exercised by the CLI tests, in child processes (SafetyTests).
-                ChildGuard.signalled.store(SIGINT, ordering: .sequentiallyConsistent)
+        // A SIGINT recorded for this test's task only: a real one, or a store into the guard's own flag, would
+        // interrupt the changes of the suites running beside this one.
+        let simulated = ChildGuard.Simulated()
+        ChildGuard.$simulated.withValue(simulated) {
+            #expect {
+                // 64 KiB/s: the 320 KiB to merge take five seconds; the interruption comes with the first progress report.
+                _ = try session.commit(f("top.qcow2"), base: nil, speed: 64 << 10) { _ in
+                    guard !signalled else { return }
+                    signalled = true
+                    // Recorded as the guard's handler records a SIGINT, not sent: a signal's disposition is shared with
+                    // the suites running beside this one, and glibc's system(3), which they use, ignores SIGINT while its
+                    // child runs, so a kill() or raise() here was lost now and then and the job completed. The handler
+                    // itself is exercised by the CLI tests, in child processes (SafetyTests).
+                    simulated.signal.store(SIGINT, ordering: .sequentiallyConsistent)
+                }
+            } throws: { error in
+                guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
+                return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
             }
-        } throws: { error in
-            guard let e = error as? LiveError, case .interrupted(_, let sig, let detail) = e else { return false }
-            return sig == SIGINT && e.exitCode == 130 && detail.contains("cancelled")
         }
         #expect(signalled)
         #expect(try session.currentJob("imgtool-commit-\(getpid())") == nil, "a job is left in QEMU")
