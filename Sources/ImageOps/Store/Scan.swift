@@ -24,6 +24,12 @@ public struct Scan: Sendable {
         /// The backing format as recorded.
         public var backingFormat: String?
 
+        init(filename: String, key: FileKey, format: ImageFormat) {
+            self.filename = filename
+            self.key = key
+            self.format = format
+        }
+
         init(_ info: ImageInfo) {
             filename = info.filename
             key = FileKey(info.identity)
@@ -118,49 +124,79 @@ public struct Scan: Sendable {
         return out
     }
 
+    /// What reading one file gave, beside its slot (the slot itself holds the image).
+    enum Kind: UInt8 { case nothing, image, rawMaybe, unreadable }
+
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
     public static func run(_ root: String, threads: Int = cores) async -> Scan {
         var files: [String] = []
         // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
         let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
         files.sort()
-        let allFiles = files
 
-        // Read every header in parallel (one open, fstat and pread each) and keep only the slim record.
-        let found = await parallelMap(allFiles.count, threads: threads) { i -> Found in
-            let path = allFiles[i]
-            do throws(ImageInfo.Error) {
-                let info = try ImageInfo.read(path)
-                if info.format != .raw || rawExtensions.contains(ext(path)) { return .image(Image(info)) }
-                return .rawMaybe(Image(info))
-            } catch {
-                switch error {
-                case .header, .invalid, .snapshots, .file(.unreadable): return .unreadable(error.description)
-                default: return .nothing
+        // Read every header in parallel (one open, fstat and pread each) into the slot of its file: the nodes are
+        // these slots, compacted in place below, so no second list of every image is ever built.
+        let blank = Node(image: Image(filename: "", key: FileKey(device: 0, inode: 0), format: .raw), parent: nil, holders: [])
+        var nodes = [Node](repeating: blank, count: files.count)
+        var kinds = [Kind](repeating: .nothing, count: files.count)
+        do {
+            let allFiles = files
+            nodes.withUnsafeMutableBufferPointer { nodeBuffer in
+                kinds.withUnsafeMutableBufferPointer { kindBuffer in
+                    guard let slots = nodeBuffer.baseAddress, let kindOf = kindBuffer.baseAddress else { return }
+                    forEachParallel(allFiles.count, threads: threads) { i in
+                        let path = allFiles[i]
+                        do throws(ImageInfo.Error) {
+                            let info = try ImageInfo.read(path)
+                            kindOf[i] = info.format != .raw || rawExtensions.contains(ext(path)) ? .image : .rawMaybe
+                            slots[i] = Node(image: Image(info), parent: nil, holders: [])
+                        } catch {
+                            switch error {
+                            case .header, .invalid, .snapshots, .file(.unreadable):
+                                kindOf[i] = .unreadable
+                                // The message rides in the slot's backing name until the slot is compacted away.
+                                slots[i].image.backingFilename = error.description
+                            default: break
+                            }
+                        }
+                    }
                 }
             }
         }
 
         var byKey: [FileKey: Int] = [:]
-        var nodes: [Node] = []
+        byKey.reserveCapacity(files.count)
         var unreadable: [(path: String, message: String)] = missed.map { ($0.path, "\($0.path) \($0.reason)") }
         var rawByKey: [FileKey: Image] = [:]
         var rawMaybe: [Image] = []
+        // Compact in place: slot i moves to `count` when it is a new image; everything else leaves the list.
+        var count = 0
+        for i in nodes.indices {
+            switch kinds[i] {
+            case .image:
+                let key = nodes[i].image.key
+                if byKey[key] != nil { continue }
+                byKey[key] = count
+                if count != i { nodes.swapAt(count, i) }
+                count += 1
+            case .rawMaybe: rawByKey[nodes[i].image.key] = nodes[i].image; rawMaybe.append(nodes[i].image)
+            case .unreadable: unreadable.append((files[i], nodes[i].image.backingFilename ?? ""))
+            case .nothing: break
+            }
+        }
+        nodes.removeSubrange(count...)
+        kinds = []
+        files = []
         func add(_ image: Image) -> Int {
             if let i = byKey[image.key] { return i }
             nodes.append(Node(image: image, parent: nil, holders: []))
             byKey[image.key] = nodes.count - 1
             return nodes.count - 1
         }
-        for (i, f) in found.enumerated() {
-            switch f {
-            case .image(let image): _ = add(image)
-            case .rawMaybe(let image): rawByKey[image.key] = image; rawMaybe.append(image)
-            case .unreadable(let message): unreadable.append((allFiles[i], message))
-            case .nothing, nil: break
-            }
-        }
 
+        // Where each backing name leads, by the resolved name: a store's overlays name a few bases, so one `stat`
+        // serves every overlay of a folder that names the same file. Bounded: cleared when it fills.
+        var resolvedKeys: [String: (key: FileKey?, errno: Int32)] = [:]
         var problems: [Problem] = []
         var i = 0
         while i < nodes.count {
@@ -173,12 +209,21 @@ public struct Scan: Sendable {
             }
             func problem(_ verdict: (kind: BackingChain.Kind, message: String)) { problem(verdict.kind, verdict.message) }
             if BackingPath.isProtocol(name) { problem(BackingLink.protocolProblem(name)); continue }
-            var st = stat()
-            guard Sys.stat(resolved, &st) == 0 else {
-                problem(BackingLink.problem(statOf: resolved, errno: errno))
+            var looked = resolvedKeys[resolved]
+            if looked == nil {
+                var st = stat()
+                if Sys.stat(resolved, &st) == 0 {
+                    looked = (FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)), 0)
+                } else {
+                    looked = (nil, errno)
+                }
+                if resolvedKeys.count >= 4096 { resolvedKeys.removeAll(keepingCapacity: true) }
+                resolvedKeys[resolved] = looked
+            }
+            guard let key = looked?.key else {
+                problem(BackingLink.problem(statOf: resolved, errno: looked?.errno ?? ENOENT))
                 continue
             }
-            let key = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
             var parent = byKey[key]
             if parent == nil {
                 if let raw = rawByKey[key] { parent = add(raw) }
@@ -195,6 +240,7 @@ public struct Scan: Sendable {
             let target = nodes[p].image
             if let verdict = BackingLink.problem(recorded: image.backingFormat, target: target.format, resolved: resolved) { problem(verdict) }
         }
+        resolvedKeys = [:]
         rawByKey = [:]
 
         // Loops: each node has at most one parent, so a walk up either ends or meets itself.

@@ -57,7 +57,9 @@ public final class ImageFile: Sendable {
         }
         // Files of the kernel's pseudo file systems look regular to stat, but reading one can consume it
         // (/proc/kmsg eats the kernel log) or block; none is a disk image.
-        if !kernelFile, let fs = PseudoFileSystem.of(path: path) { throw .notAFile(path: path, kind: "file on \(fs)") }
+        if !kernelFile, let fs = seen.map({ PseudoFileSystem.of(path: path, device: $0.device) }) ?? PseudoFileSystem.of(path: path) {
+            throw .notAFile(path: path, kind: "file on \(fs)")
+        }
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(pathString: path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
@@ -70,7 +72,7 @@ public final class ImageFile: Sendable {
             try? fd.close()
             throw .unreadable(path: path, errno: errno)
         }
-        if !kernelFile, let fs = PseudoFileSystem.of(fd: fd.rawValue) {
+        if !kernelFile, let fs = PseudoFileSystem.of(fd: fd.rawValue, device: identity.device) {
             try? fd.close()
             throw .notAFile(path: path, kind: "file on \(fs)")
         }
