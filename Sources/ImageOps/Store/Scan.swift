@@ -81,6 +81,9 @@ public struct Scan: Sendable {
     public var unreadable: [(path: String, message: String)]
     /// Readers used, for scanning and for reading headers again when printing.
     var threads: Int
+    /// With `space`: each image's allocation map (or why it could not be read), read through the same open as its
+    /// header, by device and inode.
+    package var spaces: [FileKey: Result<LayerSpace, LayerSpace.Error>] = [:]
 
     /// True when any link is broken or loops (warnings such as no-format do not count).
     public var hasBrokenLinks: Bool { problems.contains { !$0.kind.isWarning } }
@@ -128,7 +131,8 @@ public struct Scan: Sendable {
     enum Kind: UInt8 { case nothing, image, rawMaybe, unreadable }
 
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
-    public static func run(_ root: String, threads: Int = cores) async -> Scan {
+    /// With `space`, each image's allocation map is read too, through the open that read its header (`scan --space`).
+    public static func run(_ root: String, threads: Int = cores, space: Bool = false) async -> Scan {
         var files: [String] = []
         // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
         let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
@@ -139,17 +143,28 @@ public struct Scan: Sendable {
         let blank = Node(image: Image(filename: "", key: FileKey(device: 0, inode: 0), format: .raw), parent: nil, holders: [])
         var nodes = [Node](repeating: blank, count: files.count)
         var kinds = [Kind](repeating: .nothing, count: files.count)
+        var slotSpaces = [Result<LayerSpace, LayerSpace.Error>?](repeating: nil, count: space ? files.count : 0)
         do {
             let allFiles = files
             nodes.withUnsafeMutableBufferPointer { nodeBuffer in
-                kinds.withUnsafeMutableBufferPointer { kindBuffer in
+              kinds.withUnsafeMutableBufferPointer { kindBuffer in
+                slotSpaces.withUnsafeMutableBufferPointer { spaceBuffer in
                     guard let slots = nodeBuffer.baseAddress, let kindOf = kindBuffer.baseAddress else { return }
+                    // An empty array may still give a base address: only a buffer sized for every slot is written.
+                    let spaceOf = spaceBuffer.count == allFiles.count ? spaceBuffer.baseAddress : nil
                     forEachParallel(allFiles.count, threads: threads) { i in
                         let path = allFiles[i]
                         do throws(ImageInfo.Error) {
-                            let info = try ImageInfo.read(path)
+                            let file: ImageFile
+                            do throws(ImageFile.Error) { file = try ImageFile.open(path) } catch { throw .file(error) }
+                            let info = try ImageInfo.read(file)
                             kindOf[i] = info.format != .raw || rawExtensions.contains(ext(path)) ? .image : .rawMaybe
                             slots[i] = Node(image: Image(info), parent: nil, holders: [])
+                            if let spaceOf {
+                                do throws(LayerSpace.Error) { spaceOf[i] = .success(try LayerSpace.read(info, file: file)) } catch {
+                                    spaceOf[i] = .failure(error)
+                                }
+                            }
                         } catch {
                             switch error {
                             case .header, .invalid, .snapshots, .file(.unreadable):
@@ -161,6 +176,7 @@ public struct Scan: Sendable {
                         }
                     }
                 }
+              }
             }
         }
 
@@ -171,7 +187,9 @@ public struct Scan: Sendable {
         var rawMaybe: [Image] = []
         // Compact in place: slot i moves to `count` when it is a new image; everything else leaves the list.
         var count = 0
+        var spaces: [FileKey: Result<LayerSpace, LayerSpace.Error>] = [:]
         for i in nodes.indices {
+            if space, let s = slotSpaces[i], spaces[nodes[i].image.key] == nil { spaces[nodes[i].image.key] = s }
             switch kinds[i] {
             case .image:
                 let key = nodes[i].image.key
@@ -187,6 +205,7 @@ public struct Scan: Sendable {
         nodes.removeSubrange(count...)
         kinds = []
         files = []
+        slotSpaces = []
         func add(_ image: Image) -> Int {
             if let i = byKey[image.key] { return i }
             nodes.append(Node(image: image, parent: nil, holders: []))
@@ -303,7 +322,7 @@ public struct Scan: Sendable {
             nodes[n].holders = open[nodes[n].image.key] ?? []
             nodes[n].devices = loops[nodes[n].image.key] ?? []
         }
-        return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads)
+        return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads, spaces: spaces)
     }
 
     /// The images' full headers read again, in the order given, on all readers. An image that is gone or is now
