@@ -11,18 +11,25 @@ import Glibc
 public struct Scan: Sendable {
     /// What the forest needs of one image.
     public struct Image: Sendable {
+        // Field order keeps the record small (80 bytes; 88 in declaration order): 100,000 of them are held at once.
         /// The path, as found under the scanned folder (or as resolved from the image above it).
         public var filename: String
         /// Device and inode: the same file reached by two names is one image.
         package var key: FileKey
-        /// The detected format.
-        public var format: ImageFormat
-        /// Virtual size, when the format gives it.
-        public var virtualSize: UInt64?
         /// The backing file name as recorded.
         public var backingFilename: String?
         /// The backing format as recorded.
         public var backingFormat: String?
+        /// Virtual size, when the format gives it.
+        public var virtualSize: UInt64?
+        /// The detected format.
+        public var format: ImageFormat
+
+        init(filename: String, key: FileKey, format: ImageFormat) {
+            self.filename = filename
+            self.key = key
+            self.format = format
+        }
 
         init(_ info: ImageInfo) {
             filename = info.filename
@@ -41,12 +48,23 @@ public struct Scan: Sendable {
     public struct Node: Sendable {
         /// The image.
         public var image: Image
+        /// Index of its backing image in `nodes` (-1: none), four bytes where an `Int?` takes eight.
+        var parentIndex: Int32 = -1
         /// Index of its backing image in `nodes`, when the link resolves to one.
-        public var parent: Int?
+        public var parent: Int? {
+            get { parentIndex < 0 ? nil : Int(parentIndex) }
+            set { parentIndex = newValue.map { Int32(truncatingIfNeeded: $0) } ?? -1 }
+        }
+
+        init(image: Image) { self.image = image }
+    }
+
+    /// What holds an image: processes, and devices the kernel serves it on (loop devices and what is stacked on them).
+    public struct Held: Sendable {
         /// Processes holding it.
         public var holders: [InUse.Holder]
-        /// Devices the kernel serves it on (loop devices and what is stacked on them).
-        public var devices: [Readers.Device] = []
+        /// Devices the kernel serves it on.
+        public var devices: [Readers.Device]
     }
 
     /// A broken link.
@@ -71,10 +89,15 @@ public struct Scan: Sendable {
     public var nodes: [Node]
     /// Every bad link.
     public var problems: [Problem]
+    /// What holds the few images that are held, by index in `nodes` (kept apart: most images are held by nothing).
+    public var held: [Int: Held] = [:]
     /// Files that looked like images but could not be read (invalid header, unreadable).
     public var unreadable: [(path: String, message: String)]
     /// Readers used, for scanning and for reading headers again when printing.
     var threads: Int
+    /// With `space`: each image's allocation map (or why it could not be read), read through the same open as its
+    /// header, by device and inode.
+    package var spaces: [FileKey: Result<LayerSpace, LayerSpace.Error>] = [:]
 
     /// True when any link is broken or loops (warnings such as no-format do not count).
     public var hasBrokenLinks: Bool { problems.contains { !$0.kind.isWarning } }
@@ -118,49 +141,94 @@ public struct Scan: Sendable {
         return out
     }
 
+    /// What reading one file gave, beside its slot (the slot itself holds the image).
+    enum Kind: UInt8 { case nothing, image, rawMaybe, unreadable }
+
     /// Scans `root`. `threads` readers share the files (the machine's cores by default).
-    public static func run(_ root: String, threads: Int = cores) async -> Scan {
+    /// With `space`, each image's allocation map is read too, through the open that read its header (`scan --space`).
+    public static func run(_ root: String, threads: Int = cores, space: Bool = false) async -> Scan {
         var files: [String] = []
         // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
         let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
         files.sort()
-        let allFiles = files
 
-        // Read every header in parallel (one open, fstat and pread each) and keep only the slim record.
-        let found = await parallelMap(allFiles.count, threads: threads) { i -> Found in
-            let path = allFiles[i]
-            do throws(ImageInfo.Error) {
-                let info = try ImageInfo.read(path)
-                if info.format != .raw || rawExtensions.contains(ext(path)) { return .image(Image(info)) }
-                return .rawMaybe(Image(info))
-            } catch {
-                switch error {
-                case .header, .invalid, .snapshots, .file(.unreadable): return .unreadable(error.description)
-                default: return .nothing
+        // Read every header in parallel (one open, fstat and pread each) into the slot of its file: the nodes are
+        // these slots, compacted in place below, so no second list of every image is ever built.
+        let blank = Node(image: Image(filename: "", key: FileKey(device: 0, inode: 0), format: .raw))
+        var nodes = [Node](repeating: blank, count: files.count)
+        var kinds = [Kind](repeating: .nothing, count: files.count)
+        var slotSpaces = [Result<LayerSpace, LayerSpace.Error>?](repeating: nil, count: space ? files.count : 0)
+        do {
+            let allFiles = files
+            nodes.withUnsafeMutableBufferPointer { nodeBuffer in
+              kinds.withUnsafeMutableBufferPointer { kindBuffer in
+                slotSpaces.withUnsafeMutableBufferPointer { spaceBuffer in
+                    guard let slots = nodeBuffer.baseAddress, let kindOf = kindBuffer.baseAddress else { return }
+                    // An empty array may still give a base address: only a buffer sized for every slot is written.
+                    let spaceOf = spaceBuffer.count == allFiles.count ? spaceBuffer.baseAddress : nil
+                    forEachParallel(allFiles.count, threads: threads) { i in
+                        let path = allFiles[i]
+                        do throws(ImageInfo.Error) {
+                            let file: ImageFile
+                            do throws(ImageFile.Error) { file = try ImageFile.open(path) } catch { throw .file(error) }
+                            let info = try ImageInfo.read(file)
+                            kindOf[i] = info.format != .raw || rawExtensions.contains(ext(path)) ? .image : .rawMaybe
+                            slots[i] = Node(image: Image(info))
+                            if let spaceOf {
+                                do throws(LayerSpace.Error) { spaceOf[i] = .success(try LayerSpace.read(info, file: file)) } catch {
+                                    spaceOf[i] = .failure(error)
+                                }
+                            }
+                        } catch {
+                            switch error {
+                            case .header, .invalid, .snapshots, .file(.unreadable):
+                                kindOf[i] = .unreadable
+                                // The message rides in the slot's backing name until the slot is compacted away.
+                                slots[i].image.backingFilename = error.description
+                            default: break
+                            }
+                        }
+                    }
                 }
+              }
             }
         }
 
-        var byKey: [FileKey: Int] = [:]
-        var nodes: [Node] = []
+        var byKey = KeyIndex(capacity: files.count)
         var unreadable: [(path: String, message: String)] = missed.map { ($0.path, "\($0.path) \($0.reason)") }
         var rawByKey: [FileKey: Image] = [:]
         var rawMaybe: [Image] = []
-        func add(_ image: Image) -> Int {
-            if let i = byKey[image.key] { return i }
-            nodes.append(Node(image: image, parent: nil, holders: []))
-            byKey[image.key] = nodes.count - 1
-            return nodes.count - 1
-        }
-        for (i, f) in found.enumerated() {
-            switch f {
-            case .image(let image): _ = add(image)
-            case .rawMaybe(let image): rawByKey[image.key] = image; rawMaybe.append(image)
-            case .unreadable(let message): unreadable.append((allFiles[i], message))
-            case .nothing, nil: break
+        // Compact in place: slot i moves to `count` when it is a new image; everything else leaves the list.
+        var count = 0
+        var spaces: [FileKey: Result<LayerSpace, LayerSpace.Error>] = [:]
+        for i in nodes.indices {
+            if space, let s = slotSpaces[i], spaces[nodes[i].image.key] == nil { spaces[nodes[i].image.key] = s }
+            switch kinds[i] {
+            case .image:
+                let key = nodes[i].image.key
+                if byKey.find(key, in: nodes) != nil { continue }
+                if count != i { nodes.swapAt(count, i) }
+                byKey.insert(key, count, in: nodes)
+                count += 1
+            case .rawMaybe: rawByKey[nodes[i].image.key] = nodes[i].image; rawMaybe.append(nodes[i].image)
+            case .unreadable: unreadable.append((files[i], nodes[i].image.backingFilename ?? ""))
+            case .nothing: break
             }
         }
+        nodes.removeSubrange(count...)
+        kinds = []
+        files = []
+        slotSpaces = []
+        func add(_ image: Image) -> Int {
+            if let i = byKey.find(image.key, in: nodes) { return i }
+            nodes.append(Node(image: image))
+            byKey.insert(image.key, nodes.count - 1, in: nodes)
+            return nodes.count - 1
+        }
 
+        // Where each backing name leads, by the resolved name: a store's overlays name a few bases, so one `stat`
+        // serves every overlay of a folder that names the same file. Bounded: cleared when it fills.
+        var resolvedKeys: [String: (key: FileKey?, errno: Int32)] = [:]
         var problems: [Problem] = []
         var i = 0
         while i < nodes.count {
@@ -173,13 +241,22 @@ public struct Scan: Sendable {
             }
             func problem(_ verdict: (kind: BackingChain.Kind, message: String)) { problem(verdict.kind, verdict.message) }
             if BackingPath.isProtocol(name) { problem(BackingLink.protocolProblem(name)); continue }
-            var st = stat()
-            guard Sys.stat(resolved, &st) == 0 else {
-                problem(BackingLink.problem(statOf: resolved, errno: errno))
+            var looked = resolvedKeys[resolved]
+            if looked == nil {
+                var st = stat()
+                if Sys.stat(resolved, &st) == 0 {
+                    looked = (FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino)), 0)
+                } else {
+                    looked = (nil, errno)
+                }
+                if resolvedKeys.count >= 4096 { resolvedKeys.removeAll(keepingCapacity: true) }
+                resolvedKeys[resolved] = looked
+            }
+            guard let key = looked?.key else {
+                problem(BackingLink.problem(statOf: resolved, errno: looked?.errno ?? ENOENT))
                 continue
             }
-            let key = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
-            var parent = byKey[key]
+            var parent = byKey.find(key, in: nodes)
             if parent == nil {
                 if let raw = rawByKey[key] { parent = add(raw) }
                 else {
@@ -195,6 +272,7 @@ public struct Scan: Sendable {
             let target = nodes[p].image
             if let verdict = BackingLink.problem(recorded: image.backingFormat, target: target.format, resolved: resolved) { problem(verdict) }
         }
+        resolvedKeys = [:]
         rawByKey = [:]
 
         // Loops: each node has at most one parent, so a walk up either ends or meets itself.
@@ -228,7 +306,7 @@ public struct Scan: Sendable {
                 byName[BackingPath.fileName(node.image.filename), default: []].append((node.image.filename, n))
                 if let v = node.image.virtualSize { bySize[v, default: []].append(n) }
             }
-            for image in rawMaybe where byKey[image.key] == nil {
+            for image in rawMaybe where byKey.find(image.key, in: nodes) == nil {
                 byName[BackingPath.fileName(image.filename), default: []].append((image.filename, nil))
             }
             for k in lost {
@@ -253,11 +331,14 @@ public struct Scan: Sendable {
         // Holders, from one pass over /proc.
         let open = InUse.openFiles()
         let loops = Readers.loopDevices()
-        for n in nodes.indices {
-            nodes[n].holders = open[nodes[n].image.key] ?? []
-            nodes[n].devices = loops[nodes[n].image.key] ?? []
+        var held: [Int: Held] = [:]
+        if !open.isEmpty || !loops.isEmpty {
+            for n in nodes.indices {
+                let holders = open[nodes[n].image.key] ?? [], devices = loops[nodes[n].image.key] ?? []
+                if !holders.isEmpty || !devices.isEmpty { held[n] = Held(holders: holders, devices: devices) }
+            }
         }
-        return Scan(root: root, nodes: nodes, problems: problems, unreadable: unreadable, threads: threads)
+        return Scan(root: root, nodes: nodes, problems: problems, held: held, unreadable: unreadable, threads: threads, spaces: spaces)
     }
 
     /// The images' full headers read again, in the order given, on all readers. An image that is gone or is now

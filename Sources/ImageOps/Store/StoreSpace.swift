@@ -38,26 +38,62 @@ public struct StoreSpace: Sendable {
     /// What the store could give back: unreferenced space and what no chain reads.
     public var reclaimable: UInt64 { unused + unread }
 
-    /// Reads every whole chain whose top no other scanned image uses as backing.
+    /// Reads every whole chain whose top no other scanned image uses as backing. The chains are the scan's own
+    /// links (a chain with a broken link or a loop anywhere is left out, as `chain` would find it), and each layer's
+    /// map is the one the scan read through the same open as its header (`Scan.run(space: true)`); only a layer the
+    /// scan reached outside DIR is opened here. A layer whose map failed sends its chain through `BackingChain.follow`
+    /// and a fresh read, so the message names the layer as the chain names it.
     public static func compute(_ scan: Scan) -> StoreSpace {
         var isParent = [Bool](repeating: false, count: scan.nodes.count)
         for node in scan.nodes { if let p = node.parent { isParent[p] = true } }
+        var broken = [Bool](repeating: false, count: scan.nodes.count)
+        for p in scan.problems where !p.kind.isWarning { broken[p.node] = true }
         var cache: [FileKey: LayerSpace] = [:]
         var read: [FileKey: [(UInt64, UInt64)]] = [:]
         var result = StoreSpace(chains: [], files: 0, fileSize: 0, unused: 0, unread: 0, failures: [])
         for (n, node) in scan.nodes.enumerated() where !isParent[n] {
             let top = node.image.filename
-            guard let chain = try? BackingChain.follow(top), !chain.problems.contains(where: { !$0.kind.isWarning }) else { continue }
+            // The chain by the scan's links; `follow`'s depth bound and its verdicts on every link.
+            var chain: [Int] = []
+            var cur: Int? = n, whole = true
+            while let c = cur {
+                chain.append(c)
+                if broken[c] || chain.count > BackingChain.defaultMaxDepth + 1 { whole = false; break }
+                cur = scan.nodes[c].parent
+            }
+            guard whole else { continue }
             var layers: [LayerSpace] = [], keys: [FileKey] = []
-            do {
-                for info in chain.layers {
-                    let key = FileKey(info.identity)
-                    if cache[key] == nil { cache[key] = try LayerSpace.read(info) }
-                    if let l = cache[key] { layers.append(l); keys.append(key) }
+            var failed = false
+            for c in chain {
+                let key = scan.nodes[c].image.key
+                if cache[key] == nil {
+                    switch scan.spaces[key] {
+                    case .success(let l): cache[key] = l
+                    case .failure: failed = true
+                    case nil:
+                        // Reached outside DIR: read now, checked to be the file the scan linked.
+                        guard let info = try? ImageInfo.read(scan.nodes[c].image.filename), FileKey(info.identity) == key,
+                              let l = try? LayerSpace.read(info) else { failed = true; break }
+                        cache[key] = l
+                    }
                 }
-            } catch {
-                result.failures.append((top, error.description))
-                continue
+                if failed { break }
+                if let l = cache[key] { layers.append(l); keys.append(key) }
+            }
+            if failed {
+                // The exact route (and message) of a chain read on its own.
+                guard let followed = try? BackingChain.follow(top), !followed.problems.contains(where: { !$0.kind.isWarning }) else { continue }
+                layers = []; keys = []
+                do {
+                    for info in followed.layers {
+                        let key = FileKey(info.identity)
+                        if cache[key] == nil { cache[key] = try LayerSpace.read(info) }
+                        if let l = cache[key] { layers.append(l); keys.append(key) }
+                    }
+                } catch {
+                    result.failures.append((top, error.description))
+                    continue
+                }
             }
             let ledger = SpaceLedger.compute(image: top, layers)
             for e in ledger.map where e.present { read[keys[e.depth], default: []].append((e.start, e.start + e.length)) }

@@ -57,7 +57,8 @@ public final class ImageFile: Sendable {
         }
         // Files of the kernel's pseudo file systems look regular to stat, but reading one can consume it
         // (/proc/kmsg eats the kernel log) or block; none is a disk image.
-        if !kernelFile, seen.map({ PseudoFileSystem.mayHold(device: $0.device) }) ?? true, let fs = PseudoFileSystem.of(path: path) {
+        if !kernelFile, seen.map({ PseudoFileSystem.mayHold(device: $0.device) }) ?? true,
+           let fs = seen.map({ PseudoFileSystem.of(path: path, device: $0.device) }) ?? PseudoFileSystem.of(path: path) {
             throw .notAFile(path: path, kind: "file on \(fs)")
         }
         let fd: FileDescriptor
@@ -72,7 +73,7 @@ public final class ImageFile: Sendable {
             try? fd.close()
             throw .unreadable(path: path, errno: errno)
         }
-        if !kernelFile, PseudoFileSystem.mayHold(device: identity.device), let fs = PseudoFileSystem.of(fd: fd.rawValue) {
+        if !kernelFile, PseudoFileSystem.mayHold(device: identity.device), let fs = PseudoFileSystem.of(fd: fd.rawValue, device: identity.device) {
             try? fd.close()
             throw .notAFile(path: path, kind: "file on \(fs)")
         }

@@ -10,6 +10,12 @@ extension LayerSpace {
     public static func read(_ info: ImageInfo, maxLookups: UInt64 = maxLookups) throws(Error) -> LayerSpace {
         let file: ImageFile
         do { file = try ImageFile.open(info.filename) } catch { throw .read(.io(error)) }
+        return try read(info, file: file, maxLookups: maxLookups)
+    }
+
+    /// The same from the file `info` was read from, still open: `scan --space` reads each image's header and its
+    /// tables through one open.
+    public static func read(_ info: ImageInfo, file: ImageFile, maxLookups: UInt64 = maxLookups) throws(Error) -> LayerSpace {
         switch info.format {
         case .qcow2:
             guard let header = info.qcow2 else { throw .read(.unsupportedFormat(path: info.filename, format: "qcow2")) }

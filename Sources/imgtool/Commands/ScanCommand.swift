@@ -18,7 +18,7 @@ struct ScanCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard FileIdentity.of(path: dir)?.kind == .directory else { throw ReadError.notAFolder(path: dir) }
-        let scan = await Scan.run(dir)
+        let scan = await Scan.run(dir, space: space && !fixPlan)
         if fixPlan {
             let plan = scan.fixPlan
             printOut(plan.isEmpty ? "# no broken link has exactly one candidate" : plan.joined(separator: "\n"))

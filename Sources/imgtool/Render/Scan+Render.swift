@@ -18,14 +18,16 @@ extension Scan {
         let broken = problems.filter { !$0.kind.isWarning && $0.kind != .loop }.count
         let loops = problems.filter { $0.kind == .loop }.count
         let roots = nodes.indices.filter { n in nodes[n].parent == nil }.count
-        return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, nodes.filter { !$0.holders.isEmpty || !$0.devices.isEmpty }.count)
+        return (nodes.count, roots, broken, loops, problems.filter(\.kind.isWarning).count, held.count)
     }
 
     /// Images whose headers are read again together when printing: enough to keep both readers busy, few enough
     /// that memory does not grow with the store.
     static let batch = 512
 
-    func imageJSON(_ n: Node, _ info: ImageInfo?) -> JSON {
+    func imageJSON(_ index: Int, _ info: ImageInfo?) -> JSON {
+        let n = nodes[index]
+        let held = self.held[index]
         var fields: [(String, JSON)] = []
         if let info, case .object(let f) = info.json {
             fields = f
@@ -42,8 +44,8 @@ extension Scan {
             ].filter { if case .null = $0.1 { return false } else { return true } }
         }
         fields.append(("backing-image", n.parent.map { .string(nodes[$0].image.filename) } ?? .null))
-        fields.append(("holders", .array(n.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
-        fields.append(("devices", .array(n.devices.map { .string($0.device) })))
+        fields.append(("holders", .array((held?.holders ?? []).map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
+        fields.append(("devices", .array((held?.devices ?? []).map { .string($0.device) })))
         return JSON.object(fields)
     }
 
@@ -54,7 +56,7 @@ extension Scan {
         while start < nodes.count {
             let range = start..<min(nodes.count, start + Scan.batch)
             let infos = await details(Array(range)[...])
-            for (k, n) in range.enumerated() { images.append(imageJSON(nodes[n], infos[k])) }
+            for (k, n) in range.enumerated() { images.append(imageJSON(n, infos[k])) }
             start = range.upperBound
         }
         return .object([("root", .string(root)), ("healthy", .bool(!hasBrokenLinks)), ("images", .array(images))] + tailFields)
@@ -83,7 +85,7 @@ extension Scan {
                 let infos = await details(Array(range)[...])
                 for (k, n) in range.enumerated() {
                     out.append(n == 0 ? "\n        " : ",\n        ")
-                    imageJSON(nodes[n], infos[k]).write(to: &out.bytes, indent: 4, level: 2)
+                    imageJSON(n, infos[k]).write(to: &out.bytes, indent: 4, level: 2)
                     out.flushIfFull()
                 }
                 start = range.upperBound
@@ -179,8 +181,8 @@ extension Scan {
                 let summary = infos[k].map(ImageReport.summary)
                     ?? ([node.image.format.rawValue] + (node.image.virtualSize.map { [Sizes.human($0) + " virtual"] } ?? [])).joined(separator: ", ")
                 var line = branch + Untrusted.shown(node.image.filename) + "  " + style.dim(Untrusted.shown(summary))
-                if !node.holders.isEmpty || !node.devices.isEmpty {
-                    let by = node.holders.map { "PID \($0.pid)" } + node.devices.map { "\($0.kind.rawValue) device \(Untrusted.shown($0.device))" }
+                if let held = held[n] {
+                    let by = held.holders.map { "PID \($0.pid)" } + held.devices.map { "\($0.kind.rawValue) device \(Untrusted.shown($0.device))" }
                     line += "  " + style.warn("held by " + by.joined(separator: ", "))
                 }
                 out.line(line)
