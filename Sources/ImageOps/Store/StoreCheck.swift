@@ -38,7 +38,7 @@ public struct StoreCheck: Sendable {
         let found = await Scan.parallelMap(nodes.count, threads: threads) { i -> Entry? in
             let node = nodes[i]
             let path = node.image.filename
-            let held = !node.holders.isEmpty || !node.devices.isEmpty
+            let held = scan.held[i] != nil
             do {
                 let info = try ImageInfo.read(path)
                 return Entry(image: path, result: try ImageChecker.check(info), error: nil, held: held)
