@@ -236,12 +236,15 @@ struct QCow2SpaceReader {
                 // Only the block covering the file's end (or blocks past it) can describe clusters outside the file.
                 let first = ((i + UInt64(k)) / 8).multipliedReportingOverflow(by: perBlock)
                 guard !first.overflow, first.partialValue + perBlock > firstPartial else { continue }
-                // Entries for clusters before the file's last partial one add nothing: start there.
-                let skip = firstPartial > first.partialValue ? firstPartial - first.partialValue : 0
-                for j in skip..<perBlock where Self.referenced(b, bits: bits, entry: Int(j)) {
-                    let c = first.partialValue + j
-                    if c > firstPartial { pastEnd += cs } else if c == firstPartial { pastEnd += cs - fileSize % cs }
+                // Entries for clusters before the file's last partial one add nothing; that one adds its part past
+                // the end, every later one a whole cluster.
+                var from: UInt64 = 0
+                if firstPartial >= first.partialValue {
+                    from = firstPartial - first.partialValue
+                    if Self.referenced(b, bits: bits, entry: Int(from)) { pastEnd += cs - fileSize % cs }
+                    from += 1
                 }
+                pastEnd += Self.nonzero(b, bits: bits, fromEntry: from) * cs
             }
             i += n
         }
@@ -261,13 +264,24 @@ struct QCow2SpaceReader {
     }
 
     /// How many refcounts of `bits` bits in `block` are nonzero.
-    static func nonzero(_ block: [UInt8], bits: UInt64) -> UInt64 {
-        block.withUnsafeBytes { raw -> UInt64 in
-            var n: UInt64 = 0
-            var at = 0
-            // Eight bytes at a time: a zero word holds no nonzero entry whatever the width (entries of 8 to 64 bits
-            // never straddle a word), and most of a refcount block is free clusters. A byte at a time this was half
-            // of `scan --space`'s time.
+    static func nonzero(_ block: [UInt8], bits: UInt64) -> UInt64 { nonzero(block, bits: bits, fromEntry: 0) }
+
+    /// The nonzero entries of a refcount block from entry `fromEntry` on.
+    static func nonzero(_ block: [UInt8], bits: UInt64, fromEntry: UInt64) -> UInt64 {
+        let perWord = 64 / bits
+        let total = UInt64(block.count) * 8 / bits
+        var n: UInt64 = 0
+        var j = fromEntry
+        // Entry by entry up to a word's edge, then eight bytes at a time.
+        while j < total && j % perWord != 0 {
+            if referenced(block, bits: bits, entry: Int(j)) { n += 1 }
+            j += 1
+        }
+        guard j < total else { return n }
+        return block.withUnsafeBytes { raw -> UInt64 in
+            var at = Int(j * bits / 8)
+            // A zero word holds no nonzero entry whatever the width (entries never straddle a word), and most of a
+            // refcount block is free clusters. A byte at a time this was half of `scan --space`'s time.
             while at < raw.count {
                 let end = min(at + 8, raw.count)
                 if end - at == 8, raw.loadUnaligned(fromByteOffset: at, as: UInt64.self) == 0 { at = end; continue }
