@@ -55,4 +55,20 @@ struct CheckReviewTests {
         #expect((findings.last?["message"] as? String ?? "").contains("more findings are not listed"))
         #expect(try f.digest("vm.qcow2") == damaged)
     }
+
+    /// Held by a running QEMU: refused, nothing written, no save, and no advice to add `--live` (check has no such
+    /// flag; it once said so, from the shared in-use error).
+    @Test func repairRefusedUnderQEMUWithoutLiveAdvice() throws {
+        let f = try SafetyFixture()
+        try DamagedImage.leak.make("vm.qcow2", in: f.store)
+        let damaged = try f.digest("vm.qcow2")
+        let vm = try TestVM(dir: f.root.path, .drive(f.path("vm.qcow2")))
+        defer { vm.stop() }
+        let r = try f.imgtool(["check", "vm.qcow2", "--repair", "all"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("is in use by"), "\(r.stderr)")
+        #expect(!r.stderr.contains("--live"), "\(r.stderr)")
+        #expect(try f.digest("vm.qcow2") == damaged)
+        #expect(f.saves().isEmpty)
+    }
 }
