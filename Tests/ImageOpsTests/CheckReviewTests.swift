@@ -71,4 +71,26 @@ struct CheckReviewTests {
         #expect(try f.digest("vm.qcow2") == damaged)
         #expect(f.saves().isEmpty)
     }
+
+    /// UNFIXED (found at the review's deadline): a snapshot, a bitmap, compressed data, extended L2; then the active
+    /// L1 entry pointed past the end and one refcount raised. `check --repair all` then `undo` does not give back the
+    /// damaged image: 0x50000 onwards reads zeros after undo (qemu-img's repair discards clusters the save took for
+    /// guest data, QCow2DataClusters). Enable once the save covers them.
+    @Test(.disabled("repair + undo loses clusters QCow2DataClusters counts as guest data; not fixed yet"))
+    func snapshotImageWithBrokenActiveL1() throws {
+        let f = try SafetyFixture()
+        try QemuImg.run(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "vm.qcow2", "64M"], cwd: f.store)
+        let io = try #require(which("qemu-io"))
+        #expect(try runProgram(io, ["-f", "qcow2", "-c", "write -P 0xaa 0 300k", "-c", "write -c -P 0xbb 4M 128k", f.path("vm.qcow2")]).status == 0)
+        try QemuImg.run(["snapshot", "-c", "s1", "vm.qcow2"], cwd: f.store)
+        try QemuImg.run(["bitmap", "--add", "vm.qcow2", "b0"], cwd: f.store)
+        let py = try #require(which("python3"))
+        let edit = "f=open(__import__('sys').argv[1],'r+b'); f.seek(131140); f.write(bytes([175])); f.seek(196611); f.write(bytes([0xc3]))"
+        #expect(try runProgram(py, ["-c", edit, f.path("vm.qcow2")]).status == 0)
+        let damaged = try f.digest("vm.qcow2")
+        _ = try f.imgtool(["check", "vm.qcow2", "--repair", "all"])
+        let undo = try f.imgtool(["undo", "vm.qcow2"])
+        #expect(undo.status == 0, "\(undo.stderr)")
+        #expect(try f.digest("vm.qcow2") == damaged, "undo did not give back the damaged image")
+    }
 }
