@@ -16,7 +16,14 @@ extension Operations {
             throw .refused(path: image, reason: "is \(info.format.rawValue); imgtool repairs qcow2 only (its save of what qemu-img may rewrite is built from qcow2's tables)",
                            hint: "copy the file first, then qemu-img check -r \(mode) on the copy")
         }
-        try requireNotHeld(file, &plan)
+        do { try requireNotHeld(file, &plan) } catch {
+            // The shared in-use error advises `--live` when QEMU holds the file; a repair has no live form.
+            if case .inUse(let path, let holders) = error, holders.contains("qemu-system") || holders.contains("qemu-kvm") {
+                throw .refused(path: path, reason: "is in use by \(holders) (a repair cannot go through a running QEMU)",
+                               hint: "shut the VM down, then retry; imgtool check without --repair reads the image while it runs")
+            }
+            throw error
+        }
         let data = try holdDataFile(of: info, written: true, &plan)
         let regions: [RepairSave.Region]
         do { regions = try RepairSave.plan(file) } catch {

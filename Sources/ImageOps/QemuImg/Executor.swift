@@ -118,7 +118,12 @@ public enum Executor {
         func finish() throws -> Outcome {
             var outcome = Outcome()
             var savedNote = ""
-            if var b = backup, let held = target.held {
+            if let b = backup, b.repair != nil, let held = target.held, b.isUnchanged(held) {
+                // A repair that found nothing to do: its save would replace the image's earlier save (one a
+                // previous repair made, the only way back to the damaged image) with one of nothing.
+                b.discard()
+                outcome.noUndo.append("\(path): the repair changed nothing, so no save was made; an earlier save of this image, if any, is kept for imgtool undo")
+            } else if var b = backup, let held = target.held {
                 let file = try b.complete(held)
                 if b.refusal.isEmpty {
                     outcome.saved.append(file)

@@ -23,10 +23,7 @@ extension ImageCheck {
     /// Ends a check: says how many findings were left out, and hides zero counts as qemu-img hides them (its JSON
     /// prints `image-end-offset` and the cluster counts only when they are not 0).
     mutating func finish() {
-        if omittedFindings > 0 {
-            findings.append(Finding(kind: .note, message: "\(omittedFindings) more findings are not listed; the counts include them"))
-            omittedFindings = 0
-        }
+        capFindings()
         for key in [\ImageCheck.imageEndOffset, \.totalClusters, \.allocatedClusters, \.fragmentedClusters, \.compressedClusters]
         where self[keyPath: key] == 0 {
             self[keyPath: key] = nil
@@ -84,5 +81,20 @@ extension ImageChecker {
         guard base < size else { return 0 }
         let inFile = (size - base + entrySize - 1) / entrySize
         return min(count, inFile)
+    }
+}
+
+extension ImageCheck {
+    /// Keeps the first `maxFindings` findings (a checker that inserts findings out of order may have passed it),
+    /// and says in one note how many more were counted but not listed.
+    mutating func capFindings() {
+        if findings.count > Self.maxFindings {
+            omittedFindings += UInt64(findings.count - Self.maxFindings)
+            findings.removeLast(findings.count - Self.maxFindings)
+        }
+        if omittedFindings > 0 {
+            findings.append(Finding(kind: .note, message: "\(omittedFindings) more findings are not listed; the counts include them"))
+            omittedFindings = 0
+        }
     }
 }

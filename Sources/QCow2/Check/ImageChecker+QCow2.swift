@@ -59,6 +59,7 @@ extension ImageChecker {
         check.result.allocatedClusters = check.allocatedClusters
         check.result.fragmentedClusters = check.fragmentedClusters
         check.result.compressedClusters = check.compressedClusters
+        check.result.capFindings()
         return check.result
     }
 
@@ -104,7 +105,8 @@ extension QCow2Check {
         let who = pass.referrers
         var words: [ImageCheck.Finding] = []
         var k = 0
-        while k < mismatched.count {
+        // Sentences only while they can still be kept (`capFindings` trims what the insertion pushes past the cap).
+        while k < mismatched.count, words.count < ImageCheck.maxFindings {
             let m = mismatched[k]
             var end = k
             while end + 1 < mismatched.count, mismatched[end + 1].cluster == mismatched[end].cluster + 1,
@@ -126,6 +128,19 @@ extension QCow2Check {
             words.append(ImageCheck.Finding(kind: kind, cluster: first, offset: first << clusterBits, table: "refcount block \(first / stored.perBlock)", message: message))
             k = end + 1
         }
+        // Every mismatch is counted already; the ones left without a sentence are said in the cap's note.
+        var rest = UInt64(0)
+        while k < mismatched.count {
+            var end = k
+            while end + 1 < mismatched.count, mismatched[end + 1].cluster == mismatched[end].cluster + 1,
+                  mismatched[end + 1].stored == mismatched[k].stored, mismatched[end + 1].expected == mismatched[k].expected,
+                  who[mismatched[end + 1].cluster] == nil, who[mismatched[k].cluster] == nil {
+                end += 1
+            }
+            rest += 1
+            k = end + 1
+        }
+        result.omittedFindings += rest
         result.findings.insert(contentsOf: words, at: min(position, result.findings.count))
     }
 }

@@ -95,7 +95,9 @@ struct QCow2Check {
         return w
     }
 
-    /// Records one finding (not in the describing pass).
+    /// Records one finding (not in the describing pass): always counted, its sentence kept
+    /// while fewer than `ImageCheck.maxFindings` are kept. A hostile table of a million bad entries makes a million
+    /// counts, not a million sentences.
     mutating func note(_ kind: ImageCheck.Finding.Kind, cluster: UInt64? = nil, offset: UInt64? = nil, table: String? = nil, _ message: String) {
         guard !describing else { return }
         switch kind {
@@ -104,7 +106,11 @@ struct QCow2Check {
         case .checkError: result.checkErrors += 1
         case .note: break
         }
-        result.findings.append(ImageCheck.Finding(kind: kind, cluster: cluster, offset: offset, table: table, message: message))
+        if result.findings.count < ImageCheck.maxFindings {
+            result.findings.append(ImageCheck.Finding(kind: kind, cluster: cluster, offset: offset, table: table, message: message))
+        } else {
+            result.omittedFindings += 1
+        }
     }
 
     /// QEMU's `qcow2_inc_refcounts_imrt`: one more reference to every cluster of `[offset, offset + size)`. A range
