@@ -46,16 +46,18 @@ public struct RepairSave: Sendable, Equatable {
     }
 
     /// The regions of `file` a repair may rewrite, without reading their bytes (the dry run's figure).
-    public static func plan(_ file: ImageFile) throws(Failure) -> [Region] {
+    /// `wholeFile`: every data extent of the file, guest data too (see `Operations.repair`: a repair of corrupted
+    /// tables can free, and so discard, clusters the damaged tables still reference).
+    public static func plan(_ file: ImageFile, wholeFile: Bool = false) throws(Failure) -> [Region] {
         let map: QCow2DataClusters
         do { map = try QCow2DataClusters.read(file) } catch { throw Failure(reason: error.description) }
         let cs = map.clusterSize, n = map.clusterCount, size = map.fileSize
         var regions: [Region] = []
         var c: UInt64 = 0
         while c < n {
-            if map.isData(c) { c += 1; continue }
+            if !wholeFile && map.isData(c) { c += 1; continue }
             let start = c
-            while c < n && !map.isData(c) { c += 1 }
+            while c < n && (wholeFile || !map.isData(c)) { c += 1 }
             let from = start * cs, to = min(c * cs, size)
             var at = from
             for (d, e) in dataExtents(file.rawDescriptor, from: from, to: to) {
@@ -74,8 +76,8 @@ public struct RepairSave: Sendable, Equatable {
     }
 
     /// Takes the save of `file`: the regions and their bytes.
-    static func capture(_ file: ImageFile) throws(Failure) -> RepairSave {
-        let regions = try plan(file)
+    static func capture(_ file: ImageFile, wholeFile: Bool = false) throws(Failure) -> RepairSave {
+        let regions = try plan(file, wholeFile: wholeFile)
         var bytes: [UInt8] = []
         for r in regions where r.data {
             do { bytes += try file.read(at: r.offset, count: Int(r.length)) } catch {

@@ -21,6 +21,9 @@ public struct HeaderBackup: Sendable, Equatable {
         /// For a repair (`qemu-img check -r leaks|all`): the mode. The save then holds every byte the repair may
         /// rewrite (see `RepairSave`), not only the header.
         public var repair: String?
+        /// For a repair: save every byte of the file, guest data too (a repair of corrupted tables may free clusters
+        /// they still reference, and QEMU discards freed clusters). Not written into the save: the regions say it.
+        public var repairWholeFile = false
 
         /// The change as asked.
         public init(backing: String, backingFormat: String, repair: String? = nil) {
@@ -242,7 +245,7 @@ public struct HeaderBackup: Sendable, Equatable {
         guard let now = FileIdentity.of(fd: file) else { throw .io(path: file.path, what: "stat it", errno: errno) }
         var repair: RepairSave?
         if intent.repair != nil {
-            do { repair = try RepairSave.capture(file) } catch { throw .cannotCapture(path: file.path, reason: error.reason) }
+            do { repair = try RepairSave.capture(file, wholeFile: intent.repairWholeFile) } catch { throw .cannotCapture(path: file.path, reason: error.reason) }
         }
         let backup = HeaderBackup(path: file.path, device: file.stat.device, inode: file.stat.inode, intent: intent,
                                   before: try headerBytes(file, size: now.size), sizeBefore: now.size, after: [], sizeAfter: 0,

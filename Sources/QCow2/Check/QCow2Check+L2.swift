@@ -61,54 +61,56 @@ extension QCow2Check {
             let bitmap = extendedL2 ? w[j * step + 1] : 0
             if entry == 0 && bitmap == 0 { continue }
             let at = l2 + UInt64(j) * entryBytes
-            let who = "\(name) entry \(j)"
+            // Named only when a finding or reference needs it: built for every entry, the names were most of the
+            // check's time.
+            func who() -> String { "\(name) entry \(j)" }
             let host = entry & Self.offsetMask
             if entry & Self.compressed != 0 {
                 if entry & Self.copied != 0 {
                     note(.corruption, cluster: (entry & coffsetMask) >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(qcowHex(at))) maps a compressed cluster with the copied flag set, which compressed clusters never have")
+                         "\(who()) (at \(qcowHex(at))) maps a compressed cluster with the copied flag set, which compressed clusters never have")
                     entry &= ~Self.copied
                 }
                 if hasDataFile {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) maps a compressed cluster, but the image has an external data file")
+                    note(.corruption, offset: at, table: name, "\(who()) (at \(qcowHex(at))) maps a compressed cluster, but the image has an external data file")
                     continue
                 }
                 if bitmap != 0 {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) maps a compressed cluster with a nonzero subcluster bitmap (\(qcowHex(bitmap)))")
+                    note(.corruption, offset: at, table: name, "\(who()) (at \(qcowHex(at))) maps a compressed cluster with a nonzero subcluster bitmap (\(qcowHex(bitmap)))")
                     continue
                 }
                 let coffset = entry & coffsetMask
                 let sectors = ((entry >> csizeShift) & csizeMask) + 1
                 let csize = sectors * 512 - (coffset & 511)
-                try reference(coffset, csize, "\(who) (compressed data)")
+                try reference(coffset, csize, "\(who()) (compressed data)")
                 if active { allocatedClusters += 1; compressedClusters += 1; fragmentedClusters += 1 }
                 continue
             }
             if entry & Self.l2Reserved != 0 {
-                note(.corruption, cluster: host >> clusterBits, offset: at, table: name, "\(who) (at \(qcowHex(at))) has reserved bits set: \(qcowHex(entry))")
+                note(.corruption, cluster: host >> clusterBits, offset: at, table: name, "\(who()) (at \(qcowHex(at))) has reserved bits set: \(qcowHex(entry))")
             }
             switch clusterType(entry) {
             case .normal, .zeroAllocated:
                 if (bitmap >> 32) & bitmap != 0 {
                     note(.corruption, cluster: host >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(qcowHex(at))): the subcluster bitmap \(qcowHex(bitmap)) marks subclusters both allocated and zero")
+                         "\(who()) (at \(qcowHex(at))): the subcluster bitmap \(qcowHex(bitmap)) marks subclusters both allocated and zero")
                 }
                 if host % clusterSize != 0 {
                     let data = extendedL2 ? bitmap & 0xFFFF_FFFF != 0 : entry & Self.zero == 0
                     note(.corruption, cluster: host >> clusterBits, offset: at, table: name,
-                         "\(who) (at \(qcowHex(at))) maps \(data ? "data" : "a preallocated zero cluster") at \(qcowHex(host)), not cluster aligned: the L2 entry is corrupted")
+                         "\(who()) (at \(qcowHex(at))) maps \(data ? "data" : "a preallocated zero cluster") at \(qcowHex(host)), not cluster aligned: the L2 entry is corrupted")
                 }
                 if active {
                     allocatedClusters += 1
                     if nextContiguous != 0 && host != nextContiguous { fragmentedClusters += 1 }
                     nextContiguous = host &+ clusterSize
                 }
-                if !hasDataFile { try reference(host, clusterSize, who) }
+                if !hasDataFile { try reference(host, clusterSize, who()) }
             case .zeroPlain:
                 break
             case .unallocated:
                 if bitmap & 0xFFFF_FFFF != 0 {
-                    note(.corruption, offset: at, table: name, "\(who) (at \(qcowHex(at))) has no cluster but its subcluster bitmap marks subclusters allocated (\(qcowHex(bitmap)))")
+                    note(.corruption, offset: at, table: name, "\(who()) (at \(qcowHex(at))) has no cluster but its subcluster bitmap marks subclusters allocated (\(qcowHex(bitmap)))")
                 }
             }
         }
