@@ -2,7 +2,7 @@ import ImageOps
 import QCow2
 
 /// The one fast path: the plain forms of the commands people run in loops (`info`, `chain`, `partitions`, `offset`,
-/// `who`, `space`, `fix-backing`, live or not) read without ArgumentParser, whose start-up reflection costs more than these commands' own
+/// `who`, `space`, `check`, `fix-backing`, live or not) read without ArgumentParser, whose start-up reflection costs more than these commands' own
 /// work. It is driven by the table below, which names the same options as the ArgumentParser commands; anything
 /// unusual — help, `--`, an unknown or repeated option, an empty value, a value that looks like an option, a value
 /// ArgumentParser would refuse — returns nil and goes through ArgumentParser, which explains the mistake. A test
@@ -81,6 +81,9 @@ enum FastPath {
         }
         case "space": return Spec(options: ["--output", "--store"], positionals: 1...1) { p in
             p.output.map { .space(image: p.positionals[0], store: p.options["--store"], output: $0) }
+        }
+        case "check": return Spec(options: ["--output"], positionals: 1...1) { p in
+            p.output.map { .check(image: p.positionals[0], output: $0) }
         }
         case "offset": return Spec(positionals: 2...2) { p in
             guard let n = Int(p.positionals[1]), n >= 1 else { return nil }

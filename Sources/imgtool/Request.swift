@@ -15,6 +15,8 @@ enum Request: Sendable, Equatable {
     /// `space IMAGE [--store DIR]`: where the chain's bytes are.
     case space(image: String, store: String?, output: ReadCommands.Output)
     case fixBacking(ChangeCommands.FixBackingRequest)
+    /// `check IMAGE` without `--repair` (a repair is `Check.run`'s own): the native consistency check.
+    case check(image: String, output: ReadCommands.Output)
 
     /// Does the work; returns the exit code (0 done or healthy, 2 found problems). For ArgumentParser's commands,
     /// which are async; every request runs on the calling thread (`runWithoutAwaiting`).
@@ -34,6 +36,7 @@ enum Request: Sendable, Equatable {
         case .offset(let image, let number): return try ReadCommands.offset(image, number: number)
         case .who(let image, let output): return try ReadCommands.who(image, output: output)
         case .space(let image, let store, let output): return try ReadCommands.space(image, store: store, output: output)
+        case .check(let image, let output): return try CheckCommands.check(image, output: output)
         case .fixBacking(let request):
             if request.live {
                 try LiveCommands.fixBacking(request.images, to: request.to, style: request.style, options: request.options)

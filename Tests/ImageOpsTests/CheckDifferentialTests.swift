@@ -53,7 +53,7 @@ struct CheckDifferentialTests {
     static func compare(_ path: String, name: String, secret: String? = nil) throws -> [String] {
         let qemu = try qemuCheck(path, secret: secret)
         let info: ImageInfo
-        do { info = try ImageInfo.read(path) } catch {
+        do { info = try ImageInfo.read(path, mode: .check) } catch {
             // An image imgtool will not open must be one qemu-img check cannot open or check either.
             return qemu.status == 1 && qemu.counts == nil ? [] : ["\(name): imgtool refuses it (\(error)) but qemu-img check answers \(qemu.status)"]
         }
@@ -109,7 +109,7 @@ struct CheckDifferentialTests {
         let script = fixturesDirectory().replacingOccurrences(of: "/Fixtures/images", with: "/Fixtures/check-corpus.py")
         let built = try runProgram(python, [script, dir.path])
         try #require(built.status == 0, "check-corpus.py failed: \(built.stderr)")
-        func check(_ name: String) throws -> ImageCheck { try ImageChecker.check(try ImageInfo.read(dir.file(name + ".qcow2"))) }
+        func check(_ name: String) throws -> ImageCheck { try ImageChecker.check(try ImageInfo.read(dir.file(name + ".qcow2"), mode: .check)) }
 
         let leaked = try check("leaked")
         #expect(leaked.leaks == 2 && leaked.corruptions == 0)

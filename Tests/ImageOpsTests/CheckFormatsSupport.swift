@@ -39,7 +39,7 @@ enum CheckDiff {
     /// The native answer: a result, or why there is none.
     static func ours(_ path: String) -> Result<ImageCheck, any Error> {
         do {
-            let info = try ImageInfo.read(path)
+            let info = try ImageInfo.read(path, mode: .check)
             return .success(try ImageChecker.check(info))
         } catch {
             return .failure(error)

@@ -15,6 +15,7 @@ import TestSupport
         "partitions": ["a.img", "b", "--output", "json", "--output=json", "-o", "--to"],
         "chain": ["a.img", "b.img", "--output", "json", "--output=json", "--max-depth", "3", "0", "-1", "--max-depth=2", "--max-depth=", "x", "--live"],
         "space": ["a.img", "b.img", "--output", "json", "--output=json", "--store", "dir", "--store=", "--store=d", "--live"],
+        "check": ["a.img", "b.img", "--output", "json", "--output=json", "--output=", "--repair", "all", "leaks", "--dry-run"],
         "offset": ["a.img", "1", "5", "0", "-1", "one", "--output", "json"],
         "fix-backing": ["a.cow", "b.cow", "--to", "base.raw", "--to=base.raw", "--to=", "--relative", "--absolute", "--force",
                         "--dry-run", "--qemu-img", "/usr/bin/qemu-img", "--qemu-img=", "--qemu-img=/q", "-x", "--live"],
@@ -59,6 +60,8 @@ import TestSupport
     }
 
     @Test func plainFormsTakeTheFastPath() {
+        #expect(FastPath.parse(["check", "a", "--output", "json"]) == .check(image: "a", output: .json))
+        #expect(FastPath.parse(["check", "a", "--repair", "all"]) == nil)
         #expect(FastPath.parse(["fix-backing", "a", "--to", "b"]) != nil)
         #expect(FastPath.parse(["fix-backing", "--to=b", "--dry-run", "--force", "--relative"]) != nil)
         #expect(FastPath.parse(["fix-backing", "a", "--to", "b", "--live"])

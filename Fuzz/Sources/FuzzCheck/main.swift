@@ -14,7 +14,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = write(fd, data, size)
     close(fd)
     defer { unlink(path) }
-    guard let info = try? ImageInfo.read(path), let check = try? ImageChecker.check(info) else { return 0 }
+    guard let info = try? ImageInfo.read(path, mode: .check), let check = try? ImageChecker.check(info) else { return 0 }
     precondition(check.aborted == nil || check.checkErrors > 0, "a check that stopped counts no check error")
     let named = check.findings.filter { $0.kind == .corruption || $0.kind == .leak }.count
     precondition(check.corruptions + check.leaks == 0 || named > 0, "corruptions or leaks counted without a finding")

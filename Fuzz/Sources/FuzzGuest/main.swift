@@ -40,7 +40,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     close(fd)
     defer { unlink(path) }
     // The native check of the formats qemu-img checks (qcow2's has FuzzCheck): bounded work, no trap.
-    if let info = try? ImageInfo.read(path) { _ = try? ImageChecker.check(info) }
+    if let info = try? ImageInfo.read(path, mode: .check) { _ = try? ImageChecker.check(info) }
     guard let disk = try? GuestDisk.open(path) else { return 0 }
     var offsets: [UInt64] = [0, 512, 4096, disk.size / 2, disk.size &- 1]
     if bytes.count >= 8 { offsets.append(bytes.suffix(8).reduce(0) { $0 << 8 | UInt64($1) } % max(disk.size, 1)) }

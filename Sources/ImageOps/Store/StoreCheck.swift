@@ -40,7 +40,7 @@ public struct StoreCheck: Sendable {
             let path = node.image.filename
             let held = scan.held[i] != nil
             do {
-                let info = try ImageInfo.read(path)
+                let info = try ImageInfo.read(path, mode: .check)
                 return Entry(image: path, result: try ImageChecker.check(info), error: nil, held: held)
             } catch let e as ImageCheck.Error {
                 if case .unsupported = e { return nil }

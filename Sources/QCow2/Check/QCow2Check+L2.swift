@@ -24,7 +24,7 @@ extension QCow2Check {
         // Past the end of the file every entry reads as 0: nothing more to walk.
         while i < walk.size && walk.offset + i * 8 < fileLength {
             let n = min(UInt64(Self.chunk / 8), walk.size - i)
-            let l1 = Self.words(try read(walk.offset + i * 8, Int(n * 8), what: walk.name))
+            let l1 = try readWords(walk.offset + i * 8, Int(n * 8), what: walk.name)
             for k in 0..<Int(n) {
                 let index = i + UInt64(k)
                 let entry = l1[k]
@@ -40,7 +40,9 @@ extension QCow2Check {
                     note(.corruption, cluster: l2 >> clusterBits, offset: at, table: walk.name,
                          "\(walk.name) entry \(index) points at \(qcowHex(l2)), not cluster aligned: the L1 entry is corrupted")
                 }
-                try checkL2(l2, name: l2Name, active: walk.active)
+                let record = walk.active && !describing && copiedFlags.begin(l1Index: index, l2: l2)
+                try checkL2(l2, name: l2Name, active: walk.active, record: record)
+                if record { copiedFlags.end() }
             }
             i += n
         }
@@ -48,7 +50,8 @@ extension QCow2Check {
 
     /// QEMU's `check_refcounts_l2`: every entry of one L2 table, its reserved bits and subcluster bitmap, and a
     /// reference to each cluster it maps (data clusters only when the data is in this file).
-    mutating func checkL2(_ l2: UInt64, name: String, active: Bool) throws(Abort) {
+    /// `record`: keep the entries `checkCopiedFlags` looks at (see `CopiedFlagEntries`).
+    mutating func checkL2(_ l2: UInt64, name: String, active: Bool, record: Bool = false) throws(Abort) {
         let w = try tableWords(l2, Int(clusterSize), what: name)
         let step = extendedL2 ? 2 : 1
         let entryBytes = UInt64(step * 8)
@@ -56,10 +59,9 @@ extension QCow2Check {
         let csizeMask = (UInt64(1) << (clusterBits - 8)) - 1
         let coffsetMask = (UInt64(1) << csizeShift) - 1
         var nextContiguous: UInt64 = 0
-        for j in 0..<(w.count / step) {
+        for j in Self.nonEmptyEntries(w, step: step) {
             var entry = w[j * step]
             let bitmap = extendedL2 ? w[j * step + 1] : 0
-            if entry == 0 && bitmap == 0 { continue }
             let at = l2 + UInt64(j) * entryBytes
             // Named only when a finding or reference needs it: built for every entry, the names were most of the
             // check's time.
@@ -91,6 +93,7 @@ extension QCow2Check {
             }
             switch clusterType(entry) {
             case .normal, .zeroAllocated:
+                if record { copiedFlags.add(index: j, entry: entry) }
                 if (bitmap >> 32) & bitmap != 0 {
                     note(.corruption, cluster: host >> clusterBits, offset: at, table: name,
                          "\(who()) (at \(qcowHex(at))): the subcluster bitmap \(qcowHex(bitmap)) marks subclusters both allocated and zero")
@@ -116,6 +119,32 @@ extension QCow2Check {
         }
     }
 
+    /// The indexes of the entries of `words` (entries of `step` words) that are not all zero. Most entries of a
+    /// sparse image's tables are empty: finding the others four words at a time, then walking only those, took the
+    /// walk of a 100 GiB image's 1.6 million entries from a sixth of `check`'s time to almost nothing (perf).
+    static func nonEmptyEntries(_ words: [UInt64], step: Int) -> [Int] {
+        words.withUnsafeBufferPointer { w in
+            var found: [Int] = []
+            let count = w.count / step
+            var j = 0
+            if step == 1 {
+                while j + 4 <= count {
+                    if w[j] | w[j + 1] | w[j + 2] | w[j + 3] != 0 {
+                        for k in j..<(j + 4) where w[k] != 0 { found.append(k) }
+                    }
+                    j += 4
+                }
+            }
+            while j < count {
+                var any: UInt64 = 0
+                for k in 0..<step { any |= w[j * step + k] }
+                if any != 0 { found.append(j) }
+                j += 1
+            }
+            return found
+        }
+    }
+
     enum ClusterType { case normal, zeroAllocated, zeroPlain, unallocated }
 
     /// QEMU's `qcow2_get_cluster_type` for an entry that is not compressed.
@@ -128,51 +157,5 @@ extension QCow2Check {
             return hasDataFile && entry & Self.copied != 0 ? .normal : .unallocated
         }
         return .normal
-    }
-
-    /// QEMU's `check_oflag_copied`: in the active tables the copied flag must be set exactly where the stored
-    /// refcount is 1 (an L2 table's, a data cluster's; data in an external file always counts 1). A refcount that
-    /// cannot be read skips the entry (its error was counted when the refcounts were compared).
-    mutating func checkCopiedFlags() throws(Abort) {
-        let size = UInt64(header.l1Size)
-        let step = extendedL2 ? 2 : 1
-        var i: UInt64 = 0
-        // The header reader bounds the table (at most 32 MiB, below 2^56); past the end of the file it reads as 0.
-        while i < size && header.l1TableOffset + i * 8 < fileLength {
-            let n = min(UInt64(Self.chunk / 8), size - i)
-            let l1 = Self.words(try read(header.l1TableOffset + i * 8, Int(n * 8), what: "the active L1 table"))
-            for k in 0..<Int(n) {
-                let index = i + UInt64(k)
-                let entry = l1[k]
-                let l2 = entry & Self.offsetMask
-                if l2 == 0 { continue }
-                guard case .success(let refcount) = storedRefcount(l2 >> clusterBits) else { continue }
-                let at = header.l1TableOffset + index * 8
-                if (refcount == 1) != (entry & Self.copied != 0) {
-                    note(.corruption, cluster: l2 >> clusterBits, offset: at, table: "the active L1 table",
-                         "active L1 entry \(index) (at \(qcowHex(at))): the L2 table at \(qcowHex(l2)) has refcount \(refcount) but the copied flag is \(entry & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
-                }
-                let name = "L2 table at \(qcowHex(l2))"
-                let w = try tableWords(l2, Int(clusterSize), what: name)
-                for j in 0..<(w.count / step) {
-                    let e = w[j * step]
-                    guard e & Self.compressed == 0 else { continue }
-                    let type = clusterType(e)
-                    guard type == .normal || type == .zeroAllocated else { continue }
-                    let data = e & Self.offsetMask
-                    let rc: UInt64
-                    if hasDataFile { rc = 1 } else {
-                        guard case .success(let r) = storedRefcount(data >> clusterBits) else { continue }
-                        rc = r
-                    }
-                    if (rc == 1) != (e & Self.copied != 0) {
-                        let eat = l2 + UInt64(j * step * 8)
-                        note(.corruption, cluster: data >> clusterBits, offset: eat, table: name,
-                             "\(name) entry \(j) (at \(qcowHex(eat))): the data cluster at \(qcowHex(data)) has refcount \(rc) but the copied flag is \(e & Self.copied != 0 ? "set" : "clear") (it must be set exactly when the refcount is 1)")
-                    }
-                }
-            }
-            i += n
-        }
     }
 }

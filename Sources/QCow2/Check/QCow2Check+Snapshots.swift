@@ -4,8 +4,21 @@ extension QCow2Check {
     /// state size and the disk size), else it is a corruption.
     mutating func readSnapshotTable() throws(Abort) -> QCow2Header.SnapshotTable {
         let table: QCow2Header.SnapshotTable
+        // `qcow2_validate_table` runs on the header's pointer even with no snapshots: an unaligned or unaddressable
+        // offset fails the check (the reader below returns early for a count of 0).
+        if header.snapshotCount == 0, header.snapshotsOffset % clusterSize != 0 || header.snapshotsOffset > UInt64(Int64.max) {
+            throw Abort(reason: "Invalid argument", detail: "the snapshot table offset \(qcowHex(header.snapshotsOffset)) is not cluster aligned or beyond what QEMU addresses")
+        }
         do { table = try header.readSnapshots(from: file) } catch {
-            throw Abort(reason: "Invalid argument", detail: "the snapshot table cannot be read: \(error)")
+            // The errno of `qcow2_validate_table` (EFBIG for too many entries, EINVAL for the place) or of
+            // `qcow2_do_read_snapshots` (EFBIG for too much extra data or a table past 64 MiB).
+            let reason: String
+            switch error {
+            case .tooMuchExtraData, .tableTooBig: reason = "File too large"
+            case .io: reason = "Input/output error"
+            case .invalidPointer(_, let field, _, _): reason = field == "nb_snapshots" ? "File too large" : "Invalid argument"
+            }
+            throw Abort(reason: reason, detail: "the snapshot table cannot be read: \(error)")
         }
         if header.version >= 3 {
             for (i, sn) in table.snapshots.enumerated() where sn.extraDataSize < 16 {

@@ -69,15 +69,24 @@ public struct ImageInfo: Sendable, Equatable {
         }
     }
 
+    /// How the image is opened, as QEMU opens it for the job.
+    public enum OpenMode: Sendable {
+        /// As for I/O: a snapshot table QEMU cannot read refuses the image.
+        case open
+        /// As `qemu-img check` opens it (`BDRV_O_CHECK`): qcow2's internal snapshot table is not read at open, so a table
+        /// QEMU cannot read (too much extra data, too big, unreadable) fails the check instead, with its own reason.
+        case check
+    }
+
     /// Reads one image: its format by magic and, for qcow2, the validated header.
-    public static func read(_ path: String) throws(Error) -> ImageInfo {
+    public static func read(_ path: String, mode: OpenMode = .open) throws(Error) -> ImageInfo {
         let file: ImageFile
         do { file = try ImageFile.open(path) } catch { throw .file(error) }
-        return try read(file)
+        return try read(file, mode: mode)
     }
 
     /// Reads one image from an open file.
-    public static func read(_ file: ImageFile) throws(Error) -> ImageInfo {
+    public static func read(_ file: ImageFile, mode: OpenMode = .open) throws(Error) -> ImageInfo {
         let prefix: [UInt8]
         do { prefix = try file.read(at: 0, count: QCow2Header.firstRead) } catch { throw .file(error) }
         var probe = ImageFormat.probe(prefix, fileSize: file.stat.size, filename: file.path)
@@ -111,7 +120,7 @@ public struct ImageInfo: Sendable, Equatable {
             var snapshotError: QCow2Snapshot.Error?
             var bitmapError: QCow2Bitmap.Error?
             do throws(QCow2Header.Error) {
-                let header = try QCow2Header.parse(prefix, path: file.path) { (offset, count) throws(QCow2Header.Error) in
+                let header = try QCow2Header.parse(prefix, path: file.path, snapshotTable: mode == .open) { (offset, count) throws(QCow2Header.Error) in
                     do throws(ImageFile.Error) { return try file.read(at: offset, count: count) } catch { throw .io(error) }
                 }
                 info.qcow2 = header
@@ -120,7 +129,8 @@ public struct ImageInfo: Sendable, Equatable {
                 // QEMU reads the snapshot table when it opens the image and refuses the image when the table fails.
                 if header.snapshotCount > 0 {
                     do throws(QCow2Snapshot.Error) { info.snapshots = try header.readSnapshots(from: file).snapshots } catch {
-                        snapshotError = error
+                        // Opened for a check, QEMU reads no snapshot table (the check reads it, and fails instead).
+                        if mode == .open { snapshotError = error }
                     }
                 }
                 // Then it loads the persistent bitmaps (`qcow2_load_dirty_bitmaps`) and refuses the image when the

@@ -2,7 +2,7 @@ import ArgumentParser
 import ImageOps
 import QCow2
 
-struct Check: ParsableCommand {
+struct Check: ParsableCommand, RequestCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Is the image consistent? Read natively, no lock taken; --repair runs qemu-img check -r after saving what it may rewrite (imgtool undo puts it back).")
@@ -15,6 +15,9 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: "Repair through qemu-img check -r (leaks or all), after saving every byte it may rewrite.")
     var repair: RepairMode?
     @OptionGroup var change: ChangeOptions
+
+    /// The plain check's request (the fast path's too); a repair is not one: `run` does it itself.
+    var request: Request { .check(image: image, output: output.library) }
 
     func validate() throws {
         if change.dryRun && repair == nil { throw ValidationError("--dry-run goes with --repair (a check changes nothing)") }
@@ -31,7 +34,7 @@ struct Check: ParsableCommand {
             }
         }
         let code = try repair.map { try CheckCommands.dryRun(image, mode: $0.rawValue, options: change.library) }
-            ?? CheckCommands.check(image, output: output.library)
+            ?? request.runWithoutAwaiting() ?? 0
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -41,7 +44,7 @@ enum CheckCommands {
     /// Checks `image` natively and prints the result: 0 clean, 2 leaks or corruptions, 1 when the check could not be
     /// completed (qemu-img's check errors) or the image cannot be checked (throws).
     static func check(_ image: String, output: ReadCommands.Output) throws -> Int32 {
-        let info = try ImageInfo.read(image)
+        let info = try ImageInfo.read(image, mode: .check)
         let readers = Readers.of(path: image)
         let result = try ImageChecker.check(info)
         print(result, image: image, held: readers.isHeld ? readers.summary : nil, output: output)
@@ -81,7 +84,7 @@ enum CheckCommands {
         let (plan, saved, regions) = try Operations.repair(image, mode: mode)
         let tool = try QemuImg.locate(options.qemuImg)
         // What was wrong before, to say so when qemu-img repaired on open (dirty bit) and counts nothing as fixed.
-        let before = try? ImageChecker.check(try ImageInfo.read(image))
+        let before = try? ImageChecker.check(try ImageInfo.read(image, mode: .check))
         let outcome = try await Executor.execute(plan, qemuImg: tool)
         let answer = QemuImgCheckAnswer(outcome.output.first ?? "")
         // With --output json, standard output is the JSON document alone.
@@ -92,7 +95,7 @@ enum CheckCommands {
         for line in outcome.noUndo { say("note: " + Untrusted.shown(line)) }
         // The image as the repair left it, read natively; qemu-img's own answer when imgtool cannot check the format.
         var after: ImageCheck
-        do { after = try ImageChecker.check(try ImageInfo.read(image)) } catch {
+        do { after = try ImageChecker.check(try ImageInfo.read(image, mode: .check)) } catch {
             after = answer.result(filename: image)
             say("note: \(Untrusted.shown(image)): imgtool could not check it again (\(Untrusted.shown("\(error)"))); qemu-img's answer is shown")
         }
