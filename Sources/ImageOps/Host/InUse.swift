@@ -59,8 +59,10 @@ public struct InUse: Sendable, Equatable {
     public var summary: String { who + (locked ? "; \(holders.count > 1 ? "a holder" : "it") is " + lock.words : "") }
 
     /// Looks for holders of `path`. Opening the image read-only and asking `F_OFD_GETLK` finds QEMU's locks without
-    /// taking any; scanning `/proc/*/fd` finds the PIDs (an OFD lock's owner is not shown in /proc/locks).
-    public static func check(_ path: String) -> InUse {
+    /// taking any; scanning `/proc/*/fd` finds the PIDs (an OFD lock's owner is not shown in /proc/locks). `quick`
+    /// (the checks before a change) first asks the kernel whether anyone else has the file open (`openedByNoOneElse`)
+    /// and walks `/proc` only when someone may: the walk then names them exactly as without it.
+    public static func check(_ path: String, quick: Bool = false) -> InUse {
         guard let id = FileIdentity.of(path: path) else { return InUse(holders: [], lock: .none) }
         // Only files QEMU could use as images carry its locks; a character device is not opened at all.
         // Nor is a file on procfs or sysfs: opening one can act (as /proc/kmsg's open does).
@@ -75,14 +77,43 @@ public struct InUse: Sendable, Equatable {
         // The name may have changed between the stat and the open: ask about the file opened.
         guard fstat(fd, &st) == 0 else { return InUse(holders: holders(of: id), lock: .none) }
         let opened = FileKey(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
-        return InUse(holders: holders(of: opened), lock: lockState(fd))
+        let held = quick && openedByNoOneElse(fd) ? [] : holders(of: opened)
+        return InUse(holders: held, lock: lockState(fd))
     }
 
-    /// Looks for holders of the file `file` has open: the very file checked, whatever its name names now.
-    public static func check(_ file: ImageFile) -> InUse {
+    /// Looks for holders of the file `file` has open: the very file checked, whatever its name names now. `quick`
+    /// as for `check(_:quick:)`; `file` must then be our only open of it, or the walk runs.
+    public static func check(_ file: ImageFile, quick: Bool = false) -> InUse {
         let key = FileKey(file.stat)
         guard file.stat.kind == .regular || file.stat.kind == .blockDevice else { return InUse(holders: holders(of: key), lock: .none) }
-        return InUse(holders: holders(of: key), lock: lockState(file.rawDescriptor))
+        let held = quick && openedByNoOneElse(file.rawDescriptor) ? [] : holders(of: key)
+        return InUse(holders: held, lock: lockState(file.rawDescriptor))
+    }
+
+    // F_SETLEASE and F_SETSIG (Linux): not exported by every libc header Swift sees.
+    static let F_SETLEASE: Int32 = 1024
+    static let F_SETSIG: Int32 = 10
+
+    /// True when the kernel says no open file description on the file but the one `fd` names (ours) can read or
+    /// write it: a write lease (`F_SETLEASE`, `F_WRLCK`) is granted only when the inode's count of read-only opens and
+    /// its count of writable opens are exactly what `fd` itself contributes (fs/locks.c, `check_conflicting_open`),
+    /// and it is dropped at once. Those counts take in every open on the host — every process's descriptors,
+    /// including processes `/proc` does not show us (another user's, another PID namespace's), descriptors in
+    /// flight, mappings kept after `close`, and the kernel's own (a loop device's backing file) — so when it is
+    /// granted, the `/proc/*/fd` walk could find no process with a descriptor on the file that can read or write it.
+    /// Only descriptors that cannot read or write the file's content are not counted (`O_PATH`, access mode 3):
+    /// no reader to race. Anything else (a refusal, a file system without leases, not our file and no
+    /// CAP_LEASE, a second open of ours) says false and the caller walks `/proc` as before. Measured: this replaces
+    /// the walk that stats every descriptor on the host (1,300–1,500 here), most of `fix-backing`'s checks.
+    ///
+    /// While the lease is held (a few microseconds) another process's `open` of the file waits for it; the kernel
+    /// tells the holder with a signal, here SIGURG, whose default action is to ignore it (SIGIO's would kill us).
+    static func openedByNoOneElse(_ fd: Int32) -> Bool {
+        guard fcntl(fd, F_SETSIG, SIGURG) == 0 else { return false }
+        defer { _ = fcntl(fd, F_SETSIG, 0) }
+        guard fcntl(fd, F_SETLEASE, Int32(F_WRLCK)) == 0 else { return false }
+        _ = fcntl(fd, F_SETLEASE, Int32(F_UNLCK))
+        return true
     }
 
     // F_OFD_GETLK (Linux): not exported by every libc header Swift sees.

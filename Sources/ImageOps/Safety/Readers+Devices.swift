@@ -25,11 +25,26 @@ extension Readers {
     /// The loop and nbd devices that serve the file `key`, each with the dm and md devices on top and the mounts of
     /// them all. `pids` are the processes holding the file: a `qemu-nbd` among them names its `/dev/nbdN`.
     package static func devices(over key: FileKey, pids: [Int32], kernel: Kernel = Kernel()) -> [Device] {
-        let mounts = Mounts.read(kernel.mountinfo)
-        var found = loopDevices(kernel: kernel, mounts: mounts)[key] ?? []
-        for name in names(in: kernel.sys + "/block") where name.hasPrefix("nbd") && nbdServer(name, kernel: kernel).map(pids.contains) == true {
+        // The mount table is read only once a device over the file is found: it names where such a device is
+        // mounted and nothing else, and parsing it was most of this search when there is none (`perf record`).
+        var table: [String: [String]]?
+        func mounts() -> [String: [String]] {
+            if let table { return table }
+            let read = Mounts.read(kernel.mountinfo)
+            table = read
+            return read
+        }
+        let blocks = names(in: kernel.sys + "/block")
+        var found: [Device] = []
+        // Every loop device is asked, as `loopDevices` asks them; only those serving this file are stacked.
+        for name in blocks where name.hasPrefix("loop") {
+            guard let loop = LoopStatus.read(name, kernel: kernel), loop.key == key else { continue }
+            found += stack(Device(device: kernel.dev + "/" + name, kind: .loop, offset: loop.offset, readOnly: loop.readOnly, over: [], mountPoints: []),
+                           name: name, kernel: kernel, mounts: mounts())
+        }
+        for name in blocks where name.hasPrefix("nbd") && nbdServer(name, kernel: kernel).map(pids.contains) == true {
             found += stack(Device(device: kernel.dev + "/" + name, kind: .nbd, offset: nil, readOnly: readFlag(kernel.sys + "/block/\(name)/ro"), over: [], mountPoints: []),
-                           name: name, kernel: kernel, mounts: mounts)
+                           name: name, kernel: kernel, mounts: mounts())
         }
         // A qemu-nbd whose device sysfs does not tie to it (an older kernel has no `pid` file): its command line names it.
         for pid in pids {
@@ -37,7 +52,7 @@ extension Readers {
                 let name = BackingPath.fileName(node)
                 guard FileIdentity.of(path: kernel.sys + "/block/" + name) != nil else { continue }
                 found += stack(Device(device: node, kind: .nbd, offset: nil, readOnly: readFlag(kernel.sys + "/block/\(name)/ro"), over: [], mountPoints: []),
-                               name: name, kernel: kernel, mounts: mounts)
+                               name: name, kernel: kernel, mounts: mounts())
             }
         }
         return found

@@ -3,12 +3,13 @@ import QCow2
 import Glibc
 
 /// The refusals every change makes of what `Readers` finds: each command asks these, never `InUse` alone, so a
-/// reader added to `Readers` is refused by every command.
+/// reader added to `Readers` is refused by every command. They ask `quick`ly: the kernel first says whether anyone
+/// else has the file open at all, and `/proc` is walked only when someone may (`InUse.openedByNoOneElse`).
 extension Operations {
     /// Refuses an image anyone reads or writes: a process, QEMU's lock, or a device the kernel serves it on. Asked
     /// of the held file, so the file checked is the one qemu-img gets.
     static func requireNotHeld(_ file: ImageFile, _ plan: inout Plan) throws(ChangeError) {
-        let readers = Readers.of(file)
+        let readers = Readers.of(file, quick: true)
         if readers.isHeld { throw .inUse(path: file.path, holders: readers.summary) }
         plan.checks.append("no process or device holds \(file.path)")
     }
@@ -17,14 +18,14 @@ extension Operations {
     /// loop device): its content moves under a new overlay. A base only read or protected (byte 201 alone, as a
     /// running VM's backing files; a read-only loop device) is fine to build on.
     static func requireNotWritten(_ base: String, _ plan: inout Plan) throws(ChangeError) {
-        let readers = Readers.of(path: base)
+        let readers = Readers.of(path: base, quick: true)
         try requireNotWritten(readers, path: base)
         plan.checks.append(readers.isHeld ? "\(base) is held but nobody writes it (\(readers.summary))" : "nobody writes \(base)")
     }
 
     /// The same for a layer already opened (commit's layers below the one written).
     static func requireNotWritten(_ file: ImageFile) throws(ChangeError) {
-        try requireNotWritten(Readers.of(file), path: file.path)
+        try requireNotWritten(Readers.of(file, quick: true), path: file.path)
     }
 
     static func requireNotWritten(_ readers: Readers, path: String) throws(ChangeError) {

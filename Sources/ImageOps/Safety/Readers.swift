@@ -95,17 +95,19 @@ public struct Readers: Sendable, Equatable {
         who + (use.locked ? "; \(use.holders.count + devices.count > 1 ? "a holder" : "it") is " + use.lock.words : "")
     }
 
-    /// The readers of the file `file` has open (the very file checked, whatever its name names now).
-    public static func of(_ file: ImageFile) -> Readers {
-        let use = InUse.check(file)
+    /// The readers of the file `file` has open (the very file checked, whatever its name names now). `quick`: see
+    /// `InUse.check(_:quick:)` (the same readers, found without walking `/proc` when the kernel says nobody else
+    /// has the file open).
+    public static func of(_ file: ImageFile, quick: Bool = false) -> Readers {
+        let use = InUse.check(file, quick: quick)
         var found = devices(over: FileKey(file.stat), pids: use.holders.map(\.pid))
         if file.stat.kind == .blockDevice { found += onTop(ofBlockDevice: "/proc/self/fd/\(file.rawDescriptor)").map { d in var d = d; if d.device.hasPrefix("/proc/self/fd/") { d.device = file.path }; return d } }
         return Readers(use: use, devices: found)
     }
 
-    /// The readers of the file `path` names now.
-    public static func of(path: String) -> Readers {
-        let use = InUse.check(path)
+    /// The readers of the file `path` names now. `quick` as for `of(_:quick:)`.
+    public static func of(path: String, quick: Bool = false) -> Readers {
+        let use = InUse.check(path, quick: quick)
         guard let id = FileIdentity.of(path: path) else { return Readers(use: use, devices: []) }
         return Readers(use: use, devices: devices(over: FileKey(id), pids: use.holders.map(\.pid)) + onTop(ofBlockDevice: path))
     }
