@@ -71,9 +71,7 @@ struct JSONBytes: JSONMembers {
         bytes.append(opened ? UInt8(ascii: ",") : UInt8(ascii: "{"))
         opened = true
         JSON.newline(&bytes, indent: JSONStream.indent, level: level + 1)
-        JSON.quote(key, into: &bytes)
-        bytes.append(UInt8(ascii: ":"))
-        bytes.append(UInt8(ascii: " "))
+        JSON.key(key, into: &bytes)
     }
 
     mutating func add(_ key: String, _ value: JSON) {
