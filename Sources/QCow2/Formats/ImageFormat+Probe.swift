@@ -21,6 +21,9 @@ extension ImageFormat {
             for f in probeOrder {
                 let s = score(f, w, filename: filename)
                 if s > (best?.1 ?? 1) { best = (f, s) }
+                // No driver scores above 100 and a tie goes to the first: once one scores 100 the rest cannot win,
+                // so a qcow2 (fifth in the order) is not scored as a VMDK text descriptor and six other formats.
+                if s >= 100 { break }
             }
         }
         let format = best?.0 ?? .raw

@@ -61,14 +61,19 @@ public final class ImageFile: Sendable {
            let fs = seen.map({ PseudoFileSystem.of(path: path, device: $0.device) }) ?? PseudoFileSystem.of(path: path) {
             throw .notAFile(path: path, kind: "file on \(fs)")
         }
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(pathString: path), .readOnly, options: [.closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)])
-        } catch {
-            let e = errnoValue(error)
+        // open(2) on the name's exact bytes (`Sys.open`), not swift-system's `FileDescriptor.open(FilePath)`: making
+        // and normalising a FilePath was a fifth of a chain layer's instructions (callgrind). A trailing "/" was
+        // refused above, so the kernel sees the name FilePath would have given it.
+        var raw: Int32
+        repeat {
+            raw = Sys.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        } while raw < 0 && errno == EINTR
+        if raw < 0 {
+            let e = errno
             if e == ENOENT || e == ENOTDIR { throw .missing(path: path) }
             throw .unreadable(path: path, errno: e)
         }
+        let fd = FileDescriptor(rawValue: raw)
         guard let identity = FileIdentity.of(fd) else {
             try? fd.close()
             throw .unreadable(path: path, errno: errno)

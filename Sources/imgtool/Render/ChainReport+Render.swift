@@ -46,10 +46,11 @@ extension ChainReport {
         out.key("layers")
         // A chain has its top layer at least, so the array is never `[]`.
         out.bytes.append(UInt8(ascii: "["))
-        for (i, layer) in chain.layers.enumerated() {
+        // By index, not `enumerated()`, which copied each layer out of the array first.
+        for i in chain.layers.indices {
             if i > 0 { out.bytes.append(UInt8(ascii: ",")) }
             JSON.newline(&out.bytes, indent: JSONStream.indent, level: 2)
-            JSONBytes.object(into: &out.bytes, level: 2) { layer.members(into: &$0) }
+            JSONBytes.object(into: &out.bytes, level: 2) { chain.layers[i].members(into: &$0) }
             out.flushIfFull(emit)
         }
         JSON.newline(&out.bytes, indent: JSONStream.indent, level: 1)

@@ -51,7 +51,7 @@ extension ImageInfo {
             // `ImageInfoSpecificQCow2Encryption`: the format, then for LUKS the header's details.
             data.addObject("encrypt") { e in
                 e.add("format", string: enc)
-                if case .object(let luks)? = qcow2LUKS?.json { for (k, v) in luks { e.add(k, v) } }
+                if case .object(let luks)? = qcow2LUKS?.json { for (k, v) in luks { e.add(named: k, v) } }
             }
         }
         if let b = h.bitmaps { data.add("bitmap-count", uint: UInt64(b.count)) }

@@ -69,9 +69,12 @@ public enum JSON: Sendable, Equatable {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
                 JSON.newline(&out, indent: indent, level: level + 1)
-                JSON.quote(key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                if indent > 0 { out.append(UInt8(ascii: " ")) }
+                if indent > 0 {
+                    JSON.key(key, into: &out)
+                } else {
+                    JSON.quote(key, into: &out)
+                    out.append(UInt8(ascii: ":"))
+                }
                 value.write(to: &out, indent: indent, level: level + 1)
             }
             JSON.newline(&out, indent: indent, level: level)
@@ -88,7 +91,8 @@ public enum JSON: Sendable, Equatable {
     static func newline(_ out: inout [UInt8], indent: Int, level: Int) {
         guard indent > 0 else { return }
         var spaces = indent * level
-        out.append(contentsOf: newlineAndSpaces[0...min(spaces, 64)])
+        // Through a buffer pointer: appending an ArraySlice went through its generic copy (callgrind).
+        newlineAndSpaces.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0...min(spaces, 64)])) }
         spaces -= min(spaces, 64)
         while spaces > 0 {
             out.append(UInt8(ascii: " "))
@@ -110,6 +114,32 @@ public enum JSON: Sendable, Equatable {
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i...]))
         }
     }
+
+    /// `"name": ` for a member name of the report's own (a literal: plain ASCII that needs no escape, so its bytes
+    /// go in whole, unscanned); any other name is quoted as a value is.
+    static func key(_ name: String, into out: inout [UInt8]) {
+        let done = name.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard bytes.count <= 32 else { return false }
+            // Letters, digits, '-' and '_' only: nothing here is escaped.
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                     UInt8(ascii: "-"), UInt8(ascii: "_"): continue
+                default: return false
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: bytes)
+            out.append(contentsOf: keyEnd)
+            return true
+        }
+        if done == true { return }
+        quote(name, into: &out)
+        out.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+    }
+
+    /// What ends a member's name: the closing quote, `:` and a space.
+    static let keyEnd: [UInt8] = [UInt8(ascii: "\""), UInt8(ascii: ":"), UInt8(ascii: " ")]
 
     static func quote(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -190,8 +220,7 @@ struct JSONStream {
     mutating func key(_ name: String, first: Bool = false) {
         if !first { bytes.append(UInt8(ascii: ",")) }
         JSON.newline(&bytes, indent: Self.indent, level: 1)
-        JSON.quote(name, into: &bytes)
-        bytes.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+        JSON.key(name, into: &bytes)
     }
 
     /// Hands what has gathered to `emit` once it reaches `flushSize`.

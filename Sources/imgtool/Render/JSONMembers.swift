@@ -2,17 +2,23 @@
 /// `JSON.write`'s layout (`JSONBytes`). A report written once against this gives both, the same members in the same
 /// order; `chain --output json` writes each layer's object without a tree in between (building and freeing the trees
 /// was over half of its instructions at depth 500, callgrind).
+///
+/// Member names are `StaticString`s, the report's own literals: plain ASCII that needs no escape, so `JSONBytes`
+/// copies them whole (quoting each name as a String was a quarter of `chain --output json`'s instructions, callgrind).
+/// A name read from elsewhere goes through `add(named:_:)`, which quotes it.
 protocol JSONMembers {
     /// A member whose value is already a tree (rare parts: snapshots, VMDK extents, LUKS).
-    mutating func add(_ key: String, _ value: JSON)
+    mutating func add(_ key: StaticString, _ value: JSON)
+    /// A member whose name is not a literal of ours, quoted as any string is.
+    mutating func add(named key: String, _ value: JSON)
     /// A string member.
-    mutating func add(_ key: String, string: String)
+    mutating func add(_ key: StaticString, string: String)
     /// An unsigned number member.
-    mutating func add(_ key: String, uint: UInt64)
+    mutating func add(_ key: StaticString, uint: UInt64)
     /// A true/false member.
-    mutating func add(_ key: String, bool: Bool)
+    mutating func add(_ key: StaticString, bool: Bool)
     /// A member whose value is an object, its members added by `body`.
-    mutating func addObject(_ key: String, _ body: (inout Self) -> Void)
+    mutating func addObject(_ key: StaticString, _ body: (inout Self) -> Void)
 }
 
 /// The members gathered as a tree.
@@ -23,14 +29,15 @@ struct JSONTree: JSONMembers {
     /// The object made of them.
     var object: JSON { .object(fields) }
 
-    mutating func add(_ key: String, _ value: JSON) { fields.append((key, value)) }
-    mutating func add(_ key: String, string: String) { fields.append((key, .string(string))) }
-    mutating func add(_ key: String, uint: UInt64) { fields.append((key, .uint(uint))) }
-    mutating func add(_ key: String, bool: Bool) { fields.append((key, .bool(bool))) }
-    mutating func addObject(_ key: String, _ body: (inout JSONTree) -> Void) {
+    mutating func add(_ key: StaticString, _ value: JSON) { fields.append((key.description, value)) }
+    mutating func add(named key: String, _ value: JSON) { fields.append((key, value)) }
+    mutating func add(_ key: StaticString, string: String) { fields.append((key.description, .string(string))) }
+    mutating func add(_ key: StaticString, uint: UInt64) { fields.append((key.description, .uint(uint))) }
+    mutating func add(_ key: StaticString, bool: Bool) { fields.append((key.description, .bool(bool))) }
+    mutating func addObject(_ key: StaticString, _ body: (inout JSONTree) -> Void) {
         var inner = JSONTree()
         body(&inner)
-        fields.append((key, inner.object))
+        fields.append((key.description, inner.object))
     }
 }
 
@@ -67,36 +74,48 @@ struct JSONBytes: JSONMembers {
         swap(&bytes, &inner.bytes)
     }
 
-    private mutating func key(_ key: String) {
+    /// `,` or `{`, the new line and `"name": `.
+    private mutating func open() {
         bytes.append(opened ? UInt8(ascii: ",") : UInt8(ascii: "{"))
         opened = true
         JSON.newline(&bytes, indent: JSONStream.indent, level: level + 1)
-        JSON.quote(key, into: &bytes)
-        bytes.append(UInt8(ascii: ":"))
-        bytes.append(UInt8(ascii: " "))
     }
 
-    mutating func add(_ key: String, _ value: JSON) {
+    /// A literal name's bytes go in whole: see `JSONMembers`.
+    private mutating func key(_ key: StaticString) {
+        open()
+        bytes.append(UInt8(ascii: "\""))
+        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: JSON.keyEnd)
+    }
+
+    mutating func add(_ key: StaticString, _ value: JSON) {
         self.key(key)
         value.write(to: &bytes, indent: JSONStream.indent, level: level + 1)
     }
 
-    mutating func add(_ key: String, string: String) {
+    mutating func add(named key: String, _ value: JSON) {
+        open()
+        JSON.key(key, into: &bytes)
+        value.write(to: &bytes, indent: JSONStream.indent, level: level + 1)
+    }
+
+    mutating func add(_ key: StaticString, string: String) {
         self.key(key)
         JSON.quote(string, into: &bytes)
     }
 
-    mutating func add(_ key: String, uint: UInt64) {
+    mutating func add(_ key: StaticString, uint: UInt64) {
         self.key(key)
         JSON.digits(uint, into: &bytes)
     }
 
-    mutating func add(_ key: String, bool: Bool) {
+    mutating func add(_ key: StaticString, bool: Bool) {
         self.key(key)
         bytes.append(contentsOf: bool ? JSON.trueBytes : JSON.falseBytes)
     }
 
-    mutating func addObject(_ key: String, _ body: (inout JSONBytes) -> Void) {
+    mutating func addObject(_ key: StaticString, _ body: (inout JSONBytes) -> Void) {
         self.key(key)
         JSONBytes.object(into: &bytes, level: level + 1, body)
     }
