@@ -5,8 +5,8 @@ import QCow2
 extension Scan {
     /// What the forest needs of one image.
     public struct Image: Sendable {
-        // Field order keeps the record small (80 bytes with the node's two 4-byte fields; 88 in declaration order):
-        // 100,000 of them are held at once.
+        // Field order keeps the record small (80 bytes, the brief in what was padding after `format`; the node adds
+        // two 4-byte fields, 88): 100,000 of them are held at once.
         /// The path, as found under the scanned folder (or as resolved from the image above it).
         public var filename: String
         /// Device and inode: the same file reached by two names is one image.
