@@ -23,6 +23,12 @@ public enum FolderSearch {
     /// `recursive` (down to `depthBound`), else only the entries of `root` itself. `limit`, when set by the user,
     /// stops the search after that many entries, reported as the folders not finished.
     package static func walk(_ root: String, recursive: Bool, limit: Int? = nil, _ visit: (String) -> Void) -> [Unsearched] {
+        walk(root, recursive: recursive, limit: limit) { path, _ in visit(path) }
+    }
+
+    /// `walk`, telling `visit` too whether the folder listed the entry as a regular file (`d_type`): such a file
+    /// can be opened without a look first (`ImageFile.open(listedRegular:)`).
+    package static func walk(_ root: String, recursive: Bool, limit: Int? = nil, entries visit: (String, Bool) -> Void) -> [Unsearched] {
         var missed: [Unsearched] = []
         var budget = limit ?? Int.max
         var stack: [(String, Int)] = [(root, 0)]
@@ -79,7 +85,7 @@ public enum FolderSearch {
                     }
                     continue
                 }
-                visit(path)
+                visit(path, ent.pointee.d_type == UInt8(DT_REG))
             }
         }
         return missed

@@ -5,7 +5,8 @@ import QCow2
 extension Scan {
     /// What the forest needs of one image.
     public struct Image: Sendable {
-        // Field order keeps the record small (80 bytes; 88 in declaration order): 100,000 of them are held at once.
+        // Field order keeps the record small (80 bytes, the brief in what was padding after `format`; the node adds
+        // two 4-byte fields, 88): 100,000 of them are held at once.
         /// The path, as found under the scanned folder (or as resolved from the image above it).
         public var filename: String
         /// Device and inode: the same file reached by two names is one image.
@@ -18,6 +19,9 @@ extension Scan {
         public var virtualSize: UInt64?
         /// The detected format.
         public var format: ImageFormat
+        /// What printing needs beyond the fields above, for raw and plain qcow2 images (in the six bytes of
+        /// padding after `format`; the allocated blocks sit in the node's).
+        package var brief: ImageInfo.Brief = .none
 
         init(filename: String, key: FileKey, format: ImageFormat) {
             self.filename = filename
@@ -32,6 +36,7 @@ extension Scan {
             virtualSize = info.virtualSize
             backingFilename = info.backingFilename
             backingFormat = info.backingFormat
+            brief = ImageInfo.Brief(info)
         }
 
         /// Where QEMU will look for the backing file.
@@ -44,6 +49,8 @@ extension Scan {
         public var image: Image
         /// Index of its backing image in `nodes` (-1: none), four bytes where an `Int?` takes eight.
         var parentIndex: Int32 = -1
+        /// The allocated size in 512-byte blocks, when `image.brief` is kept (see `ImageInfo.Brief.blocks`).
+        var blocks: UInt32 = 0
         /// Index of its backing image in `nodes`, when the link resolves to one.
         public var parent: Int? {
             get { parentIndex < 0 ? nil : Int(parentIndex) }
@@ -51,6 +58,18 @@ extension Scan {
         }
 
         init(image: Image) { self.image = image }
+
+        /// The node of an image just read, with what printing it needs.
+        init(_ info: ImageInfo) {
+            image = Image(info)
+            if let b = ImageInfo.Brief.blocks(info) { blocks = b } else { image.brief = .none }
+        }
+
+        /// The image as a report prints it, from what the scan kept; nil when the scan kept too little.
+        var printed: ImageInfo? {
+            image.brief.info(filename: image.filename, device: image.key.device, inode: image.key.inode, blocks: blocks,
+                             virtualSize: image.virtualSize, backingFilename: image.backingFilename, backingFormat: image.backingFormat)
+        }
     }
 
     /// What holds an image: processes, and devices the kernel serves it on (loop devices and what is stacked on them).

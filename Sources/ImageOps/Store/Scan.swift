@@ -74,9 +74,25 @@ public struct Scan: Sendable {
     /// With `space`, each image's allocation map is read too, through the open that read its header (`scan --space`).
     public static func run(_ root: String, threads: Int = cores, space: Bool = false) async -> Scan {
         var files: [String] = []
+        // Names not listed as regular files (links, devices, unknown types): few, so kept apart and matched after
+        // the sort, where a flag beside every name would cost 8 bytes an image through the whole read.
+        var irregular: [String] = []
         // Every entry: what the walk cannot read is reported with the unreadable files, never left out.
-        let missed = FolderSearch.walk(root, recursive: true) { files.append($0) }
+        let missed = FolderSearch.walk(root, recursive: true) { path, regular in
+            files.append(path)
+            if !regular { irregular.append(path) }
+        }
         files.sort()
+        irregular.sort()
+        var listedRegular = [Bool](repeating: true, count: files.count)
+        do {
+            var k = 0
+            for i in files.indices where k < irregular.count && files[i] == irregular[k] {
+                listedRegular[i] = false
+                k += 1
+            }
+        }
+        irregular = []
 
         // Read every header in parallel (one open, fstat and pread each) into the slot of its file: the nodes are
         // these slots, compacted in place below, so no second list of every image is ever built.
@@ -85,7 +101,7 @@ public struct Scan: Sendable {
         var kinds = [Kind](repeating: .nothing, count: files.count)
         var slotSpaces = [Result<LayerSpace, LayerSpace.Error>?](repeating: nil, count: space ? files.count : 0)
         do {
-            let allFiles = files
+            let allFiles = files, regular = listedRegular
             nodes.withUnsafeMutableBufferPointer { nodeBuffer in
               kinds.withUnsafeMutableBufferPointer { kindBuffer in
                 slotSpaces.withUnsafeMutableBufferPointer { spaceBuffer in
@@ -96,10 +112,12 @@ public struct Scan: Sendable {
                         let path = allFiles[i]
                         do throws(ImageInfo.Error) {
                             let file: ImageFile
-                            do throws(ImageFile.Error) { file = try ImageFile.open(path) } catch { throw .file(error) }
+                            do throws(ImageFile.Error) {
+                                file = try regular[i] ? ImageFile.open(listedRegular: path) : ImageFile.open(path)
+                            } catch { throw .file(error) }
                             let info = try ImageInfo.read(file)
                             kindOf[i] = info.format != .raw || rawExtensions.contains(ext(path)) ? .image : .rawMaybe
-                            slots[i] = Node(image: Image(info))
+                            slots[i] = Node(info)
                             if let spaceOf {
                                 do throws(LayerSpace.Error) { spaceOf[i] = .success(try LayerSpace.read(info, file: file)) } catch {
                                     spaceOf[i] = .failure(error)
@@ -122,7 +140,7 @@ public struct Scan: Sendable {
 
         var byKey = KeyIndex(capacity: files.count)
         var unreadable: [(path: String, message: String)] = missed.map { ($0.path, "\($0.path) \($0.reason)") }
-        var rawByKey: [FileKey: Image] = [:]
+        var rawByKey: [FileKey: Node] = [:]
         var rawMaybe: [Image] = []
         // Compact in place: slot i moves to `count` when it is a new image; everything else leaves the list.
         var count = 0
@@ -136,7 +154,7 @@ public struct Scan: Sendable {
                 if count != i { nodes.swapAt(count, i) }
                 byKey.insert(key, count, in: nodes)
                 count += 1
-            case .rawMaybe: rawByKey[nodes[i].image.key] = nodes[i].image; rawMaybe.append(nodes[i].image)
+            case .rawMaybe: rawByKey[nodes[i].image.key] = nodes[i]; rawMaybe.append(nodes[i].image)
             case .unreadable: unreadable.append((files[i], nodes[i].image.backingFilename ?? ""))
             case .nothing: break
             }
@@ -144,11 +162,12 @@ public struct Scan: Sendable {
         nodes.removeSubrange(count...)
         kinds = []
         files = []
+        listedRegular = []
         slotSpaces = []
-        func add(_ image: Image) -> Int {
-            if let i = byKey.find(image.key, in: nodes) { return i }
-            nodes.append(Node(image: image))
-            byKey.insert(image.key, nodes.count - 1, in: nodes)
+        func add(_ node: Node) -> Int {
+            if let i = byKey.find(node.image.key, in: nodes) { return i }
+            nodes.append(node)
+            byKey.insert(node.image.key, nodes.count - 1, in: nodes)
             return nodes.count - 1
         }
 
@@ -187,7 +206,7 @@ public struct Scan: Sendable {
                 if let raw = rawByKey[key] { parent = add(raw) }
                 else {
                     // Outside DIR, or not read above: read it now.
-                    do throws(ImageInfo.Error) { parent = add(Image(try ImageInfo.read(resolved))) } catch {
+                    do throws(ImageInfo.Error) { parent = add(Node(try ImageInfo.read(resolved))) } catch {
                         problem(BackingLink.problem(reading: resolved, failed: error))
                         continue
                     }
@@ -267,15 +286,20 @@ public struct Scan: Sendable {
         return Scan(root: root, nodes: nodes, problems: problems, held: held, unreadable: unreadable, threads: threads, spaces: spaces)
     }
 
-    /// The images' full headers read again, in the order given, on all readers. An image that is gone or is now
-    /// another file (device and inode differ) gives nil, and is printed from what the scan kept.
+    /// The images as printed, in the order given: raw and plain qcow2 images from what the scan kept (their brief),
+    /// the others' full headers read again on all readers. An image read again that is gone or is now another file
+    /// (device and inode differ) gives nil, and is printed from what the scan kept.
     package func details(_ order: ArraySlice<Int>) async -> [ImageInfo?] {
-        let wanted = order.map { nodes[$0].image }
+        var out = order.map { nodes[$0].printed }
+        let again = out.indices.filter { out[$0] == nil }
+        if again.isEmpty { return out }
+        let wanted = again.map { nodes[order[order.startIndex + $0]].image }
         let read = await Scan.parallelMap(wanted.count, threads: threads) { i -> ImageInfo? in
             guard let info = try? ImageInfo.read(wanted[i].filename), FileKey(info.identity) == wanted[i].key else { return nil }
             return info
         }
-        return read.map { $0 ?? nil }
+        for (k, i) in again.enumerated() { out[i] = read[k] ?? nil }
+        return out
     }
 
     /// True when `a` is `b` or lies below it (b's chain reaches a): such a candidate would make a loop.

@@ -27,7 +27,6 @@ extension Scan {
 
     func imageJSON(_ index: Int, _ info: ImageInfo?) -> JSON {
         let n = nodes[index]
-        let held = self.held[index]
         var fields: [(String, JSON)] = []
         if let info, case .object(let f) = info.json {
             fields = f
@@ -43,10 +42,21 @@ extension Scan {
                 ("backing-filename-format", image.backingFormat.map(JSON.string) ?? .null),
             ].filter { if case .null = $0.1 { return false } else { return true } }
         }
-        fields.append(("backing-image", n.parent.map { .string(nodes[$0].image.filename) } ?? .null))
-        fields.append(("holders", .array((held?.holders ?? []).map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) })))
-        fields.append(("devices", .array((held?.devices ?? []).map { .string($0.device) })))
-        return JSON.object(fields)
+        var tree = JSONTree(fields: fields)
+        scanMembers(index, into: &tree)
+        return tree.object
+    }
+
+    /// What scan adds to each image's `info` members: the image below it and what holds it.
+    func scanMembers<M: JSONMembers>(_ index: Int, into m: inout M) {
+        if let p = nodes[index].parent { m.add("backing-image", string: nodes[p].image.filename) } else { m.add("backing-image", .null) }
+        guard let held = self.held[index] else {
+            m.add("holders", JSON.array([]))
+            m.add("devices", JSON.array([]))
+            return
+        }
+        m.add("holders", .array(held.holders.map { .object([("pid", .int(Int64($0.pid))), ("command-line", .string($0.commandLine))]) }))
+        m.add("devices", .array(held.devices.map { .string($0.device) }))
     }
 
     /// The whole JSON document, as `printJSON` writes it.
@@ -85,7 +95,15 @@ extension Scan {
                 let infos = await details(Array(range)[...])
                 for (k, n) in range.enumerated() {
                     out.append(n == 0 ? "\n        " : ",\n        ")
-                    imageJSON(n, infos[k]).write(to: &out.bytes, indent: 4, level: 2)
+                    if let info = infos[k] {
+                        // Straight to bytes, no tree per image (the same bytes: see `JSONMembers`).
+                        JSONBytes.object(into: &out.bytes, level: 2) { m in
+                            info.members(into: &m)
+                            scanMembers(n, into: &m)
+                        }
+                    } else {
+                        imageJSON(n, nil).write(to: &out.bytes, indent: 4, level: 2)
+                    }
                     out.flushIfFull()
                 }
                 start = range.upperBound
@@ -144,12 +162,12 @@ extension Scan {
         for (n, node) in nodes.enumerated() { if let p = node.parent { children[Int(fill[p])] = Int32(n); fill[p] += 1 } }
         fill = []
         var isLast = [Bool](repeating: false, count: nodes.count)
-        var order: [Int] = []
+        var order: [Int32] = []  // 4 bytes an image: the order lives through the whole print
         order.reserveCapacity(nodes.count)
         var stack: [Int] = []
         for r in nodes.indices.reversed() where nodes[r].parent == nil { stack.append(r) }
         while let n = stack.popLast() {
-            order.append(n)
+            order.append(Int32(truncatingIfNeeded: n))
             let kids = children[Int(childCount[n])..<Int(childCount[n + 1])]
             if let last = kids.last { isLast[Int(last)] = true }
             for c in kids.reversed() { stack.append(Int(c)) }
@@ -171,8 +189,8 @@ extension Scan {
         }
         var start = 0
         while start < order.count {
-            let slice = order[start..<min(order.count, start + Scan.batch)]
-            let infos = await details(slice)
+            let slice = order[start..<min(order.count, start + Scan.batch)].map { Int($0) }
+            let infos = await details(slice[...])
             for (k, n) in slice.enumerated() {
                 let node = nodes[n]
                 let isRoot = node.parent == nil
