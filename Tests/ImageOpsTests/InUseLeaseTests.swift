@@ -28,6 +28,13 @@ struct InUseLeaseTests {
         let handle = try #require(writing ? FileHandle(forWritingAtPath: path) : FileHandle(forReadingAtPath: path))
         if writing { p.standardOutput = handle } else { p.standardInput = handle }
         try p.run()
+        // The walk names a holder by its command line: wait until the child is `sleep` (right after the spawn it may
+        // still be mid-exec, and /proc shows no command line yet; a loaded machine made that a flaky "?").
+        for _ in 0..<1000 {
+            let line = (try? String(contentsOfFile: "/proc/\(p.processIdentifier)/cmdline", encoding: .utf8)) ?? ""
+            if line.hasPrefix("/bin/sleep") { break }
+            usleep(10_000)
+        }
         try handle.close()
         return p
     }
