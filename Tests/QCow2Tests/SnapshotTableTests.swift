@@ -172,6 +172,9 @@ struct SnapshotTableTests {
             let image = try makeImage("limit-\(count)-\(offset).qcow2")
             try patch(image, at: 60, Self.be32(count) + Self.be64(offset))
             #expect(try agree(image, label) == opens, "\(label)")
+            if offset == limit {
+                #expect(throws: ImageInfo.Error.snapshots(.beyondReadLimit(path: image, entry: 0, offset: limit))) { try ImageInfo.read(image) }
+            }
             let ours = try ImgtoolBinary.run(["check", image])
             let theirs = try runProgram(try QemuImg.path(), ["check", image])
             if opens {
