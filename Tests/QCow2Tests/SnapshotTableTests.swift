@@ -154,6 +154,38 @@ struct SnapshotTableTests {
         #expect(try !agree(over, "nb_snapshots 65537"))
     }
 
+    /// The header may put the table anywhere below 2^63 (`qcow2_validate_table`), but QEMU reads each piece of it with
+    /// `bdrv_pread`, which fails (EIO) for a request ending past `BDRV_MAX_LENGTH` (0x7FFF_FFFF_C000_0000): qemu-img
+    /// info refuses the image ("Failed to read snapshot table: Input/output error") and qemu-img check fails with
+    /// "Check failed: Input/output error". A table ending at or below the limit, past the end of the file, reads as
+    /// zeros and opens. imgtool must draw the line at the same byte.
+    @Test func aTableEndingPastWhatQemuCanReadIsRefused() throws {
+        let limit: UInt64 = 0x7FFF_FFFF_C000_0000
+        let cases: [(String, UInt64, UInt32, Bool)] = [
+            ("one entry below the limit", limit - 65536, 1, true),
+            ("1638 entries ending 16 bytes below the limit", limit - 65536, 1638, true),
+            ("1639 entries ending past the limit", limit - 65536, 1639, false),
+            ("one entry at the limit", limit, 1, false),
+            ("one entry at the last aligned offset below 2^63", (UInt64(Int64.max) / 65536) * 65536 - 65536, 1, false),
+        ]
+        for (label, offset, count, opens) in cases {
+            let image = try makeImage("limit-\(count)-\(offset).qcow2")
+            try patch(image, at: 60, Self.be32(count) + Self.be64(offset))
+            #expect(try agree(image, label) == opens, "\(label)")
+            if offset == limit {
+                #expect(throws: ImageInfo.Error.snapshots(.beyondReadLimit(path: image, entry: 0, offset: limit))) { try ImageInfo.read(image) }
+            }
+            let ours = try ImgtoolBinary.run(["check", image])
+            let theirs = try runProgram(try QemuImg.path(), ["check", image])
+            if opens {
+                #expect(ours.status != 1 && theirs.status != 1, "\(label): imgtool \(ours.stdout) \(ours.stderr); qemu-img \(theirs.stderr)")
+            } else {
+                #expect(theirs.stderr.contains("Check failed: Input/output error"), "\(label): qemu-img \(theirs.stderr)")
+                #expect(ours.status == 1 && ours.stderr.contains("Check failed: Input/output error"), "\(label): imgtool check \(ours.status) \(ours.stdout) \(ours.stderr)")
+            }
+        }
+    }
+
     @Test func aTableOverSixtyFourMebibytesIsRefused() throws {
         // 520 entries of 40 + 2 × 65535 bytes (IDs and names of zeros: a sparse file): over QEMU's 64 MiB.
         let image = try makeImage()

@@ -15,7 +15,7 @@ extension QCow2Check {
             let reason: String
             switch error {
             case .tooMuchExtraData, .tableTooBig: reason = "File too large"
-            case .io: reason = "Input/output error"
+            case .io, .beyondReadLimit: reason = "Input/output error"
             case .invalidPointer(_, let field, _, _): reason = field == "nb_snapshots" ? "File too large" : "Invalid argument"
             }
             throw Abort(reason: reason, detail: "the snapshot table cannot be read: \(error)")

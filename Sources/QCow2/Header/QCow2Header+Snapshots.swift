@@ -38,24 +38,36 @@ extension QCow2Header {
         snapshots.reserveCapacity(Int(count))
         var offset = start
         var tableLength: UInt64 = 0
+        // The header allows a table anywhere below 2^63, but QEMU reads each piece of an entry with `bdrv_pread`,
+        // which fails with EIO for a request ending past `BDRV_MAX_LENGTH`: qemu-img refuses the image ("Failed to
+        // read snapshot table: Input/output error") where a piece would end past it. (Past the end of the file, below
+        // the limit, the pieces read as zeros.)
+        func readable(_ at: UInt64, _ count: UInt64, entry: Int, from entryOffset: UInt64) throws(QCow2Snapshot.Error) {
+            guard at <= QCow2Bitmap.maxRequestEnd, count <= QCow2Bitmap.maxRequestEnd - at else {
+                throw .beyondReadLimit(path: path, entry: entry, offset: entryOffset)
+            }
+        }
         // Every step below adds at most 40 + 1024 + 2 × 65535 bytes, and the loop stops once the table passes
         // 64 MiB: `offset` stays far below 2^63 (start is below 2^63 − 40 × count, checked above).
         for i in 0..<Int(count) {
             tableLength = (tableLength + 7) & ~7
             offset = (offset + 7) & ~7
             let entryOffset = offset
+            try readable(offset, QCow2Snapshot.headerSize, entry: i, from: entryOffset)
             let h = ByteWindow(try reader.bytes(at: offset, Int(QCow2Snapshot.headerSize)))
             offset += QCow2Snapshot.headerSize
             let extraSize = h.u32BE(36) ?? 0
             guard extraSize <= QCow2Snapshot.maxExtraData else {
                 throw .tooMuchExtraData(path: path, entry: i, offset: entryOffset, size: extraSize)
             }
+            let idSize = Int(h.u16BE(12) ?? 0)
+            let nameSize = Int(h.u16BE(14) ?? 0)
+            // The extra data, ID and name follow one another, read in that order with no other check between.
+            try readable(offset, UInt64(extraSize) + UInt64(idSize) + UInt64(nameSize), entry: i, from: entryOffset)
             let knownExtra = min(UInt64(extraSize), QCow2Snapshot.knownExtraSize)
             let extra = ByteWindow(try reader.bytes(at: offset, Int(knownExtra)))
             // Unknown extra data (past the 24 bytes QEMU knows) is kept by QEMU and skipped here.
             offset += UInt64(extraSize)
-            let idSize = Int(h.u16BE(12) ?? 0)
-            let nameSize = Int(h.u16BE(14) ?? 0)
             let id = try reader.bytes(at: offset, idSize)
             offset += UInt64(idSize)
             let name = try reader.bytes(at: offset, nameSize)

@@ -48,6 +48,9 @@ public struct QCow2Snapshot: Sendable, Equatable {
         case tableTooBig(path: String, entry: Int, offset: UInt64, length: UInt64)
         /// The table's position or entry count is refused before it is read (qemu-img: "Snapshot table too large" / "offset invalid").
         case invalidPointer(path: String, field: String, value: UInt64, reason: String)
+        /// A piece of entry `entry` (at `offset`) ends past what QEMU reads (`BDRV_MAX_LENGTH`): its `bdrv_pread` fails
+        /// (qemu-img: "Failed to read snapshot table: Input/output error").
+        case beyondReadLimit(path: String, entry: Int, offset: UInt64)
         /// Reading failed.
         case io(ImageFile.Error)
 
@@ -59,6 +62,8 @@ public struct QCow2Snapshot: Sendable, Equatable {
                 return "\(path): invalid qcow2 snapshot table: at entry \(entry) (offset \(offset)) the table is \(length) bytes, more than QEMU's \(QCow2Snapshot.maxTableSize); QEMU refuses to open it"
             case .invalidPointer(let path, let field, let value, let reason):
                 return "\(path): invalid qcow2 snapshot table: \(field) = \(value): \(reason)"
+            case .beyondReadLimit(let path, let entry, let offset):
+                return "\(path): invalid qcow2 snapshot table: entry \(entry) (at offset \(offset)) runs past byte \(QCow2Bitmap.maxRequestEnd), the most QEMU reads; QEMU refuses to open it (\"Failed to read snapshot table: Input/output error\")"
             case .io(let e):
                 return e.description
             }
@@ -70,6 +75,7 @@ public struct QCow2Snapshot: Sendable, Equatable {
             case .tooMuchExtraData(_, let entry, _, _): return "snapshot \(entry) extra_data_size"
             case .tableTooBig(_, let entry, _, _): return "snapshot \(entry) table size"
             case .invalidPointer(_, let field, _, _): return field
+            case .beyondReadLimit(_, let entry, _): return "snapshot \(entry)"
             case .io: return "snapshot table"
             }
         }
