@@ -210,4 +210,18 @@ struct SnapshotTableTests {
             #expect(entry == 511 && length > QCow2Snapshot.maxTableSize)
         }
     }
+
+    /// `refcount_table_clusters = 0`: qemu-img info refuses the image ("Image does not contain a reference count
+    /// table"), so imgtool's reader does; opened for a check (as qemu-img check opens it) it is read.
+    @Test func noRefcountTableIsRefusedExceptForACheck() throws {
+        let path = try makeImage("norefs.qcow2")
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try h.seek(toOffset: 56)
+        h.write(Data([0, 0, 0, 0]))
+        try h.close()
+        let qemu = try runProgram(try QemuImg.path(), ["info", path])
+        #expect(qemu.status != 0 && qemu.stderr.contains("reference count table"), "\(qemu.stderr)")
+        #expect(throws: ImageInfo.Error.self) { try ImageInfo.read(path) }
+        #expect((try? ImageInfo.read(path, mode: .check)) != nil)
+    }
 }

@@ -56,7 +56,8 @@ extension QCow2Header {
     /// Parses a header from `prefix` (the first bytes of the file); `more` reads further bytes when the header
     /// cluster needs them. Every check QEMU makes when it opens the image is made here, in QEMU's order.
     /// `snapshotTable: false` opens as `qemu-img check` does (`BDRV_O_CHECK`): the snapshot table's count and place are
-    /// not checked at open (the check itself does, and fails instead of refusing).
+    /// not checked at open (the check itself does, and fails instead of refusing), and a missing refcount table is
+    /// allowed.
     package static func parse(
         _ prefix: [UInt8], path: String, snapshotTable: Bool = true,
         more: (UInt64, Int) throws(Error) -> [UInt8]
@@ -188,6 +189,11 @@ extension QCow2Header {
             throw .invalidField(path: path, field: "l1_size", value: UInt64(l1Size), reason: "too small for the virtual size (needs \(needed))")
         }
         try checkTable("l1_table_offset", offset: l1TableOffset, bytes: UInt64(l1Size) * 8, path: path, readAtOpen: true)
+        // QEMU refuses an image without a refcount table, except when it opens one for a check (which then counts
+        // every cluster as a corruption).
+        if snapshotTable, refcountTableClusters == 0 {
+            throw .invalidField(path: path, field: "refcount_table_clusters", value: 0, reason: "the image has no reference count table (QEMU refuses it; qemu-img check can still read it)")
+        }
         let maxRefTableBytes: UInt64 = 8 * 1024 * 1024
         guard UInt64(refcountTableClusters) <= maxRefTableBytes / clusterSize else {
             throw .invalidField(path: path, field: "refcount_table_clusters", value: UInt64(refcountTableClusters), reason: "the refcount table may be at most 8 MiB")
