@@ -12,7 +12,8 @@ struct CopiedFlagEntries {
         var range: Range<Int>
     }
 
-    /// At most this many entries are kept (12 bytes each: 3 MiB). Past it, tables are read again.
+    /// At most this many entries (12 bytes each: 3 MiB) and tables (32 bytes each: 8 MiB) are kept. Past it, tables
+    /// are read again.
     static let limit = 1 << 18
 
     private(set) var tables: [Table] = []
@@ -25,7 +26,9 @@ struct CopiedFlagEntries {
 
     /// Starts keeping the entries of the table `l2` that active L1 entry `l1Index` names; false once the limit is met.
     mutating func begin(l1Index: UInt64, l2: UInt64) -> Bool {
-        guard !full else { return false }
+        // Tables count against the limit too: a hostile L1 of 4 Mi entries naming empty tables would otherwise keep
+        // 4 Mi records (128 MiB) holding no entry at all.
+        guard !full, tables.count < Self.limit else { return false }
         open = (l1Index, l2, slots.count)
         return true
     }
